@@ -1,0 +1,100 @@
+//! `oiseau demo`: a real backup into a scratch folder, with nothing set up beforehand.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::run::{RunOptions, RunReport, run};
+use crate::settings::{ByteSize, Settings};
+use crate::{commands, sample};
+
+const DEMO_SETTINGS: &str = r#"# Written by `oiseau demo`; every setting is described in settings.sample.toml.
+temp_dir = "temp"
+threshold = "5 MiB"
+min_age = "60s"
+work_dir = ".oiseau"
+
+[storage]
+backend = "local"
+
+[storage.local]
+path = "backup"
+"#;
+
+/// Makes the scratch folder, fills its temp folder with sample replays (old enough to be
+/// archived, plus a few that just arrived and a file that is not a replay), initialises a local
+/// storage, runs a backup and prints what it made.
+pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => {
+            let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+            std::env::temp_dir().join(format!("oiseau-demo-{stamp}"))
+        }
+    };
+    let temp = dir.join("temp");
+    std::fs::create_dir_all(&temp)
+        .with_context(|| format!("cannot create the demo folder {}", dir.display()))?;
+    let config = dir.join("settings.toml");
+    std::fs::write(&config, DEMO_SETTINGS)?;
+
+    let landed_earlier = SystemTime::now() - Duration::from_secs(600);
+    let old_bytes = sample::write_replays(&temp, 1000, 240, 1, landed_earlier)?;
+    let new_bytes = sample::write_replays(&temp, 1240, 5, 2, SystemTime::now())?;
+    std::fs::write(
+        temp.join("README.txt"),
+        "not a replay: oiseau leaves it here\n",
+    )?;
+    println!(
+        "demo folder {}: 240 replays ({}) ready, 5 just arrived ({}), 1 other file",
+        dir.display(),
+        ByteSize(old_bytes),
+        ByteSize(new_bytes)
+    );
+
+    let settings = Settings::load(&config, true, &|_| None)?;
+    if !settings
+        .storage
+        .local
+        .path
+        .join(crate::index::INDEX_NAME)
+        .exists()
+    {
+        commands::init(&settings).await?;
+    }
+    match run(&settings, RunOptions::default()).await? {
+        RunReport::Archived(done) => println!(
+            "archived {} replays into {} ({}) in {:.1?}",
+            done.replays,
+            done.archive_name,
+            ByteSize(done.archive_bytes),
+            done.duration
+        ),
+        other => anyhow::bail!("the demo run archived nothing: {other:?}"),
+    }
+    print_tree(&settings.storage.local.path, "storage")?;
+    print_tree(&temp, "temp folder now")?;
+    println!(
+        "\ntry: oiseau --config {} status\n     tar tzvf {}/*.tar.gz | head",
+        config.display(),
+        settings.storage.local.path.display()
+    );
+    Ok(())
+}
+
+fn print_tree(dir: &Path, title: &str) -> Result<()> {
+    let mut entries: Vec<(String, u64)> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| {
+            let size = e.metadata().map_or(0, |m| m.len());
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .collect();
+    entries.sort();
+    println!("\n{title} ({}):", dir.display());
+    for (name, size) in entries {
+        println!("  {size:>10}  {name}");
+    }
+    Ok(())
+}

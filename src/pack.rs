@@ -1,0 +1,290 @@
+//! Replays -> `.tar.gz`, streamed: a file at a time goes from the temp folder through gzip into
+//! the spool file, so memory stays flat whatever the batch size. Knows nothing of storage.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context, Result, bail};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use sha2::{Digest, Sha256};
+
+use crate::scan::Replay;
+
+/// gzip level. Replays are LZMA-compressed inside, so gzip saves about 1.5 % at any level; the
+/// fastest level keeps the run (and a C14 bucket's open window) short.
+const LEVEL: Compression = Compression::fast();
+
+/// Size of the buffer between gzip and the spool file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// What ended up in an archive.
+#[derive(Debug)]
+pub struct Packed {
+    /// The replays inside, in archive order.
+    pub replays: Vec<Replay>,
+    /// Replays left out because they vanished or changed since the scan; they stay in the temp
+    /// folder for the next run.
+    pub left_out: Vec<Replay>,
+    /// Size of the `.tar.gz` in bytes.
+    pub size: u64,
+    /// SHA-256 of the `.tar.gz`, lowercase hex.
+    pub sha256: String,
+}
+
+/// Writes `replays` as a `.tar.gz` to `out` (which must not exist) and fsyncs it.
+///
+/// Entries are named after the file at the tar root with the size and mtime the scan saw, as
+/// the original tool's archives are. A replay that vanished or changed since the scan is left
+/// out (and stays for the next run); one that cannot be read or shrinks while being read fails
+/// the whole pack, and `out` is removed.
+pub fn pack(replays: &[Replay], out: &Path, progress: &dyn Fn(u64)) -> Result<Packed> {
+    let file = File::create_new(out)
+        .with_context(|| format!("cannot create the spool file {}", out.display()))?;
+    let result = write_archive(replays, &file, progress);
+    if result.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    let (packed_replays, left_out, counter) = result?;
+    file.sync_all()
+        .with_context(|| format!("cannot sync the spool file {}", out.display()))?;
+    if packed_replays.is_empty() {
+        let _ = std::fs::remove_file(out);
+        bail!("every replay vanished or changed while being packed; nothing was archived");
+    }
+    Ok(Packed {
+        replays: packed_replays,
+        left_out,
+        size: counter.bytes,
+        sha256: hex(&counter.hasher.finalize()),
+    })
+}
+
+type Written = (Vec<Replay>, Vec<Replay>, HashingWriter<BufWriter<File>>);
+
+fn write_archive(replays: &[Replay], file: &File, progress: &dyn Fn(u64)) -> Result<Written> {
+    let spool = BufWriter::with_capacity(WRITE_BUFFER, file.try_clone()?);
+    let gzip = GzEncoder::new(HashingWriter::new(spool), LEVEL);
+    let mut tar = tar::Builder::new(gzip);
+    let mut packed = Vec::with_capacity(replays.len());
+    let mut left_out = Vec::new();
+    let mut read_so_far = 0u64;
+    for replay in replays {
+        let Some(source) = open_unchanged(replay)? else {
+            left_out.push(replay.clone());
+            continue;
+        };
+        let mut header = tar::Header::new_ustar();
+        header.set_path(&replay.name)?;
+        header.set_size(replay.size);
+        header.set_mode(0o644);
+        header.set_mtime(
+            replay
+                .mtime
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut reader = ExactReader {
+            inner: source,
+            remaining: replay.size,
+            replay,
+            on_read: &mut |n| {
+                read_so_far += n;
+                progress(read_so_far);
+            },
+        };
+        tar.append(&header, &mut reader)
+            .with_context(|| format!("cannot pack {}", replay.path.display()))?;
+        packed.push(replay.clone());
+    }
+    let gzip = tar.into_inner().context("cannot finish the tar stream")?;
+    let mut hashing = gzip.finish().context("cannot finish the gzip stream")?;
+    hashing.flush().context("cannot write the spool file")?;
+    Ok((packed, left_out, hashing))
+}
+
+/// Opens a replay if it is still what the scan saw. A vanished or changed file is `None`;
+/// a file that exists but cannot be read is an error the operator must see.
+fn open_unchanged(replay: &Replay) -> Result<Option<File>> {
+    let file = match File::open(&replay.path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::warn!(replay = %replay.name, "vanished since the scan; left out");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot read replay {}; fix its permissions or move it out of the temp folder",
+                    replay.path.display()
+                )
+            });
+        }
+    };
+    let meta = file.metadata()?;
+    if meta.len() != replay.size || meta.modified()? != replay.mtime {
+        tracing::warn!(replay = %replay.name, "changed since the scan; left for the next run");
+        return Ok(None);
+    }
+    Ok(Some(file))
+}
+
+/// Yields exactly `remaining` bytes of a replay. A file that ends early would make the tar
+/// entry shorter than its header says and corrupt the rest of the archive, so it is an error.
+struct ExactReader<'a> {
+    inner: File,
+    remaining: u64,
+    replay: &'a Replay,
+    on_read: &'a mut dyn FnMut(u64),
+}
+
+impl Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(self.remaining.try_into().unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} shrank while being packed; run again",
+                    self.replay.path.display()
+                ),
+            ));
+        }
+        self.remaining -= n as u64;
+        (self.on_read)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Counts and hashes what passes through, so the archive's size and SHA-256 come for free.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::scan;
+    use std::time::{Duration, SystemTime};
+
+    fn replay_folder(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        dir
+    }
+
+    fn unpack(archive: &Path) -> Vec<(String, Vec<u8>, u64)> {
+        let gz = flate2::read::GzDecoder::new(File::open(archive).unwrap());
+        let mut tar = tar::Archive::new(gz);
+        tar.entries()
+            .unwrap()
+            .map(|entry| {
+                let mut entry = entry.unwrap();
+                let name = entry.path().unwrap().to_string_lossy().into_owned();
+                let mtime = entry.header().mtime().unwrap();
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                (name, bytes, mtime)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn archive_holds_the_replays_byte_for_byte_at_the_root() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let dir = replay_folder(&[
+            ("replay_1.osr", b"first"),
+            ("replay_2.osr", &big),
+            ("replay_3.osr", b""),
+        ]);
+        let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
+        let out = dir.path().join("out.tar.gz");
+        let packed = pack(&scan.replays, &out, &|_| {}).unwrap();
+
+        assert_eq!(packed.replays.len(), 3);
+        assert_eq!(packed.size, std::fs::metadata(&out).unwrap().len());
+        let expected_hash = hex(&Sha256::digest(std::fs::read(&out).unwrap()));
+        assert_eq!(packed.sha256, expected_hash);
+        let entries = unpack(&out);
+        let names: Vec<&str> = entries.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["replay_1.osr", "replay_2.osr", "replay_3.osr"]);
+        assert_eq!(entries[1].1, big);
+        let mtime = scan.replays[1]
+            .mtime
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(entries[1].2, mtime);
+    }
+
+    #[test]
+    fn vanished_and_changed_replays_are_left_out() {
+        let dir = replay_folder(&[
+            ("replay_1.osr", b"stays"),
+            ("replay_2.osr", b"vanishes"),
+            ("replay_3.osr", b"grows"),
+        ]);
+        let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
+        std::fs::remove_file(dir.path().join("replay_2.osr")).unwrap();
+        std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
+        let out = dir.path().join("out.tar.gz");
+        let packed = pack(&scan.replays, &out, &|_| {}).unwrap();
+        let ids: Vec<u64> = packed.replays.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1]);
+        let left: Vec<u64> = packed.left_out.iter().map(|r| r.id).collect();
+        assert_eq!(left, [2, 3]);
+        assert_eq!(unpack(&out).len(), 1);
+    }
+
+    #[test]
+    fn an_existing_spool_file_is_never_overwritten() {
+        let dir = replay_folder(&[("replay_1.osr", b"x")]);
+        let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
+        let out = dir.path().join("out.tar.gz");
+        std::fs::write(&out, b"earlier").unwrap();
+        assert!(pack(&scan.replays, &out, &|_| {}).is_err());
+        assert_eq!(std::fs::read(&out).unwrap(), b"earlier");
+    }
+}

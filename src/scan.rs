@@ -1,0 +1,167 @@
+//! Finds the replays in the temp folder that are ready to be archived.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+/// One replay file as it was when the folder was scanned. Size and mtime are kept so that a
+/// file is deleted only if it is still exactly what was archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub id: u64,
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+impl Replay {
+    /// Whether the file on disk still has the size and mtime it was scanned with.
+    pub fn is_unchanged(&self) -> std::io::Result<bool> {
+        let meta = std::fs::symlink_metadata(&self.path)?;
+        Ok(meta.is_file() && meta.len() == self.size && meta.modified()? == self.mtime)
+    }
+}
+
+/// What a scan found: the replays to pack, sorted by id, and what it left alone.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub replays: Vec<Replay>,
+    /// Replay files younger than `min_age`: they may still be being written.
+    pub too_young: usize,
+    /// Everything that is not a replay file: other names, dot and `.part` files, folders, links.
+    pub ignored: usize,
+}
+
+impl Scan {
+    pub fn total_bytes(&self) -> u64 {
+        self.replays.iter().map(|r| r.size).sum()
+    }
+}
+
+/// The id in a replay file name: `replay_<digits>.osr`, nothing else.
+pub fn replay_id(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("replay_")?.strip_suffix(".osr")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Lists `dir` (not recursively). Symbolic links are never followed: what is archived and later
+/// deleted must be the file itself.
+pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "cannot list the temp folder {}; check temp_dir in the settings",
+            dir.display()
+        )
+    })?;
+    let mut scan = Scan::default();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(replay_id) else {
+            scan.ignored += 1;
+            continue;
+        };
+        // A file removed since read_dir is simply not there any more.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_file() {
+            scan.ignored += 1;
+            continue;
+        }
+        let mtime = meta
+            .modified()
+            .with_context(|| format!("cannot read the mtime of {}", entry.path().display()))?;
+        // A modification time in the future counts as young: the file may still be written.
+        if now.duration_since(mtime).unwrap_or(Duration::ZERO) < min_age {
+            scan.too_young += 1;
+            continue;
+        }
+        scan.replays.push(Replay {
+            id,
+            name: name.to_string_lossy().into_owned(),
+            path: entry.path(),
+            size: meta.len(),
+            mtime,
+        });
+    }
+    scan.replays
+        .sort_by(|a, b| a.id.cmp(&b.id).then(a.name.cmp(&b.name)));
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_replay_names_count() {
+        assert_eq!(replay_id("replay_123.osr"), Some(123));
+        assert_eq!(replay_id("replay_0.osr"), Some(0));
+        for name in [
+            "replay_.osr",
+            "replay_12a.osr",
+            "replay_-1.osr",
+            "replay_+1.osr",
+            "replay_12.osr.part",
+            ".replay_12.osr",
+            "replay_12.OSR",
+            "Replay_12.osr",
+            "replay_ 12.osr",
+            "replay_99999999999999999999999.osr",
+        ] {
+            assert_eq!(replay_id(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn scan_skips_young_files_folders_links_and_other_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let write = |name: &str, bytes: &[u8], mtime: SystemTime| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        };
+        write("replay_2.osr", b"two", old);
+        write("replay_10.osr", b"ten!", old);
+        write("replay_3.osr", b"young", SystemTime::now());
+        write("replay_4.osr.part", b"partial", old);
+        write(".replay_5.osr", b"hidden", old);
+        write("notes.txt", b"notes", old);
+        std::fs::create_dir(dir.path().join("replay_6.osr")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("replay_2.osr"),
+            dir.path().join("replay_7.osr"),
+        )
+        .unwrap();
+
+        let scan = scan(dir.path(), Duration::from_secs(60), SystemTime::now()).unwrap();
+        let ids: Vec<u64> = scan.replays.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [2, 10]);
+        assert_eq!(scan.total_bytes(), 7);
+        assert_eq!(scan.too_young, 1);
+        assert_eq!(scan.ignored, 5);
+    }
+
+    #[test]
+    fn a_missing_folder_is_an_error_naming_it() {
+        let err = scan(
+            Path::new("/nonexistent/oiseau-temp"),
+            Duration::ZERO,
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/oiseau-temp"));
+    }
+}

@@ -1,0 +1,336 @@
+//! `settings.toml`: typed, strict (an unknown key is an error naming it), with environment
+//! variables on top for the secrets and the few values operators set per machine.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use backends::{Secret, StorageConfig};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where `--config` points when neither the flag nor `OISEAU_CONFIG` is given.
+pub const DEFAULT_CONFIG: &str = "settings.toml";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where new replays land.
+    pub temp_dir: PathBuf,
+    /// A run packs only once the replays in `temp_dir` add up to this much.
+    pub threshold: ByteSize,
+    /// Replays younger than this may still be being written and wait for the next run.
+    #[serde(with = "human_duration")]
+    pub min_age: Duration,
+    /// Lock file, run journal and spool.
+    pub work_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub telegram: TelegramSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            temp_dir: PathBuf::from("temp"),
+            threshold: ByteSize(500 * 1024 * 1024),
+            min_age: Duration::from_secs(60),
+            work_dir: PathBuf::from(".oiseau"),
+            storage: StorageConfig::default(),
+            telegram: TelegramSettings::default(),
+        }
+    }
+}
+
+/// `[telegram]`: notifications are off while the token or the chat id is empty.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramSettings {
+    pub token: Secret,
+    pub chat_id: String,
+    pub api_url: String,
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        TelegramSettings {
+            token: Secret::default(),
+            chat_id: String::new(),
+            api_url: "https://api.telegram.org".to_owned(),
+        }
+    }
+}
+
+/// A settings value that the settings file could not express: bad usage, exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
+impl Settings {
+    /// Reads the settings file, applies the environment and resolves relative paths against the
+    /// file's directory (cron starts jobs in `$HOME`, not where the operator put the file).
+    ///
+    /// A missing file is an error when it was asked for by name; the default `settings.toml`
+    /// may be absent, and then the defaults apply relative to the current directory.
+    pub fn load(path: &Path, explicit: bool, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut settings = match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mut settings: Settings = toml::from_str(&text).map_err(|e| {
+                    SettingsError(format!(
+                        "{}: {}",
+                        path.display(),
+                        e.to_string().lines().collect::<Vec<_>>().join(" ")
+                    ))
+                })?;
+                let base = path.parent().unwrap_or(Path::new(""));
+                settings.resolve_paths(base);
+                settings
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                tracing::debug!("no {}, using the defaults", path.display());
+                Settings::default()
+            }
+            Err(e) => {
+                return Err(SettingsError(format!(
+                    "cannot read the settings file {}: {e}; pass --config with an existing file \
+                     (settings.sample.toml lists every setting)",
+                    path.display()
+                ))
+                .into());
+            }
+        };
+        settings.apply_env(env);
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [
+            &mut self.temp_dir,
+            &mut self.work_dir,
+            &mut self.storage.local.path,
+        ] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// The original tool's environment names win over the file, so existing deployments keep
+    /// their secrets where they are. An empty variable counts as unset.
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        let get = |name: &str| env(name).filter(|value| !value.is_empty());
+        if let Some(token) = get("TELEGRAM_TOKEN") {
+            self.telegram.token = Secret::new(token);
+        }
+        if let Some(chat_id) = get("TELEGRAM_CHAT_ID") {
+            self.telegram.chat_id = chat_id;
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.threshold.0 == 0 {
+            return Err(SettingsError(
+                "threshold must be above 0 bytes; use `oiseau run --force` to pack whatever is there"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Settings as TOML with secrets shown as `***`.
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("cannot print the settings")
+    }
+}
+
+/// A size in bytes, written in the settings as an integer or as `"500 MiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    const UNITS: [(&'static str, u64); 7] = [
+        ("b", 1),
+        ("kb", 1000),
+        ("mb", 1000 * 1000),
+        ("gb", 1000 * 1000 * 1000),
+        ("kib", 1 << 10),
+        ("mib", 1 << 20),
+        ("gib", 1 << 30),
+    ];
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit = unit.trim().to_ascii_lowercase();
+        let multiplier = if unit.is_empty() {
+            1
+        } else {
+            Self::UNITS
+                .iter()
+                .find(|(name, _)| *name == unit)
+                .map(|(_, multiplier)| *multiplier)
+                .ok_or_else(|| {
+                    format!("unknown unit {unit:?} in {text:?}; use B, KB, MB, GB, KiB, MiB or GiB")
+                })?
+        };
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size such as \"500 MiB\""))?;
+        Ok(ByteSize((number * multiplier as f64).round() as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if bytes >= size {
+                return write!(f, "{:.1} {unit}", bytes as f64 / size as f64);
+            }
+        }
+        write!(f, "{bytes} B")
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bytes(bytes) => Ok(ByteSize(bytes)),
+            Raw::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0)
+    }
+}
+
+/// Durations written as `"60s"`, `"10m"`, `"1h 30m"`.
+pub mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("{text:?} is not a duration such as \"60s\": {e}"))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(&path, true, env)
+    }
+
+    #[test]
+    fn sizes_take_the_units_operators_write() {
+        assert_eq!(ByteSize::parse("500 MiB"), Ok(ByteSize(500 << 20)));
+        assert_eq!(ByteSize::parse("500MB"), Ok(ByteSize(500_000_000)));
+        assert_eq!(ByteSize::parse("1.5 GiB"), Ok(ByteSize(3 << 29)));
+        assert_eq!(ByteSize::parse("1234"), Ok(ByteSize(1234)));
+        assert_eq!(ByteSize::parse("12 B"), Ok(ByteSize(12)));
+        assert!(
+            ByteSize::parse("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(ByteSize::parse("MiB").is_err());
+    }
+
+    #[test]
+    fn threshold_accepts_an_integer_or_a_string() {
+        let s = load_text("threshold = 2048", &no_env).unwrap();
+        assert_eq!(s.threshold, ByteSize(2048));
+        let s = load_text("threshold = \"2 KiB\"", &no_env).unwrap();
+        assert_eq!(s.threshold, ByteSize(2048));
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = load_text("[storage.local]\npth = \"x\"\n", &no_env).unwrap_err();
+        assert!(format!("{err:#}").contains("pth"), "{err:#}");
+        let err = load_text("tresh = 5\n", &no_env).unwrap_err();
+        assert!(format!("{err:#}").contains("tresh"), "{err:#}");
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_settings_file_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "temp_dir = \"incoming\"\ntemp_dir_is_not = 1\n").unwrap();
+        assert!(Settings::load(&path, true, &no_env).is_err());
+        std::fs::write(
+            &path,
+            "temp_dir = \"incoming\"\nwork_dir = \"/var/lib/oiseau\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(&path, true, &no_env).unwrap();
+        assert_eq!(s.temp_dir, dir.path().join("incoming"));
+        assert_eq!(s.work_dir, PathBuf::from("/var/lib/oiseau"));
+        assert_eq!(s.storage.local.path, dir.path().join("backup"));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let env = |name: &str| match name {
+            "TELEGRAM_TOKEN" => Some("from-env".to_owned()),
+            "TELEGRAM_CHAT_ID" => Some(String::new()),
+            _ => None,
+        };
+        let s = load_text(
+            "[telegram]\ntoken = \"from-file\"\nchat_id = \"42\"\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(s.telegram.token.expose(), "from-env");
+        assert_eq!(
+            s.telegram.chat_id, "42",
+            "an empty variable counts as unset"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_only_when_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.toml");
+        assert!(Settings::load(&path, true, &no_env).is_err());
+        let s = Settings::load(&path, false, &no_env).unwrap();
+        assert_eq!(s.threshold, ByteSize(500 << 20));
+    }
+
+    #[test]
+    fn printed_settings_hide_the_token() {
+        let s = load_text("[telegram]\ntoken = \"123:SECRET\"\n", &no_env).unwrap();
+        let printed = s.to_redacted_toml().unwrap();
+        assert!(!printed.contains("SECRET"));
+        assert!(printed.contains("token = \"***\""), "{printed}");
+    }
+}
