@@ -282,11 +282,13 @@ async fn commit(
         .with_context(|| format!("cannot write {INDEX_NAME} to {where_to}"))?;
     tracing::info!("{INDEX_NAME} on {where_to} now ends with `{entry}`");
 
+    // The copy is history, not part of the commit: the archive is already safe, so a failed
+    // copy is reported and the run goes on. Two runs within one second share the name, and
+    // then the later copy (a superset) replaces the earlier one.
     let copy = format!("{}_{INDEX_NAME}", plan.timestamp);
-    storage
-        .write(&copy, &new_index, WriteMode::CreateNew)
-        .await
-        .with_context(|| format!("cannot write the index copy {copy} to {where_to}"))?;
+    if let Err(e) = storage.write(&copy, &new_index, WriteMode::Replace).await {
+        tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
+    }
     Ok(())
 }
 

@@ -327,6 +327,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_settings_file_is_valid_and_matches_the_defaults() {
+        let sample = include_str!("../settings.sample.toml");
+        let parsed: Settings = toml::from_str(sample).unwrap();
+        let defaults = Settings::default();
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+    }
+
+    #[test]
     fn printed_settings_hide_the_token() {
         let s = load_text("[telegram]\ntoken = \"123:SECRET\"\n", &no_env).unwrap();
         let printed = s.to_redacted_toml().unwrap();

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Times `oiseau run` on the local backend beside GNU tar on the same replay folder, and prints
+# the median wall time and peak RSS of each.
+#
+#   benches/backup.sh [CORPUS_DIR]
+#
+# CORPUS_DIR defaults to target/bench/corpus-500mb. When it does not exist it is generated with
+# gen_replays.py (GEN_REPLAYS=path/to/gen_replays.py; by default the copy in ../shared/tools).
+# RUNS (default 3) sets the repetitions; SIZE_MB (default 500) the size of a generated corpus.
+# Every command ends with an fsync of its output, as oiseau's run does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+corpus=${1:-target/bench/corpus-${SIZE_MB:-500}mb}
+runs=${RUNS:-3}
+gen=${GEN_REPLAYS:-../shared/tools/gen_replays.py}
+[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
+
+if [ ! -d "$corpus" ]; then
+    [ -f "$gen" ] || { echo "no corpus at $corpus and no generator at $gen (set GEN_REPLAYS)" >&2; exit 1; }
+    echo "generating ${SIZE_MB:-500} MB of replays into $corpus (once; reused afterwards)" >&2
+    python3 "$gen" "$corpus" --total-mb "${SIZE_MB:-500}" --jobs 2 >&2
+fi
+cargo build --release --quiet
+oiseau=$PWD/target/release/oiseau
+files=$(find "$corpus" -maxdepth 1 -name 'replay_*.osr' | wc -l)
+bytes=$(find "$corpus" -maxdepth 1 -name 'replay_*.osr' -printf '%s\n' | awk '{s+=$1} END {print s}')
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/oiseau-bench.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+
+# measure NAME COMMAND...: runs COMMAND under GNU time, appends "wall_seconds max_rss_kib".
+measure() {
+    local name=$1; shift
+    /usr/bin/time -v -o "$scratch/time.txt" "$@" >/dev/null 2>"$scratch/stderr.txt" || {
+        cat "$scratch/stderr.txt" >&2; echo "$name failed" >&2; exit 1; }
+    awk -v name="$name" '
+        /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
+        /Maximum resident set size/ { rss = $NF }
+        END { print name, s, rss }' "$scratch/time.txt" >> "$scratch/results.txt"
+}
+
+for run in $(seq "$runs"); do
+    echo "run $run of $runs" >&2
+    # oiseau: a fresh deployment whose temp folder is a hard-linked copy of the corpus.
+    deploy="$scratch/deploy"
+    rm -rf "$deploy"; mkdir -p "$deploy"
+    cp -al "$corpus" "$deploy/temp"
+    printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\n[storage.local]\npath = "backup"\n' > "$deploy/settings.toml"
+    "$oiseau" --config "$deploy/settings.toml" init >/dev/null
+    measure "oiseau-run" "$oiseau" --config "$deploy/settings.toml" run
+    archive_bytes=$(find "$deploy/backup" -name '*.tar.gz' -printf '%s')
+
+    rm -f "$scratch/out.tar.gz" "$scratch/out.tar"
+    measure "tar-czf" sh -c 'tar czf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar.gz" "$corpus"
+    measure "tar-cf" sh -c 'tar cf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar" "$corpus"
+done
+
+echo
+echo "corpus: $corpus, $files replays, $bytes bytes; oiseau's archive: $archive_bytes bytes; $runs runs"
+printf '%-12s %12s %14s\n' method "median wall" "median max RSS"
+for name in oiseau-run tar-czf tar-cf; do
+    awk -v name="$name" '$1 == name { print $2, $3 }' "$scratch/results.txt" | sort -n | awk -v name="$name" '
+        { wall[NR] = $1; rss[NR] = $2 }
+        END {
+            m = int((NR + 1) / 2)
+            n = asort(rss)
+            printf "%-12s %11.2fs %11.1f MiB\n", name, wall[m], rss[int((n + 1) / 2)] / 1024
+        }'
+done

@@ -1,0 +1,225 @@
+//! A scratch deployment of oiseau for end-to-end tests: a temp folder, a local storage, a work
+//! dir and a settings file, driven through the real binary.
+
+#![allow(dead_code)] // each test file uses its own share of these helpers
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, SystemTime};
+
+pub const INDEX: &str = "c14_index.txt";
+
+/// Environment variables a developer's shell might carry that would change what oiseau does.
+const CLEARED_ENV: [&str; 9] = [
+    "OISEAU_CONFIG",
+    "OISEAU_LOG",
+    "TELEGRAM_TOKEN",
+    "TELEGRAM_CHAT_ID",
+    "ONLINE_API_KEY",
+    "C14_SYNC_NAME",
+    "RCLONE_REMOTE",
+    "FTP_PASSWORD",
+    "RUST_LOG",
+];
+
+pub struct Deployment {
+    pub root: tempfile::TempDir,
+    pub temp: PathBuf,
+    pub storage: PathBuf,
+    pub work: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Deployment {
+    /// A deployment whose settings are `extra` appended to a minimal local-backend file
+    /// (threshold 1 KiB, min_age 0s).
+    pub fn new(extra: &str) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let temp = root.path().join("temp");
+        let storage = root.path().join("backup");
+        let work = root.path().join("work");
+        std::fs::create_dir_all(&temp).unwrap();
+        let config = root.path().join("settings.toml");
+        let deployment = Deployment {
+            temp,
+            storage,
+            work,
+            config,
+            root,
+        };
+        deployment.write_settings(extra);
+        deployment
+    }
+
+    /// Writes the settings file: `top` (top-level keys, which replace the defaults of the same
+    /// name) then `tables`, then the local storage table.
+    pub fn write_settings(&self, top: &str) {
+        self.write_settings_with_tables(top, "");
+    }
+
+    pub fn write_settings_with_tables(&self, top: &str, tables: &str) {
+        let mut text = String::new();
+        for (key, value) in [
+            ("temp_dir", "\"temp\""),
+            ("work_dir", "\"work\""),
+            ("threshold", "\"1 KiB\""),
+            ("min_age", "\"0s\""),
+        ] {
+            if !top
+                .lines()
+                .any(|line| line.split('=').next().unwrap().trim() == key)
+            {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        text.push_str(&format!(
+            "{top}\n{tables}\n[storage.local]\npath = \"backup\"\n"
+        ));
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Runs `oiseau --config <settings> <args>` with a clean environment plus `env`.
+    pub fn oiseau(&self, args: &[&str], env: &[(&str, &str)]) -> Result {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"));
+        command.arg("--config").arg(&self.config).args(args);
+        for name in CLEARED_ENV {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied());
+        Result(command.output().unwrap())
+    }
+
+    /// Same as [`Deployment::oiseau`], without blocking the async test's runtime.
+    pub async fn oiseau_async(&self, args: &[&str], env: &[(&str, &str)]) -> Result {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_oiseau"));
+        command.arg("--config").arg(&self.config).args(args);
+        for name in CLEARED_ENV {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied());
+        Result(command.output().await.unwrap())
+    }
+
+    /// Writes replays with the given ids, each a distinct, incompressible-ish 2-5 KiB, and
+    /// returns their contents by name.
+    pub fn add_replays(&self, ids: &[u64]) -> BTreeMap<String, Vec<u8>> {
+        ids.iter()
+            .map(|&id| {
+                let name = format!("replay_{id}.osr");
+                let bytes = replay_bytes(id);
+                std::fs::write(self.temp.join(&name), &bytes).unwrap();
+                (name, bytes)
+            })
+            .collect()
+    }
+
+    pub fn temp_names(&self) -> Vec<String> {
+        names_in(&self.temp)
+    }
+
+    pub fn storage_names(&self) -> Vec<String> {
+        names_in(&self.storage)
+    }
+
+    pub fn index(&self) -> Vec<u8> {
+        std::fs::read(self.storage.join(INDEX)).unwrap()
+    }
+
+    /// Names of the archives on the storage, by id.
+    pub fn archives(&self) -> Vec<String> {
+        let mut archives: Vec<String> = self
+            .storage_names()
+            .into_iter()
+            .filter(|name| name.ends_with(".tar.gz"))
+            .collect();
+        archives.sort_by_key(|name| archive_id(name));
+        archives
+    }
+}
+
+/// The id in `<unix_time>_replays_<id>.tar.gz`.
+pub fn archive_id(name: &str) -> u64 {
+    name.rsplit_once("_replays_")
+        .and_then(|(_, rest)| rest.strip_suffix(".tar.gz"))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not an archive name"))
+}
+
+pub fn replay_bytes(id: u64) -> Vec<u8> {
+    let len = 2048 + (id * 7919 % 3072) as usize;
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+/// The members of a `.tar.gz`, by name, read with the tar and flate2 crates.
+pub fn archive_members(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap());
+    let mut archive = tar::Archive::new(gz);
+    archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// Sets a file's modification time, to make a replay young or old.
+pub fn set_age(path: &Path, age: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - age)
+        .unwrap();
+}
+
+/// A finished oiseau process.
+pub struct Result(pub Output);
+
+impl Result {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().expect("oiseau exited by itself")
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts the exit code, showing the output when it is not the expected one.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
