@@ -57,13 +57,12 @@ done
 
 echo
 echo "corpus: $corpus, $files replays, $bytes bytes; oiseau's archive: $archive_bytes bytes; $runs runs"
-printf '%-12s %12s %14s\n' method "median wall" "median max RSS"
-for name in oiseau-run tar-czf tar-cf; do
-    awk -v name="$name" '$1 == name { print $2, $3 }' "$scratch/results.txt" | sort -n | awk -v name="$name" '
-        { wall[NR] = $1; rss[NR] = $2 }
-        END {
-            m = int((NR + 1) / 2)
-            n = asort(rss)
-            printf "%-12s %11.2fs %11.1f MiB\n", name, wall[m], rss[int((n + 1) / 2)] / 1024
-        }'
-done
+python3 - "$scratch/results.txt" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+print(f"{'method':<12} {'median wall':>12} {'median max RSS':>15}")
+for name in ("oiseau-run", "tar-czf", "tar-cf"):
+    walls = [float(r[1]) for r in rows if r[0] == name]
+    rss = [int(r[2]) for r in rows if r[0] == name]
+    print(f"{name:<12} {statistics.median(walls):>11.2f}s {statistics.median(rss) / 1024:>11.1f} MiB")
+PY
