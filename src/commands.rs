@@ -3,20 +3,21 @@
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use backends::{Preflight, Storage, StorageError, WriteMode};
+use backends::{Preflight, PreflightMode, Storage, StorageError, WriteMode};
 
 use crate::index::INDEX_NAME;
 use crate::run::read_index;
-use crate::settings::{ByteSize, Settings};
+use crate::settings::{ByteSize, Settings, SettingsError};
 use crate::{TryLater, lock, scan};
 
 /// Opens the configured storage and runs its preflight; a storage that is not ready yet means
 /// "try again later".
-async fn ready_storage(settings: &Settings) -> Result<Box<dyn Storage>> {
-    let mut storage = backends::open(&settings.storage)?;
+pub async fn ready_storage(settings: &Settings, mode: PreflightMode) -> Result<Box<dyn Storage>> {
+    let mut storage = backends::open(&settings.storage)
+        .map_err(|e| SettingsError(format!("storage settings: {e}")))?;
     let where_to = storage.describe();
     match storage
-        .preflight()
+        .preflight(mode)
         .await
         .with_context(|| format!("preflight of {where_to}"))?
     {
@@ -28,7 +29,7 @@ async fn ready_storage(settings: &Settings) -> Result<Box<dyn Storage>> {
 /// Creates an empty index on a storage that has none. Refuses when one exists: a second
 /// `init` on a used storage would restart archive ids and overwrite history.
 pub async fn init(settings: &Settings) -> Result<()> {
-    let storage = ready_storage(settings).await?;
+    let storage = ready_storage(settings, PreflightMode::Prepare).await?;
     let where_to = storage.describe();
     match storage.stat(INDEX_NAME).await {
         Ok(meta) => bail!(
@@ -65,7 +66,7 @@ pub async fn status(settings: &Settings) -> Result<()> {
         Some(pid) => println!("a run is in progress (pid {pid})"),
         None => println!("no run in progress"),
     }
-    let storage = ready_storage(settings).await?;
+    let storage = ready_storage(settings, PreflightMode::Inspect).await?;
     let index = read_index(storage.as_ref()).await?;
     match index.last() {
         Some(last) => println!(

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
-use backends::{Preflight, Storage, StorageError, WriteMode};
+use backends::{PreflightMode, Storage, StorageError, WriteMode};
 
+use crate::commands::ready_storage;
 use crate::index::{INDEX_NAME, Index, IndexEntry};
 use crate::notify::{Notifier, escape};
 use crate::pack::{Packed, pack};
@@ -123,15 +124,13 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
         return Ok(RunReport::NothingToDo);
     }
 
-    let mut storage = backends::open(&settings.storage)?;
-    let where_to = storage.describe();
-    if let Preflight::Pending(why) = storage
-        .preflight()
-        .await
-        .with_context(|| format!("preflight of {where_to}"))?
-    {
-        return Err(TryLater(why).into());
-    }
+    // A dry run only looks: it must not wake a cold storage up.
+    let mode = if options.dry_run {
+        PreflightMode::Inspect
+    } else {
+        PreflightMode::Prepare
+    };
+    let storage = ready_storage(settings, mode).await?;
     let index = read_index(storage.as_ref()).await?;
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)

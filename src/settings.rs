@@ -20,7 +20,7 @@ pub struct Settings {
     /// A run packs only once the replays in `temp_dir` add up to this much.
     pub threshold: ByteSize,
     /// Replays younger than this may still be being written and wait for the next run.
-    #[serde(with = "human_duration")]
+    #[serde(with = "backends::duration")]
     pub min_age: Duration,
     /// Lock file, run journal and spool.
     pub work_dir: PathBuf,
@@ -125,6 +125,15 @@ impl Settings {
         if let Some(chat_id) = get("TELEGRAM_CHAT_ID") {
             self.telegram.chat_id = chat_id;
         }
+        if let Some(password) = get("FTP_PASSWORD") {
+            self.storage.ftp.password = Secret::new(password);
+        }
+        if let Some(key) = get("ONLINE_API_KEY") {
+            self.storage.c14.api_key = Secret::new(key);
+        }
+        if let Some(name) = get("C14_SYNC_NAME") {
+            self.storage.c14.sync_name = name;
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -214,24 +223,6 @@ impl<'de> Deserialize<'de> for ByteSize {
 impl Serialize for ByteSize {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(self.0)
-    }
-}
-
-/// Durations written as `"60s"`, `"10m"`, `"1h 30m"`.
-pub mod human_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("{text:?} is not a duration such as \"60s\": {e}"))
-        })
-    }
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&humantime::format_duration(*value).to_string())
     }
 }
 

@@ -5,7 +5,10 @@
 //! root (`c14_index.txt`, `1700000000_replays_12.tar.gz`): that is the layout the original tool
 //! wrote and every backend must keep it.
 
+pub mod c14;
+pub mod duration;
 mod error;
+pub mod ftp;
 pub mod local;
 mod secret;
 
@@ -54,6 +57,15 @@ pub enum WriteMode {
     Replace,
 }
 
+/// Whether a preflight may change the storage's state to make it ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreflightMode {
+    /// Do what it takes (a cold storage starts waking up): a run, a restore.
+    Prepare,
+    /// Only look: `status` and `run --dry-run` change nothing anywhere.
+    Inspect,
+}
+
 /// Outcome of a backend's preflight hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Preflight {
@@ -76,7 +88,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Makes the storage usable before a run touches it. Most backends have nothing to do; a
     /// cold storage may have to be woken up first and answers [`Preflight::Pending`] meanwhile.
-    async fn preflight(&mut self) -> Result<Preflight> {
+    async fn preflight(&mut self, _mode: PreflightMode) -> Result<Preflight> {
         Ok(Preflight::Ready)
     }
 
@@ -142,12 +154,18 @@ pub enum Backend {
     /// A directory on this machine (or a mounted one).
     #[default]
     Local,
+    /// An FTP or FTPS server with fixed credentials.
+    Ftp,
+    /// online.net C14: unarchive through the API, then FTP into the bucket.
+    C14,
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Backend::Local => "local",
+            Backend::Ftp => "ftp",
+            Backend::C14 => "c14",
         })
     }
 }
@@ -158,6 +176,8 @@ impl fmt::Display for Backend {
 pub struct StorageConfig {
     pub backend: Backend,
     pub local: local::LocalConfig,
+    pub ftp: ftp::FtpConfig,
+    pub c14: c14::C14Config,
 }
 
 /// Opens the driver the settings select. Nothing is contacted yet: reaching the storage is the
@@ -165,5 +185,10 @@ pub struct StorageConfig {
 pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>> {
     match config.backend {
         Backend::Local => Ok(Box::new(local::LocalStorage::new(&config.local)?)),
+        Backend::Ftp => Ok(Box::new(ftp::FtpStorage::new(&config.ftp)?)),
+        Backend::C14 => Ok(Box::new(c14::C14Storage::new(
+            &config.c14,
+            config.ftp.timeout,
+        )?)),
     }
 }

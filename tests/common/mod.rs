@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test file uses its own share of these helpers
 
+pub mod conformance;
+pub mod ftp;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;

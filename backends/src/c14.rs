@@ -1,0 +1,465 @@
+//! online.net C14 (Classic): cold storage whose sync archive must be unarchived into a
+//! temporary bucket before it can be written; the bucket is then an FTP server.
+//!
+//! The preflight hook runs the original tool's workflow against the API (see the README):
+//! check the key, find the archive by name, wait while an operation is in progress, report
+//! (and optionally delete) outdated archives, then either start an unarchive and come back
+//! later, or take the bucket's FTP credentials. After that every operation is FTP.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::ftp::{FtpConfig, FtpStorage};
+use crate::{
+    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Secret, Storage,
+    StorageError, WriteMode,
+};
+
+/// `[storage.c14]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C14Config {
+    /// online.net API key. Env `ONLINE_API_KEY`.
+    pub api_key: Secret,
+    /// Name of the sync archive, compared case-insensitively. Env `C14_SYNC_NAME`.
+    pub sync_name: String,
+    pub api_url: String,
+    /// Delete older archives that carry the sync name (each re-archive leaves one behind).
+    pub delete_outdated: bool,
+}
+
+impl Default for C14Config {
+    fn default() -> Self {
+        C14Config {
+            api_key: Secret::default(),
+            sync_name: "sync".to_owned(),
+            api_url: "https://api.online.net".to_owned(),
+            delete_outdated: false,
+        }
+    }
+}
+
+/// How long one API call may take.
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct C14Storage {
+    api: Api,
+    sync_name: String,
+    delete_outdated: bool,
+    /// Timeout of the bucket's FTP sessions.
+    ftp_timeout: Duration,
+    /// The open bucket, once the preflight found it.
+    bucket: Option<FtpStorage>,
+}
+
+impl C14Storage {
+    pub fn new(config: &C14Config, ftp_timeout: Duration) -> Result<Self> {
+        if config.api_key.is_empty() {
+            return Err(StorageError::Config(
+                "storage.c14.api_key is empty; set it or ONLINE_API_KEY".into(),
+            ));
+        }
+        if config.sync_name.trim().is_empty() {
+            return Err(StorageError::Config(
+                "storage.c14.sync_name is empty; set it or C14_SYNC_NAME".into(),
+            ));
+        }
+        Ok(C14Storage {
+            api: Api::new(&config.api_url, config.api_key.clone())?,
+            sync_name: config.sync_name.clone(),
+            delete_outdated: config.delete_outdated,
+            ftp_timeout,
+            bucket: None,
+        })
+    }
+
+    fn bucket(&self) -> Result<&FtpStorage> {
+        self.bucket.as_ref().ok_or_else(|| {
+            StorageError::Failed(format!(
+                "{}: the bucket is not open; the preflight must succeed first",
+                self.describe()
+            ))
+        })
+    }
+
+    /// The archives named like the sync archive, newest first.
+    async fn sync_archives(&self) -> Result<Vec<Archive>> {
+        let all: Vec<Archive> = self
+            .api
+            .json(Method::GET, "/api/v1/storage/c14/archive")
+            .await?;
+        let wanted = self.sync_name.to_lowercase();
+        let mut matching: Vec<Archive> = Vec::new();
+        let mut others = Vec::new();
+        for archive in all {
+            if archive.name.to_lowercase() == wanted {
+                matching.push(archive);
+            } else {
+                others.push(archive.name);
+            }
+        }
+        if matching.is_empty() {
+            return Err(StorageError::Config(format!(
+                "online.net has no C14 archive named {:?} (found: {}); check storage.c14.sync_name",
+                self.sync_name,
+                if others.is_empty() {
+                    "none".to_owned()
+                } else {
+                    others.join(", ")
+                }
+            )));
+        }
+        for archive in &matching {
+            archive.created()?;
+        }
+        matching.sort_by_key(|archive| std::cmp::Reverse(archive.created().unwrap_or_default()));
+        Ok(matching)
+    }
+
+    async fn handle_outdated(&self, outdated: &[Archive], mode: PreflightMode) -> Result<()> {
+        for archive in outdated {
+            let delete = self.delete_outdated && mode == PreflightMode::Prepare;
+            tracing::warn!(
+                "outdated C14 archive {:?} ({}), created {}: {}",
+                archive.name,
+                archive.reference,
+                archive.creation_date,
+                if delete {
+                    "deleting it"
+                } else {
+                    "set storage.c14.delete_outdated = true to delete such archives"
+                }
+            );
+            if delete {
+                match self
+                    .api
+                    .call(Method::DELETE, &archive.reference, None)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(ApiError::Status(StatusCode::CONFLICT, _)) => {
+                        tracing::info!("a delete of {} is already pending", archive.reference);
+                    }
+                    Err(e) => return Err(e.into_storage(&self.api, &archive.reference)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts an unarchive of `archive` into its first location.
+    async fn unarchive(&self, archive: &Archive) -> Result<Preflight> {
+        let locations: Vec<Location> = self
+            .api
+            .json(Method::GET, &format!("{}/location", archive.reference))
+            .await?;
+        let location = locations.first().ok_or_else(|| {
+            StorageError::Failed(format!(
+                "online.net lists no location to unarchive C14 archive {:?} into",
+                archive.name
+            ))
+        })?;
+        let body = serde_json::json!({
+            "location_id": location.uuid_ref,
+            "protocols": ["ssh", "ftp"],
+            "rearchive": true,
+        });
+        let path = format!("{}/unarchive", archive.reference);
+        match self.api.call(Method::POST, &path, Some(body)).await {
+            Ok(_) => Ok(Preflight::Pending(format!(
+                "unarchive started for C14 archive {:?} at {}; the backup goes on once the bucket is open",
+                archive.name, location.name
+            ))),
+            Err(ApiError::Status(StatusCode::CONFLICT, _)) => Ok(Preflight::Pending(format!(
+                "unarchive of C14 archive {:?} already requested; still waiting for the bucket",
+                archive.name
+            ))),
+            Err(e) => Err(e.into_storage(&self.api, &path)),
+        }
+    }
+
+    fn open_bucket(&self, archive: &Archive, bucket: Bucket) -> Result<FtpStorage> {
+        let credentials = bucket
+            .credentials
+            .into_iter()
+            .find(|c| c.protocol.eq_ignore_ascii_case("ftp"))
+            .ok_or_else(|| {
+                StorageError::Failed(format!(
+                    "the open bucket of C14 archive {:?} offers no FTP credentials",
+                    archive.name
+                ))
+            })?;
+        let mut url = url::Url::parse(&credentials.uri).map_err(|e| {
+            StorageError::Failed(format!(
+                "the bucket's FTP address {:?} is not a URL: {e}",
+                credentials.uri
+            ))
+        })?;
+        let _ = url.set_password(None);
+        let _ = url.set_username(&credentials.login);
+        FtpStorage::new(&FtpConfig {
+            url: url.to_string(),
+            password: credentials.password,
+            timeout: self.ftp_timeout,
+        })
+    }
+}
+
+#[async_trait]
+impl Storage for C14Storage {
+    fn describe(&self) -> String {
+        match &self.bucket {
+            Some(bucket) => format!(
+                "C14 archive {:?} through {}",
+                self.sync_name,
+                bucket.describe()
+            ),
+            None => format!("C14 archive {:?} ({})", self.sync_name, self.api.base),
+        }
+    }
+
+    async fn preflight(&mut self, mode: PreflightMode) -> Result<Preflight> {
+        if self.bucket.is_some() {
+            return Ok(Preflight::Ready);
+        }
+        self.api
+            .json::<serde_json::Value>(Method::GET, "/api/v1/user")
+            .await?;
+        let archives = self.sync_archives().await?;
+        let (newest, outdated) = archives.split_first().expect("at least one archive");
+        if let Some(busy) = archives.iter().find(|a| a.status != "active") {
+            return Ok(Preflight::Pending(format!(
+                "C14 archive {:?} ({}) is {}: an operation is in progress; still waiting",
+                busy.name, busy.reference, busy.status
+            )));
+        }
+        self.handle_outdated(outdated, mode).await?;
+        let bucket_path = format!("{}/bucket", newest.reference);
+        let bucket = match self.api.json::<Bucket>(Method::GET, &bucket_path).await {
+            Ok(bucket) => bucket,
+            Err(StorageError::NotFound { .. }) if mode == PreflightMode::Inspect => {
+                return Ok(Preflight::Pending(format!(
+                    "the bucket of C14 archive {:?} is closed; a run will start an unarchive",
+                    newest.name
+                )));
+            }
+            Err(StorageError::NotFound { .. }) => return self.unarchive(newest).await,
+            Err(e) => return Err(e),
+        };
+        if let Some(until) = &bucket.archival_date {
+            tracing::info!(
+                "the bucket of C14 archive {:?} is open until {until}",
+                newest.name
+            );
+        }
+        self.bucket = Some(self.open_bucket(newest, bucket)?);
+        Ok(Preflight::Ready)
+    }
+
+    async fn stat(&self, name: &str) -> Result<ObjectMeta> {
+        self.bucket()?.stat(name).await
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        self.bucket()?.list().await
+    }
+
+    async fn open(&self, name: &str) -> Result<ObjectReader> {
+        self.bucket()?.open(name).await
+    }
+
+    async fn upload(
+        &self,
+        source: &Path,
+        name: &str,
+        mode: WriteMode,
+        progress: Progress<'_>,
+    ) -> Result<ObjectMeta> {
+        self.bucket()?.upload(source, name, mode, progress).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.bucket()?.delete(name).await
+    }
+}
+
+/// One archive as `GET /api/v1/storage/c14/archive` lists it (other fields are ignored).
+#[derive(Debug, Deserialize)]
+struct Archive {
+    #[serde(rename = "$ref")]
+    reference: String,
+    name: String,
+    status: String,
+    creation_date: String,
+}
+
+impl Archive {
+    fn created(&self) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+        chrono::DateTime::parse_from_rfc3339(&self.creation_date).map_err(|e| {
+            StorageError::Failed(format!(
+                "online.net API: archive {} has a creation_date {:?} that is not ISO 8601 ({e})",
+                self.reference, self.creation_date
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Location {
+    uuid_ref: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Bucket {
+    archival_date: Option<String>,
+    #[serde(default)]
+    credentials: Vec<Credentials>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Credentials {
+    protocol: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: Secret,
+    #[serde(default)]
+    uri: String,
+}
+
+/// The online.net API: bearer-key authentication, JSON in and out.
+#[derive(Debug)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    key: Secret,
+}
+
+/// Why an API call did not return a success.
+enum ApiError {
+    Status(StatusCode, String),
+    Network(String),
+}
+
+impl ApiError {
+    /// A storage error naming the call, the HTTP status and the API's own words; never the key.
+    fn into_storage(self, api: &Api, path: &str) -> StorageError {
+        match self {
+            ApiError::Status(status, _) if status == StatusCode::NOT_FOUND => {
+                StorageError::NotFound {
+                    name: path.to_owned(),
+                }
+            }
+            ApiError::Status(status, text)
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
+            {
+                StorageError::Auth(format!(
+                    "online.net API refused the key (HTTP {status}: {text}); check storage.c14.api_key or ONLINE_API_KEY"
+                ))
+            }
+            ApiError::Status(status, text) if status.is_server_error() => {
+                StorageError::Transient(format!("online.net API {path}: HTTP {status}: {text}"))
+            }
+            ApiError::Status(status, text) => {
+                StorageError::Failed(format!("online.net API {path}: HTTP {status}: {text}"))
+            }
+            ApiError::Network(e) => StorageError::Transient(format!(
+                "cannot reach the online.net API at {}: {e}",
+                api.base
+            )),
+        }
+    }
+}
+
+impl Api {
+    fn new(base: &str, key: Secret) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(API_TIMEOUT)
+            .build()
+            .map_err(|e| StorageError::Config(format!("cannot set up HTTPS: {e}")))?;
+        Ok(Api {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> std::result::Result<Vec<u8>, ApiError> {
+        // `$ref` values are absolute paths: they join the base URL, not `/api/v1`.
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(ApiError::Status(status, error_text(&bytes)))
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
+        let bytes = self
+            .call(method, path, None)
+            .await
+            .map_err(|e| e.into_storage(self, path))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            StorageError::Failed(format!("online.net API {path}: unexpected answer ({e})"))
+        })
+    }
+}
+
+/// The API's explanation of an error: its `error` or `message` field, or the start of the body.
+fn error_text(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Explained {
+        error: Option<serde_json::Value>,
+        message: Option<String>,
+        error_description: Option<String>,
+    }
+    if let Ok(explained) = serde_json::from_slice::<Explained>(body) {
+        let text = match (
+            explained.error_description,
+            explained.message,
+            explained.error,
+        ) {
+            (Some(text), _, _) | (None, Some(text), _) => Some(text),
+            (None, None, Some(serde_json::Value::String(text))) => Some(text),
+            (None, None, Some(other)) => Some(other.to_string()),
+            _ => None,
+        };
+        if let Some(text) = text {
+            return text;
+        }
+    }
+    let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    if text.trim().is_empty() {
+        "no details".to_owned()
+    } else {
+        text.trim().to_owned()
+    }
+}

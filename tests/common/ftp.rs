@@ -1,0 +1,162 @@
+//! Real FTP servers for tests: libunftp in-process, and pyftpdlib as a child process (servers
+//! differ in their replies, and one hides bugs another shows).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principal};
+
+pub const FTP_USER: &str = "oiseau";
+pub const FTP_PASSWORD: &str = "ftp-TEST-SECRET-pass";
+
+/// A libunftp server on 127.0.0.1 with its own runtime, so that killing it drops every session
+/// at once, as a crashed server would.
+pub struct FtpServer {
+    pub port: u16,
+    pub root: PathBuf,
+    _root_dir: tempfile::TempDir,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+#[derive(Debug)]
+struct OnePassword;
+
+#[async_trait]
+impl Authenticator for OnePassword {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
+        if username != FTP_USER {
+            return Err(AuthenticationError::BadUser);
+        }
+        if creds.password.as_deref() != Some(FTP_PASSWORD) {
+            return Err(AuthenticationError::BadPassword);
+        }
+        Ok(Principal {
+            username: username.to_owned(),
+        })
+    }
+}
+
+impl FtpServer {
+    pub fn start() -> Self {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = root_dir.path().to_owned();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = root.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let root = served.clone();
+                let server = libunftp::ServerBuilder::with_authenticator(
+                    Box::new(move || unftp_sbe_fs::Filesystem::new(root.clone()).unwrap()),
+                    Arc::new(OnePassword),
+                )
+                .build()
+                .unwrap();
+                tokio::spawn(async move {
+                    let _ = server.service(stream).await;
+                });
+            }
+        });
+        FtpServer {
+            port,
+            root,
+            _root_dir: root_dir,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn url(&self, dir: &str) -> String {
+        format!("ftp://{FTP_USER}@127.0.0.1:{}/{dir}", self.port)
+    }
+
+    /// Stops the server the hard way: every connection is dropped mid-sentence.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// pyftpdlib (Debian's python3-pyftpdlib) serving a temporary folder.
+pub struct PyFtpServer {
+    pub port: u16,
+    pub root: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl PyFtpServer {
+    pub fn start() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-w", "-p"])
+            .arg(port.to_string())
+            .arg("-d")
+            .arg(root.path())
+            .args(["-u", FTP_USER, "-P", FTP_PASSWORD])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pyftpdlib runs with /usr/bin/python3 (apt-get install python3-pyftpdlib)");
+        wait_for_port(port);
+        PyFtpServer { port, root, child }
+    }
+
+    pub fn url(&self, dir: &str) -> String {
+        format!("ftp://{FTP_USER}@127.0.0.1:{}/{dir}", self.port)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for PyFtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the FTP server on port {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,63 @@
+//! The storage contract, run against every backend over real servers.
+
+mod common;
+
+use backends::ftp::{FtpConfig, FtpStorage};
+use backends::local::{LocalConfig, LocalStorage};
+use backends::{Secret, Storage, StorageError};
+use common::conformance;
+use common::ftp::{FTP_PASSWORD, FtpServer, PyFtpServer};
+
+fn ftp(url: String) -> FtpStorage {
+    FtpStorage::new(&FtpConfig {
+        url,
+        password: Secret::new(FTP_PASSWORD),
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+/// Names in a server directory, to check that nothing is left under a temporary name.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    common::names_in(dir)
+}
+
+#[tokio::test]
+async fn local_directory_keeps_the_contract() {
+    let root = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::new(&LocalConfig {
+        path: root.path().to_owned(),
+    })
+    .unwrap();
+    conformance::check(&storage).await;
+    assert_eq!(names(root.path()), ["c14_index.txt"]);
+}
+
+#[tokio::test]
+async fn local_directory_that_vanished_is_an_error_not_an_empty_listing() {
+    let root = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::new(&LocalConfig {
+        path: root.path().join("gone"),
+    })
+    .unwrap();
+    std::fs::remove_dir_all(root.path()).unwrap();
+    assert!(matches!(
+        storage.list().await,
+        Err(StorageError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn ftp_on_libunftp_keeps_the_contract() {
+    let server = FtpServer::start();
+    std::fs::create_dir(server.root.join("backup")).unwrap();
+    conformance::check(&ftp(server.url("backup"))).await;
+    assert_eq!(names(&server.root.join("backup")), ["c14_index.txt"]);
+}
+
+#[tokio::test]
+async fn ftp_on_pyftpdlib_keeps_the_contract() {
+    let server = PyFtpServer::start();
+    conformance::check(&ftp(server.url(""))).await;
+    assert_eq!(names(server.root()), ["c14_index.txt"]);
+}
