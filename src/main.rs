@@ -53,7 +53,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = exit_code(&e);
-            tracing::error!("{e:#}");
+            if code == EXIT_TRY_LATER {
+                tracing::warn!("{e:#}");
+            } else {
+                tracing::error!("{e:#}");
+            }
             ExitCode::from(code)
         }
     }

@@ -2,41 +2,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use common::telegram::telegram;
 use common::{Deployment, INDEX};
-use serde_json::Value;
 
 const TOKEN: &str = "123456:TEST-SECRET-TOKEN-do-not-print";
-
-/// What the stand-in received: (path after /bot, JSON body).
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// Starts a Bot API stand-in that answers every sendMessage with `status`.
-async fn telegram(status: StatusCode) -> (String, Received) {
-    let received: Received = Arc::default();
-    let app = Router::new()
-        .route(
-            "/{bot}/sendMessage",
-            post(
-                move |State(received): State<Received>,
-                      Path(bot): Path<String>,
-                      Json(body): Json<Value>| async move {
-                    received.lock().unwrap().push((bot, body));
-                    (status, Json(serde_json::json!({"ok": status.is_success()})))
-                },
-            ),
-        )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
-}
 
 fn deployment_notifying(api_url: &str) -> Deployment {
     let d = Deployment::new("");
