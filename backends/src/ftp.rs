@@ -125,40 +125,36 @@ impl FtpStorage {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.classify(what, name, e)),
             Err(_) => Err(StorageError::Transient(format!(
-                "{}: no answer to {what} within {}",
-                self.describe(),
+                "no answer to {what} within {}",
                 humantime::format_duration(self.timeout)
             ))),
         }
     }
 
     fn classify(&self, what: &str, name: Option<&str>, err: FtpError) -> StorageError {
-        let at = self.describe();
         match err {
             FtpError::UnexpectedResponse(response) => {
                 let code = response.status.code();
                 let text = String::from_utf8_lossy(&response.body).trim().to_owned();
                 match (code, name) {
                     (530, _) => StorageError::Auth(format!(
-                        "{at}: login of user {} refused ({text}); check the user and storage.ftp.password",
+                        "login of user {} refused ({text}); check the user and storage.ftp.password",
                         self.user
                     )),
                     (550, Some(name)) => StorageError::NotFound {
                         name: name.to_owned(),
                     },
                     (421 | 425 | 426 | 450 | 451, _) => {
-                        StorageError::Transient(format!("{at}: {what} failed: {text}"))
+                        StorageError::Transient(format!("{what} failed: {text}"))
                     }
                     (452 | 552, _) => StorageError::Failed(format!(
-                        "{at}: {what} failed, the server is out of space: {text}"
+                        "{what} failed, the server is out of space: {text}"
                     )),
-                    _ => StorageError::Failed(format!("{at}: {what} failed: {text}")),
+                    _ => StorageError::Failed(format!("{what} failed: {text}")),
                 }
             }
-            FtpError::ConnectionError(e) => {
-                StorageError::Transient(format!("{at}: {what} failed: {e}"))
-            }
-            other => StorageError::Failed(format!("{at}: {what} failed: {other}")),
+            FtpError::ConnectionError(e) => StorageError::Transient(format!("{what} failed: {e}")),
+            other => StorageError::Failed(format!("{what} failed: {other}")),
         }
     }
 
@@ -199,8 +195,7 @@ impl FtpStorage {
                 .await
                 .map_err(|e| match e {
                     StorageError::NotFound { name } => StorageError::Config(format!(
-                        "{}: directory {name} does not exist; create it or fix storage.ftp.url",
-                        self.describe()
+                        "directory {name} does not exist on the FTP server; create it or fix storage.ftp.url"
                     )),
                     other => other,
                 })?;
@@ -261,12 +256,10 @@ impl FtpStorage {
         match tokio::time::timeout(self.timeout, step).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(StorageError::Transient(format!(
-                "{}: {what} of {name} broke off: {e}",
-                self.describe()
+                "{what} of {name} broke off: {e}"
             ))),
             Err(_) => Err(StorageError::Transient(format!(
-                "{}: {what} of {name} stalled for {}",
-                self.describe(),
+                "{what} of {name} stalled for {}",
                 humantime::format_duration(self.timeout)
             ))),
         }
@@ -414,8 +407,7 @@ impl Storage for FtpStorage {
         self.close(ftp).await;
         if received != size {
             return Err(StorageError::Transient(format!(
-                "{}: download of {name} ended after {received} of {size} bytes",
-                self.describe()
+                "download of {name} ended after {received} of {size} bytes"
             )));
         }
         local.flush().await.map_err(local_err)?;

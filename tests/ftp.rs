@@ -1,0 +1,170 @@
+//! `oiseau run` on the FTP backend: a real backup, and the ways a server lets it down.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ftp::{FTP_PASSWORD, FtpServer, PyFtpServer, free_port};
+use common::{Deployment, INDEX, archive_members};
+
+fn ftp_deployment(url: &str, timeout: &str) -> Deployment {
+    let d = Deployment::new("");
+    d.write_settings_with_tables(
+        "",
+        &format!("[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"{url}\"\ntimeout = \"{timeout}\"\n"),
+    );
+    d
+}
+
+const ENV: [(&str, &str); 2] = [("FTP_PASSWORD", FTP_PASSWORD), ("OISEAU_LOG", "trace")];
+
+fn assert_no_secret(out: &common::Result) {
+    for text in [out.stdout(), out.stderr()] {
+        assert!(
+            !text.contains(FTP_PASSWORD),
+            "the FTP password was printed:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn backups_land_on_both_servers() {
+    let libunftp = FtpServer::start();
+    std::fs::create_dir(libunftp.root.join("replays")).unwrap();
+    let pyftpdlib = PyFtpServer::start();
+    for (url, root) in [
+        (libunftp.url("replays"), libunftp.root.join("replays")),
+        (pyftpdlib.url(""), pyftpdlib.root().to_owned()),
+    ] {
+        let d = ftp_deployment(&url, "10s");
+        assert_no_secret(&d.oiseau_async(&["init"], &ENV).await.expect_code(0));
+        let first = d.add_replays(&[1, 2, 3]);
+        assert_no_secret(&d.oiseau_async(&["run"], &ENV).await.expect_code(0));
+        d.add_replays(&[4]);
+        assert_no_secret(&d.oiseau_async(&["run"], &ENV).await.expect_code(0));
+
+        assert_eq!(
+            std::fs::read(root.join(INDEX)).unwrap(),
+            b"1\t3\n2\t4\n",
+            "{url}"
+        );
+        let names = common::names_in(&root);
+        let archive = names
+            .iter()
+            .find(|n| n.ends_with("_replays_1.tar.gz"))
+            .unwrap();
+        assert_eq!(archive_members(&root.join(archive)), first);
+        assert!(
+            names.iter().all(|n| !n.ends_with(".oiseau-part")),
+            "{names:?}"
+        );
+        assert_eq!(d.temp_names(), Vec::<String>::new());
+        let status = d.oiseau_async(&["status"], &ENV).await.expect_code(0);
+        assert!(
+            status.stdout().contains("last line `2\t4`"),
+            "{}",
+            status.stdout()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_clearly_and_deletes_nothing() {
+    let server = FtpServer::start();
+    let d = ftp_deployment(&server.url(""), "10s");
+    d.add_replays(&[1]);
+    let out = d
+        .oiseau_async(&["run"], &[("FTP_PASSWORD", "wrong-password")])
+        .await
+        .expect_code(1);
+    assert!(
+        out.stderr().contains("login of user oiseau refused"),
+        "{}",
+        out.stderr()
+    );
+    assert!(!out.stderr().contains("wrong-password"));
+    assert_eq!(d.temp_names(), ["replay_1.osr"]);
+}
+
+#[tokio::test]
+async fn a_dead_or_silent_server_fails_promptly() {
+    // Nothing listens: refused at once.
+    let d = ftp_deployment(&format!("ftp://oiseau@127.0.0.1:{}/", free_port()), "30s");
+    d.add_replays(&[1]);
+    let out = d.oiseau_async(&["run"], &ENV).await.expect_code(1);
+    assert!(out.stderr().contains("connect failed"), "{}", out.stderr());
+    assert_eq!(d.temp_names(), ["replay_1.osr"]);
+
+    // Accepts connections and never says a word: the timeout ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let d = ftp_deployment(
+        &format!("ftp://oiseau@{}/", silent.local_addr().unwrap()),
+        "1s",
+    );
+    d.add_replays(&[1]);
+    let out = d.oiseau_async(&["run"], &ENV).await.expect_code(1);
+    assert!(
+        out.stderr().contains("no answer to the greeting within 1s"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(d.temp_names(), ["replay_1.osr"]);
+}
+
+#[tokio::test]
+async fn a_missing_root_directory_is_named() {
+    let server = FtpServer::start();
+    let d = ftp_deployment(&server.url("no/such/dir"), "10s");
+    d.add_replays(&[1]);
+    let out = d.oiseau_async(&["run"], &ENV).await.expect_code(1);
+    assert!(
+        out.stderr()
+            .contains("directory /no/such/dir does not exist on the FTP server"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_upload_leaves_no_archive_and_deletes_nothing() {
+    let mut server = FtpServer::start();
+    std::fs::write(server.root.join(INDEX), "").unwrap();
+    let d = ftp_deployment(&server.url(""), "10s");
+    // ~80 MB of replays, so the upload lasts long enough to be cut.
+    let ids: Vec<u64> = (1..=160).collect();
+    for &id in &ids {
+        let bytes: Vec<u8> = common::replay_bytes(id)
+            .into_iter()
+            .cycle()
+            .take(512 * 1024)
+            .collect();
+        std::fs::write(d.temp.join(format!("replay_{id}.osr")), bytes).unwrap();
+    }
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("run")
+        .env("FTP_PASSWORD", FTP_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let uploading = common::names_in(&server.root)
+            .iter()
+            .any(|n| n.ends_with(".oiseau-part"));
+        if uploading {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.kill();
+    let out = common::Result(child.wait_with_output().await.unwrap()).expect_code(1);
+    assert!(out.stderr().contains("cannot upload"), "{}", out.stderr());
+    let names = common::names_in(&server.root);
+    assert!(names.iter().all(|n| !n.ends_with(".tar.gz")), "{names:?}");
+    assert_eq!(std::fs::read(server.root.join(INDEX)).unwrap(), b"");
+    assert_eq!(d.temp_names().len(), ids.len());
+}
