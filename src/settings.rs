@@ -134,6 +134,9 @@ impl Settings {
         if let Some(name) = get("C14_SYNC_NAME") {
             self.storage.c14.sync_name = name;
         }
+        if let Some(remote) = get("RCLONE_REMOTE") {
+            self.storage.rclone.remote = remote;
+        }
     }
 
     fn validate(&self) -> Result<()> {

@@ -4,6 +4,7 @@ mod common;
 
 use backends::ftp::{FtpConfig, FtpStorage};
 use backends::local::{LocalConfig, LocalStorage};
+use backends::rclone::{RcloneConfig, RcloneStorage};
 use backends::{Secret, Storage, StorageError};
 use common::conformance;
 use common::ftp::{FTP_PASSWORD, FtpServer, PyFtpServer};
@@ -25,11 +26,11 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test]
 async fn local_directory_keeps_the_contract() {
     let root = tempfile::tempdir().unwrap();
-    let storage = LocalStorage::new(&LocalConfig {
+    let mut storage = LocalStorage::new(&LocalConfig {
         path: root.path().to_owned(),
     })
     .unwrap();
-    conformance::check(&storage).await;
+    conformance::check(&mut storage).await;
     assert_eq!(names(root.path()), ["c14_index.txt"]);
 }
 
@@ -51,13 +52,39 @@ async fn local_directory_that_vanished_is_an_error_not_an_empty_listing() {
 async fn ftp_on_libunftp_keeps_the_contract() {
     let server = FtpServer::start();
     std::fs::create_dir(server.root.join("backup")).unwrap();
-    conformance::check(&ftp(server.url("backup"))).await;
+    conformance::check(&mut ftp(server.url("backup"))).await;
     assert_eq!(names(&server.root.join("backup")), ["c14_index.txt"]);
 }
 
 #[tokio::test]
 async fn ftp_on_pyftpdlib_keeps_the_contract() {
     let server = PyFtpServer::start();
-    conformance::check(&ftp(server.url(""))).await;
+    conformance::check(&mut ftp(server.url(""))).await;
     assert_eq!(names(server.root()), ["c14_index.txt"]);
+}
+
+fn rclone(remote: String, config: &str) -> RcloneStorage {
+    RcloneStorage::new(&RcloneConfig {
+        remote,
+        config: config.to_owned(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rclone_local_path_keeps_the_contract() {
+    let root = tempfile::tempdir().unwrap();
+    conformance::check(&mut rclone(root.path().display().to_string(), "")).await;
+    assert_eq!(names(root.path()), ["c14_index.txt"]);
+}
+
+#[tokio::test]
+async fn rclone_ftp_remote_keeps_the_contract() {
+    let server = FtpServer::start();
+    std::fs::create_dir(server.root.join("backup")).unwrap();
+    let config = common::rclone::ftp_config_file(server.port);
+    let config = config.path().to_str().unwrap();
+    conformance::check(&mut rclone("testftp:backup".into(), config)).await;
+    assert_eq!(names(&server.root.join("backup")), ["c14_index.txt"]);
 }

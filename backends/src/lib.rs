@@ -10,6 +10,7 @@ pub mod duration;
 mod error;
 pub mod ftp;
 pub mod local;
+pub mod rclone;
 mod secret;
 
 use std::fmt;
@@ -158,6 +159,8 @@ pub enum Backend {
     Ftp,
     /// online.net C14: unarchive through the API, then FTP into the bucket.
     C14,
+    /// Any rclone remote, through the rclone binary.
+    Rclone,
 }
 
 impl fmt::Display for Backend {
@@ -166,6 +169,7 @@ impl fmt::Display for Backend {
             Backend::Local => "local",
             Backend::Ftp => "ftp",
             Backend::C14 => "c14",
+            Backend::Rclone => "rclone",
         })
     }
 }
@@ -178,6 +182,7 @@ pub struct StorageConfig {
     pub local: local::LocalConfig,
     pub ftp: ftp::FtpConfig,
     pub c14: c14::C14Config,
+    pub rclone: rclone::RcloneConfig,
 }
 
 /// Opens the driver the settings select. Nothing is contacted yet: reaching the storage is the
@@ -190,5 +195,6 @@ pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>> {
             &config.c14,
             config.ftp.timeout,
         )?)),
+        Backend::Rclone => Ok(Box::new(rclone::RcloneStorage::new(&config.rclone)?)),
     }
 }

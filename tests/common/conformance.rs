@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use backends::{ObjectMeta, PARTIAL_SUFFIX, Storage, StorageError, WriteMode};
+use backends::{
+    ObjectMeta, PARTIAL_SUFFIX, Preflight, PreflightMode, Storage, StorageError, WriteMode,
+};
 use tokio::io::AsyncReadExt;
 
 fn local_file(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -14,7 +16,12 @@ fn local_file(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
 }
 
 /// Runs every clause of the contract against `storage`, whose root must be empty.
-pub async fn check(storage: &dyn Storage) {
+pub async fn check(storage: &mut dyn Storage) {
+    assert_eq!(
+        storage.preflight(PreflightMode::Prepare).await.unwrap(),
+        Preflight::Ready
+    );
+    let storage = &*storage;
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let who = storage.describe();

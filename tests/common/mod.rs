@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod ftp;
+pub mod rclone;
 pub mod telegram;
 
 use std::collections::BTreeMap;
