@@ -4,8 +4,11 @@
 mod cli;
 mod commands;
 mod demo;
+mod fault;
 mod index;
+mod journal;
 mod lock;
+mod manifest;
 mod notify;
 mod pack;
 mod progress;

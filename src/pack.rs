@@ -20,11 +20,19 @@ const LEVEL: Compression = Compression::fast();
 /// Size of the buffer between gzip and the spool file.
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// A replay inside an archive, with the hash that a restore checks it against.
+#[derive(Debug, Clone)]
+pub struct PackedReplay {
+    pub replay: Replay,
+    /// BLAKE3 of the replay's bytes, lowercase hex.
+    pub blake3: String,
+}
+
 /// What ended up in an archive.
 #[derive(Debug)]
 pub struct Packed {
     /// The replays inside, in archive order.
-    pub replays: Vec<Replay>,
+    pub replays: Vec<PackedReplay>,
     /// Replays left out because they vanished or changed since the scan; they stay in the temp
     /// folder for the next run.
     pub left_out: Vec<Replay>,
@@ -62,7 +70,11 @@ pub fn pack(replays: &[Replay], out: &Path, progress: &dyn Fn(u64)) -> Result<Pa
     })
 }
 
-type Written = (Vec<Replay>, Vec<Replay>, HashingWriter<BufWriter<File>>);
+type Written = (
+    Vec<PackedReplay>,
+    Vec<Replay>,
+    HashingWriter<BufWriter<File>>,
+);
 
 fn write_archive(replays: &[Replay], file: &File, progress: &dyn Fn(u64)) -> Result<Written> {
     let spool = BufWriter::with_capacity(WRITE_BUFFER, file.try_clone()?);
@@ -92,6 +104,7 @@ fn write_archive(replays: &[Replay], file: &File, progress: &dyn Fn(u64)) -> Res
             inner: source,
             remaining: replay.size,
             replay,
+            hasher: blake3::Hasher::new(),
             on_read: &mut |n| {
                 read_so_far += n;
                 progress(read_so_far);
@@ -99,7 +112,10 @@ fn write_archive(replays: &[Replay], file: &File, progress: &dyn Fn(u64)) -> Res
         };
         tar.append(&header, &mut reader)
             .with_context(|| format!("cannot pack {}", replay.path.display()))?;
-        packed.push(replay.clone());
+        packed.push(PackedReplay {
+            replay: replay.clone(),
+            blake3: reader.hasher.finalize().to_hex().to_string(),
+        });
     }
     let gzip = tar.into_inner().context("cannot finish the tar stream")?;
     let mut hashing = gzip.finish().context("cannot finish the gzip stream")?;
@@ -133,12 +149,14 @@ fn open_unchanged(replay: &Replay) -> Result<Option<File>> {
     Ok(Some(file))
 }
 
-/// Yields exactly `remaining` bytes of a replay. A file that ends early would make the tar
-/// entry shorter than its header says and corrupt the rest of the archive, so it is an error.
+/// Yields exactly `remaining` bytes of a replay, hashing them on the way. A file that ends
+/// early would make the tar entry shorter than its header says and corrupt the rest of the
+/// archive, so it is an error.
 struct ExactReader<'a> {
     inner: File,
     remaining: u64,
     replay: &'a Replay,
+    hasher: blake3::Hasher,
     on_read: &'a mut dyn FnMut(u64),
 }
 
@@ -161,6 +179,7 @@ impl Read for ExactReader<'_> {
             ));
         }
         self.remaining -= n as u64;
+        self.hasher.update(&buf[..n]);
         (self.on_read)(n as u64);
         Ok(n)
     }
@@ -193,6 +212,19 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// SHA-256 of what is left to read in `file`, lowercase hex.
+pub fn sha256_of(file: &mut File) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; WRITE_BUFFER];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(hex(&hasher.finalize()));
+        }
+        hasher.update(&buffer[..n]);
     }
 }
 
@@ -244,6 +276,10 @@ mod tests {
         let packed = pack(&scan.replays, &out, &|_| {}).unwrap();
 
         assert_eq!(packed.replays.len(), 3);
+        assert_eq!(
+            packed.replays[0].blake3,
+            blake3::hash(b"first").to_hex().to_string()
+        );
         assert_eq!(packed.size, std::fs::metadata(&out).unwrap().len());
         let expected_hash = hex(&Sha256::digest(std::fs::read(&out).unwrap()));
         assert_eq!(packed.sha256, expected_hash);
@@ -271,7 +307,7 @@ mod tests {
         std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
         let out = dir.path().join("out.tar.gz");
         let packed = pack(&scan.replays, &out, &|_| {}).unwrap();
-        let ids: Vec<u64> = packed.replays.iter().map(|r| r.id).collect();
+        let ids: Vec<u64> = packed.replays.iter().map(|r| r.replay.id).collect();
         assert_eq!(ids, [1]);
         let left: Vec<u64> = packed.left_out.iter().map(|r| r.id).collect();
         assert_eq!(left, [2, 3]);

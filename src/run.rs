@@ -1,23 +1,28 @@
-//! The backup run: lock -> scan -> threshold -> preflight -> index -> pack -> upload ->
-//! commit the index -> clean the temp folder -> notify.
+//! The backup run: lock -> finish an interrupted run -> scan -> threshold -> preflight ->
+//! index -> tidy the storage -> pack -> journal -> upload -> manifest -> index -> clean ->
+//! notify.
 //!
 //! The order is the safety argument: a replay leaves the temp folder only after the archive
-//! holding it is on the storage with the right size and the index lists it.
+//! holding it is on the storage with the right size and the index lists it; and the journal,
+//! written before anything leaves the machine, lets the next run finish whatever a killed one
+//! started.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, anyhow};
-use backends::{PreflightMode, Storage, StorageError, WriteMode};
+use anyhow::{Context, Result, anyhow, bail};
+use backends::{PARTIAL_SUFFIX, PreflightMode, Storage, StorageError, WriteMode};
 
 use crate::commands::ready_storage;
-use crate::index::{INDEX_NAME, Index, IndexEntry};
+use crate::index::{INDEX_NAME, Index};
+use crate::journal::{Journal, unix_now};
+use crate::manifest::{Manifest, manifest_name};
 use crate::notify::{Notifier, escape};
-use crate::pack::{Packed, pack};
+use crate::pack::{Packed, pack, sha256_of};
 use crate::progress::bytes_bar;
 use crate::scan::{Replay, scan};
 use crate::settings::{ByteSize, Settings};
-use crate::{TryLater, lock};
+use crate::{TryLater, fault, lock};
 
 /// How `oiseau run` was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,6 +103,34 @@ pub async fn run(settings: &Settings, options: RunOptions) -> Result<RunReport> 
 
 async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> Result<RunReport> {
     let _lock = lock::acquire(&settings.work_dir)?;
+    // A dry run only looks: it must not wake a cold storage up.
+    let mode = if options.dry_run {
+        PreflightMode::Inspect
+    } else {
+        PreflightMode::Prepare
+    };
+
+    let mut storage = None;
+    let mut resumed = None;
+    if let Some(journal) = Journal::load(&settings.work_dir)? {
+        if options.dry_run {
+            tracing::warn!(
+                "a previous run did not finish archive {} ({}); a real run finishes it first",
+                journal.archive_id,
+                journal.archive_name
+            );
+        } else {
+            tracing::info!(
+                "finishing archive {} ({}), left unfinished by a previous run",
+                journal.archive_id,
+                journal.archive_name
+            );
+            let ready = ready_storage(settings, mode).await?;
+            resumed = finish(ready.as_ref(), settings, &journal, started).await?;
+            storage = Some(ready);
+        }
+    }
+
     let scan = scan(&settings.temp_dir, settings.min_age, SystemTime::now())?;
     let bytes = scan.total_bytes();
     tracing::info!(
@@ -121,21 +154,18 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
             ByteSize(bytes),
             ByteSize(threshold)
         );
-        return Ok(RunReport::NothingToDo);
+        return Ok(resumed.map_or(RunReport::NothingToDo, RunReport::Archived));
     }
 
-    // A dry run only looks: it must not wake a cold storage up.
-    let mode = if options.dry_run {
-        PreflightMode::Inspect
-    } else {
-        PreflightMode::Prepare
+    let storage = match storage {
+        Some(storage) => storage,
+        None => ready_storage(settings, mode).await?,
     };
-    let storage = ready_storage(settings, mode).await?;
     let index = read_index(storage.as_ref()).await?;
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs();
+    if !options.dry_run {
+        tidy_storage(storage.as_ref(), &index).await?;
+    }
+    let timestamp = unix_now()?;
     let archive_id = index.next_archive_id();
     let plan = Plan {
         archive_id,
@@ -150,22 +180,21 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
 
     let spool_dir = settings.work_dir.join("spool");
     let packed = pack_to_spool(&plan, &spool_dir).await?;
-    let spool_file = spool_dir.join(&plan.archive_name);
-    let result = commit(storage.as_ref(), &index, &plan, &packed, &spool_file).await;
-    // The spool is only a staging copy; on failure the replays are still in the temp folder.
-    let _ = std::fs::remove_file(&spool_file);
-    result?;
-
-    let kept = clean_temp_folder(&packed.replays);
-    Ok(RunReport::Archived(Archived {
+    let journal = Journal {
+        backend: settings.storage.backend.to_string(),
         archive_id: plan.archive_id,
-        archive_name: plan.archive_name,
-        replays: packed.replays.len(),
-        replay_bytes: packed.replays.iter().map(|r| r.size).sum(),
-        archive_bytes: packed.size,
-        kept,
-        duration: started.elapsed(),
-    }))
+        archive_name: plan.archive_name.clone(),
+        timestamp: plan.timestamp,
+        archive_size: packed.size,
+        sha256: packed.sha256.clone(),
+        replays: Journal::replays_from(&packed.replays),
+    };
+    journal.save(&settings.work_dir)?;
+    fault::point("after-pack");
+    finish(storage.as_ref(), settings, &journal, started)
+        .await?
+        .map(RunReport::Archived)
+        .ok_or_else(|| anyhow!("the archive just packed vanished from the spool"))
 }
 
 /// `<unix_time>_replays_<id>.tar.gz`, the original tool's archive name.
@@ -192,11 +221,54 @@ pub async fn read_index(storage: &dyn Storage) -> Result<Index> {
     Index::parse(raw).with_context(|| format!("on {}", storage.describe()))
 }
 
-async fn pack_to_spool(plan: &Plan, spool_dir: &std::path::Path) -> Result<Packed> {
+/// Compares the storage with the index before adding to it: partial uploads left by killed
+/// runs are removed (they never carry a final name), and archives beyond the index's last id
+/// that no journal vouches for are reported for the operators to look at; they are left alone.
+async fn tidy_storage(storage: &dyn Storage, index: &Index) -> Result<()> {
+    let objects = storage
+        .list()
+        .await
+        .with_context(|| format!("cannot list {}", storage.describe()))?;
+    let last_id = index.last().map_or(0, |entry| entry.archive_id);
+    for object in &objects {
+        if object.name.ends_with(PARTIAL_SUFFIX) {
+            tracing::info!(
+                "removing {}, a partial upload of an interrupted run",
+                object.name
+            );
+            if let Err(e) = storage.delete(&object.name).await {
+                tracing::warn!("cannot remove the partial upload {}: {e}", object.name);
+            }
+        } else if let Some(id) = archive_id_of(&object.name)
+            && id > last_id
+        {
+            tracing::warn!(
+                "{} is on {} but the index ends at archive {last_id}; it is not part of the \
+                 backup and is left alone: check it, then delete it or restore its replays",
+                object.name,
+                storage.describe()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The id in `<unix_time>_replays_<id>.tar.gz`.
+pub fn archive_id_of(name: &str) -> Option<u64> {
+    let (stamp, rest) = name.split_once("_replays_")?;
+    let id = rest.strip_suffix(".tar.gz")?;
+    if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+async fn pack_to_spool(plan: &Plan, spool_dir: &Path) -> Result<Packed> {
     std::fs::create_dir_all(spool_dir)
         .with_context(|| format!("cannot create the spool folder {}", spool_dir.display()))?;
     remove_stale_spool_files(spool_dir);
-    let out: PathBuf = spool_dir.join(&plan.archive_name);
+    ensure_free_space(spool_dir, plan)?;
+    let out = spool_dir.join(&plan.archive_name);
     let replays = plan.replays.clone();
     let bar = bytes_bar(plan.bytes, "packing");
     let progress_bar = bar.clone();
@@ -222,9 +294,9 @@ async fn pack_to_spool(plan: &Plan, spool_dir: &std::path::Path) -> Result<Packe
     Ok(packed)
 }
 
-/// Spool files of runs that were killed: the replays they held are still in the temp folder
-/// (cleaning comes last), so the staging copies can go.
-fn remove_stale_spool_files(spool_dir: &std::path::Path) {
+/// Spool files that no journal refers to: the replays they held are still in the temp folder
+/// (cleaning comes last), so the staging copies can go. Runs only when no journal is left.
+fn remove_stale_spool_files(spool_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(spool_dir) else {
         return;
     };
@@ -234,68 +306,205 @@ fn remove_stale_spool_files(spool_dir: &std::path::Path) {
     }
 }
 
-/// Uploads the archive, then makes it part of the backup by appending its index line, then
-/// leaves the timestamped copy of the index beside it.
-async fn commit(
-    storage: &dyn Storage,
-    index: &Index,
-    plan: &Plan,
-    packed: &Packed,
-    spool_file: &std::path::Path,
-) -> Result<()> {
-    let where_to = storage.describe();
-    tracing::info!("uploading {} to {where_to}", plan.archive_name);
-    let bar = bytes_bar(packed.size, "uploading");
-    let stored = storage
-        .upload(
-            spool_file,
-            &plan.archive_name,
-            WriteMode::CreateNew,
-            &|sent| bar.set_position(sent),
-        )
-        .await
-        .with_context(|| format!("cannot upload {} to {where_to}", plan.archive_name))?;
-    bar.finish_and_clear();
-    if stored.size != packed.size {
-        return Err(anyhow!(
-            "{} is {} bytes on {where_to}, {} were packed; nothing was deleted",
-            plan.archive_name,
-            stored.size,
-            packed.size
-        ));
-    }
-
-    let entry = IndexEntry {
-        archive_id: plan.archive_id,
-        max_replay_id: packed
-            .replays
-            .iter()
-            .map(|r| r.id)
-            .max()
-            .expect("a packed archive holds at least one replay"),
-    };
-    let new_index = index.appended(entry);
-    storage
-        .write(INDEX_NAME, &new_index, WriteMode::Replace)
-        .await
-        .with_context(|| format!("cannot write {INDEX_NAME} to {where_to}"))?;
-    tracing::info!("{INDEX_NAME} on {where_to} now ends with `{entry}`");
-
-    // The copy is history, not part of the commit: the archive is already safe, so a failed
-    // copy is reported and the run goes on. Two runs within one second share the name, and
-    // then the later copy (a superset) replaces the earlier one.
-    let copy = format!("{}_{INDEX_NAME}", plan.timestamp);
-    if let Err(e) = storage.write(&copy, &new_index, WriteMode::Replace).await {
-        tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
+/// Fails before packing when the spool's disk cannot hold the archive: a full disk halfway
+/// through would waste the packing and could starve whatever else writes there.
+fn ensure_free_space(spool_dir: &Path, plan: &Plan) -> Result<()> {
+    let stats = rustix::fs::statvfs(spool_dir)
+        .with_context(|| format!("cannot read the free space of {}", spool_dir.display()))?;
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    // Replays barely compress; tar adds a header and padding per file.
+    let needed = plan.bytes + 1024 * plan.replays.len() as u64 + (1 << 20);
+    if free < needed {
+        bail!(
+            "{} has {} free but the archive needs about {}; free some space or set work_dir to a \
+             larger disk",
+            spool_dir.display(),
+            ByteSize(free),
+            ByteSize(needed)
+        );
     }
     Ok(())
+}
+
+/// Takes the journal's archive from "packed in the spool" to "committed and cleaned", from
+/// wherever an earlier attempt stopped. `None` when an interrupted archive had to be given
+/// up (it never reached the storage and its spool copy is gone): its replays are all still in
+/// the temp folder and go into the next archive.
+async fn finish(
+    storage: &dyn Storage,
+    settings: &Settings,
+    journal: &Journal,
+    started: Instant,
+) -> Result<Option<Archived>> {
+    let journal_path = Journal::path(&settings.work_dir);
+    let backend = settings.storage.backend.to_string();
+    if journal.backend != backend {
+        bail!(
+            "{} records an unfinished archive {} for the {} backend, but storage.backend is now \
+             {backend}; switch back to finish it, or check that storage and remove the journal",
+            journal_path.display(),
+            journal.archive_name,
+            journal.backend
+        );
+    }
+    let where_to = storage.describe();
+    let index = read_index(storage).await?;
+    let entry = journal.index_entry();
+    let committed = match index.last() {
+        Some(last) if last == entry => true,
+        last if last.map_or(0, |l| l.archive_id) + 1 == entry.archive_id => false,
+        last => bail!(
+            "{INDEX_NAME} on {where_to} ends with {} but {} records archive `{entry}` as the next \
+             one; check the storage, then remove the journal to start over",
+            last.map_or_else(|| "no line".to_owned(), |l| format!("`{l}`")),
+            journal_path.display()
+        ),
+    };
+    let spool_file = settings.work_dir.join("spool").join(&journal.archive_name);
+    if !committed {
+        if !ensure_uploaded(storage, journal, &spool_file).await? {
+            tracing::warn!(
+                "archive {} of an interrupted run never reached {where_to} and its spool copy is \
+                 gone; its replays are still in the temp folder and will be packed again",
+                journal.archive_name
+            );
+            let _ = std::fs::remove_file(&spool_file);
+            Journal::remove(&settings.work_dir)?;
+            return Ok(None);
+        }
+        fault::point("after-upload");
+        let manifest = manifest_name(&journal.archive_name);
+        storage
+            .write(
+                &manifest,
+                &Manifest::from_journal(journal).to_bytes(),
+                WriteMode::Replace,
+            )
+            .await
+            .with_context(|| format!("cannot write {manifest} to {where_to}"))?;
+        let new_index = index.appended(entry);
+        storage
+            .write(INDEX_NAME, &new_index, WriteMode::Replace)
+            .await
+            .with_context(|| format!("cannot write {INDEX_NAME} to {where_to}"))?;
+        tracing::info!("{INDEX_NAME} on {where_to} now ends with `{entry}`");
+        fault::point("after-index");
+        // The copy is history, not part of the commit: the archive is already safe, so a
+        // failed copy is reported and the run goes on. Two runs within one second share the
+        // name, and then the later copy (a superset) replaces the earlier one.
+        let copy = format!("{}_{INDEX_NAME}", journal.timestamp);
+        if let Err(e) = storage.write(&copy, &new_index, WriteMode::Replace).await {
+            tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
+        }
+    }
+
+    let replays = journal.replays_in(&settings.temp_dir);
+    let kept = clean_temp_folder(&replays);
+    let _ = std::fs::remove_file(&spool_file);
+    Journal::remove(&settings.work_dir)?;
+    Ok(Some(Archived {
+        archive_id: journal.archive_id,
+        archive_name: journal.archive_name.clone(),
+        replays: replays.len(),
+        replay_bytes: replays.iter().map(|r| r.size).sum(),
+        archive_bytes: journal.archive_size,
+        kept,
+        duration: started.elapsed(),
+    }))
+}
+
+/// Makes sure the journal's archive is on the storage, whole. Uploads it from the spool when
+/// it is missing or has the wrong size (a copy of ours, as the journal vouches). `false` when
+/// it is not there and the spool copy is missing or damaged.
+async fn ensure_uploaded(
+    storage: &dyn Storage,
+    journal: &Journal,
+    spool_file: &Path,
+) -> Result<bool> {
+    let name = &journal.archive_name;
+    let where_to = storage.describe();
+    match storage.stat(name).await {
+        Ok(meta) if meta.size == journal.archive_size => {
+            tracing::info!("{name} is already on {where_to}");
+            return Ok(true);
+        }
+        Ok(meta) => {
+            tracing::warn!(
+                "{name} on {where_to} has {} bytes instead of {}; uploading it again",
+                meta.size,
+                journal.archive_size
+            );
+            storage
+                .delete(name)
+                .await
+                .with_context(|| format!("cannot remove the damaged {name} from {where_to}"))?;
+        }
+        Err(StorageError::NotFound { .. }) => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot reach {where_to}")),
+    }
+    if !spool_is_intact(spool_file, journal).await? {
+        return Ok(false);
+    }
+    tracing::info!("uploading {name} to {where_to}");
+    let bar = bytes_bar(journal.archive_size, "uploading");
+    let uploaded = storage
+        .upload(spool_file, name, WriteMode::CreateNew, &|sent| {
+            bar.set_position(sent);
+            if sent * 2 >= journal.archive_size {
+                fault::point("mid-upload");
+            }
+        })
+        .await;
+    bar.finish_and_clear();
+    match uploaded {
+        Ok(stored) if stored.size == journal.archive_size => Ok(true),
+        Ok(stored) => bail!(
+            "{name} is {} bytes on {where_to}, {} were packed; nothing was deleted",
+            stored.size,
+            journal.archive_size
+        ),
+        // An earlier attempt of the retried upload may have landed after all.
+        Err(StorageError::AlreadyExists { .. })
+            if storage
+                .stat(name)
+                .await
+                .is_ok_and(|m| m.size == journal.archive_size) =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot upload {name} to {where_to}")),
+    }
+}
+
+/// Whether the spool file is exactly the archive the journal describes.
+async fn spool_is_intact(spool_file: &Path, journal: &Journal) -> Result<bool> {
+    let path = spool_file.to_owned();
+    let expected_size = journal.archive_size;
+    let digest = tokio::task::spawn_blocking(move || -> std::io::Result<Option<String>> {
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.len() != expected_size {
+            return Ok(None);
+        }
+        sha256_of(&mut file).map(Some)
+    })
+    .await
+    .context("the spool check stopped unexpectedly")?
+    .with_context(|| format!("cannot read the spool file {}", spool_file.display()))?;
+    Ok(digest.is_some_and(|digest| digest == journal.sha256))
 }
 
 /// Deletes the archived replays that are still exactly what was packed, and returns how many
 /// were kept because they changed (they go into a later archive: duplicated, never lost).
 fn clean_temp_folder(archived: &[Replay]) -> usize {
     let mut kept = 0;
-    for replay in archived {
+    for (done, replay) in archived.iter().enumerate() {
+        if done * 2 == archived.len() {
+            fault::point("mid-cleanup");
+        }
         match replay.is_unchanged() {
             Ok(true) => {
                 if let Err(e) = std::fs::remove_file(&replay.path) {

@@ -38,7 +38,27 @@ fn init_then_run_archives_the_replays_and_removes_exactly_them() {
         common::names_in(&d.work.join("spool")),
         Vec::<String>::new()
     );
-    assert_eq!(d.storage_names().len(), 3, "{:?}", d.storage_names());
+    assert_eq!(d.storage_names().len(), 4, "{:?}", d.storage_names());
+    // The manifest beside the archive lists each replay exactly, with its size and hash.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.storage.join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(manifest["archive_id"], 1);
+    assert_eq!(
+        manifest["size"],
+        std::fs::metadata(d.storage.join(name)).unwrap().len()
+    );
+    let listed: Vec<(u64, u64)> = manifest["replays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_u64().unwrap(), r[1].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(u64, u64)> = [3u64, 5, 17, 1000]
+        .iter()
+        .map(|id| (*id, replays[&format!("replay_{id}.osr")].len() as u64))
+        .collect();
+    assert_eq!(listed, expected);
 }
 
 #[test]

@@ -21,8 +21,8 @@ use suppaftp::types::FileType;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::{
-    ObjectMeta, ObjectReader, PARTIAL_SUFFIX, Progress, Result, Secret, Storage, StorageError,
-    WriteMode,
+    ObjectMeta, ObjectReader, Progress, Result, Secret, Storage, StorageError, WriteMode,
+    partial_name,
 };
 
 /// `[storage.ftp]`
@@ -429,7 +429,7 @@ impl Storage for FtpStorage {
                 name: name.to_owned(),
             });
         }
-        let partial = format!("{name}{PARTIAL_SUFFIX}");
+        let partial = partial_name(name);
         let result = async {
             let sent = self.send(&mut ftp, source, &partial, progress).await?;
             let on_server = self.size_of(&mut ftp, &partial).await?.unwrap_or(0);

@@ -11,6 +11,7 @@ mod error;
 pub mod ftp;
 pub mod local;
 pub mod rclone;
+mod retry;
 mod secret;
 
 use std::fmt;
@@ -37,6 +38,16 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
 /// A name carrying it is never a finished object: listings show it only so that stray partial
 /// uploads left by a killed run can be reported and removed.
 pub const PARTIAL_SUFFIX: &str = ".oiseau-part";
+
+/// A fresh temporary name for an upload of `name`, in the same directory.
+///
+/// Unique per process and attempt, so two writers (a killed run's leftover child and the run
+/// that resumes it) never write into the same partial file.
+pub fn partial_name(name: &str) -> String {
+    static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}.{}-{attempt}{PARTIAL_SUFFIX}", std::process::id())
+}
 
 /// What is known of one object on a storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +117,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Uploads the local file `source` as `name`.
     ///
-    /// The bytes go to `name` + [`PARTIAL_SUFFIX`] first and are renamed into place only when
+    /// The bytes go to a [`partial_name`] first and are renamed into place only when
     /// complete, so no reader ever sees a partial object under its final name. The size on the
     /// storage is checked before returning: success means the object is there, whole.
     async fn upload(
@@ -185,16 +196,15 @@ pub struct StorageConfig {
     pub rclone: rclone::RcloneConfig,
 }
 
-/// Opens the driver the settings select. Nothing is contacted yet: reaching the storage is the
-/// job of [`Storage::preflight`] and the first operation.
+/// Opens the driver the settings select, with transient failures retried. Nothing is
+/// contacted yet: reaching the storage is the job of [`Storage::preflight`] and the first
+/// operation.
 pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>> {
-    match config.backend {
-        Backend::Local => Ok(Box::new(local::LocalStorage::new(&config.local)?)),
-        Backend::Ftp => Ok(Box::new(ftp::FtpStorage::new(&config.ftp)?)),
-        Backend::C14 => Ok(Box::new(c14::C14Storage::new(
-            &config.c14,
-            config.ftp.timeout,
-        )?)),
-        Backend::Rclone => Ok(Box::new(rclone::RcloneStorage::new(&config.rclone)?)),
-    }
+    let driver: Box<dyn Storage> = match config.backend {
+        Backend::Local => Box::new(local::LocalStorage::new(&config.local)?),
+        Backend::Ftp => Box::new(ftp::FtpStorage::new(&config.ftp)?),
+        Backend::C14 => Box::new(c14::C14Storage::new(&config.c14, config.ftp.timeout)?),
+        Backend::Rclone => Box::new(rclone::RcloneStorage::new(&config.rclone)?),
+    };
+    Ok(Box::new(retry::Retrying::new(driver)))
 }

@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::{
-    ObjectMeta, ObjectReader, PARTIAL_SUFFIX, Progress, Result, Storage, StorageError, WriteMode,
+    ObjectMeta, ObjectReader, Progress, Result, Storage, StorageError, WriteMode, partial_name,
 };
 
 /// `[storage.local]`
@@ -160,7 +160,7 @@ impl Storage for LocalStorage {
                 Err(e) => return Err(e),
             }
         }
-        let partial = format!("{name}{PARTIAL_SUFFIX}");
+        let partial = partial_name(name);
         let sent = match self.send(source, &partial, progress).await {
             Ok(sent) => sent,
             Err(e) => {

@@ -16,8 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::{
-    ObjectMeta, ObjectReader, PARTIAL_SUFFIX, Preflight, PreflightMode, Progress, Result, Storage,
-    StorageError, WriteMode,
+    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Storage, StorageError,
+    WriteMode, partial_name,
 };
 
 /// `[storage.rclone]`
@@ -111,6 +111,17 @@ impl RcloneStorage {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // If oiseau dies (SIGKILL, OOM), the kernel kills rclone too: a leftover child must
+        // never keep writing while the next run resumes.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
         command
     }
 
@@ -281,15 +292,15 @@ impl RcloneStorage {
         &self,
         source: &Path,
         name: &str,
+        partial: &str,
         mode: WriteMode,
         progress: Progress<'_>,
     ) -> Result<ObjectMeta> {
-        let partial = format!("{name}{PARTIAL_SUFFIX}");
         let sent = std::fs::metadata(source)
             .map_err(|e| StorageError::from_io(&source.display().to_string(), e))?
             .len();
         let local = source.to_string_lossy();
-        let partial_path = self.path_of(&partial);
+        let partial_path = self.path_of(partial);
         let copy = [
             "copyto",
             local.as_ref(),
@@ -301,10 +312,10 @@ impl RcloneStorage {
             "NOTICE",
         ];
         self.call(&copy, Some(progress)).await?;
-        let uploaded = self.stat_with_hashes(&partial).await?;
+        let uploaded = self.stat_with_hashes(partial).await?;
         if uploaded.size != sent as i64 {
             return Err(StorageError::SizeMismatch {
-                name: partial,
+                name: partial.to_owned(),
                 expected: sent,
                 found: uploaded.size.max(0) as u64,
             });
@@ -430,10 +441,10 @@ impl Storage for RcloneStorage {
                 name: name.to_owned(),
             });
         }
-        let result = self.send(source, name, mode, progress).await;
+        let partial = partial_name(name);
+        let result = self.send(source, name, &partial, mode, progress).await;
         if result.is_err() {
-            self.remove_partial(&format!("{name}{PARTIAL_SUFFIX}"))
-                .await;
+            self.remove_partial(&partial).await;
         }
         result
     }

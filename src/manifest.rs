@@ -1,0 +1,48 @@
+//! The manifest beside each archive, `<archive name>.json`: which replays it holds, exactly,
+//! with their sizes and hashes, and the archive's own size and SHA-256.
+//!
+//! The index only keeps the largest replay id per archive, which locates a replay only when
+//! ids arrive in order; the manifest is exact. It is uploaded before the index line that
+//! commits its archive, so every committed archive made by oiseau has one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::Journal;
+
+/// The manifest's object name for an archive.
+pub fn manifest_name(archive_name: &str) -> String {
+    format!("{archive_name}.json")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    /// Layout version of this file.
+    pub format: u32,
+    pub archive_id: u64,
+    pub archive_name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `[id, size, blake3]` per replay, in archive order: compact, and still plain JSON.
+    pub replays: Vec<(u64, u64, String)>,
+}
+
+impl Manifest {
+    pub fn from_journal(journal: &Journal) -> Self {
+        Manifest {
+            format: 1,
+            archive_id: journal.archive_id,
+            archive_name: journal.archive_name.clone(),
+            size: journal.archive_size,
+            sha256: journal.sha256.clone(),
+            replays: journal
+                .replays
+                .iter()
+                .map(|r| (r.id, r.size, r.blake3.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serializes")
+    }
+}
