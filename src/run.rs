@@ -112,6 +112,7 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
 
     let mut storage = None;
     let mut resumed = None;
+    let mut tidied = false;
     if let Some(journal) = Journal::load(&settings.work_dir)? {
         if options.dry_run {
             tracing::warn!(
@@ -127,6 +128,9 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
             );
             let ready = ready_storage(settings, mode).await?;
             resumed = finish(ready.as_ref(), settings, &journal, started).await?;
+            // The interrupted run may have left a partial upload behind.
+            tidy_storage(ready.as_ref(), &read_index(ready.as_ref()).await?).await?;
+            tidied = true;
             storage = Some(ready);
         }
     }
@@ -162,7 +166,7 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
         None => ready_storage(settings, mode).await?,
     };
     let index = read_index(storage.as_ref()).await?;
-    if !options.dry_run {
+    if !options.dry_run && !tidied {
         tidy_storage(storage.as_ref(), &index).await?;
     }
     let timestamp = unix_now()?;
@@ -230,6 +234,25 @@ async fn tidy_storage(storage: &dyn Storage, index: &Index) -> Result<()> {
         .await
         .with_context(|| format!("cannot list {}", storage.describe()))?;
     let last_id = index.last().map_or(0, |entry| entry.archive_id);
+    let missing: Vec<u64> = index
+        .entries()
+        .iter()
+        .map(|entry| entry.archive_id)
+        .filter(|id| !objects.iter().any(|o| archive_id_of(&o.name) == Some(*id)))
+        .collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            "the index lists {} archives that are not on {} (ids {}); the backup continues              after them, but those replays may be gone: check with the original tool's records",
+            missing.len(),
+            storage.describe(),
+            missing
+                .iter()
+                .take(20)
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for object in &objects {
         if object.name.ends_with(PARTIAL_SUFFIX) {
             tracing::info!(

@@ -228,3 +228,82 @@ impl Result {
         self
     }
 }
+
+/// The invariants a backup keeps whatever happens, checked on a storage that is a directory
+/// on this machine (local, or the root of a test FTP server):
+/// - every replay in `original` is in the temp folder unchanged, or inside an archive that the
+///   index lists, byte for byte;
+/// - index ids are contiguous from 1 and each indexed archive exists exactly once.
+///
+/// With `settled` (a run has completed since the last fault), also: nothing on the storage is
+/// outside the index, and no partial upload is left under any name.
+///
+/// Returns the names of the replays found in archives.
+pub fn assert_nothing_lost(
+    original: &BTreeMap<String, Vec<u8>>,
+    temp: &Path,
+    storage: &Path,
+    settled: bool,
+) -> Vec<String> {
+    let index = std::fs::read_to_string(storage.join(INDEX)).expect("the index exists");
+    let ids: Vec<u64> = index
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "index ids: {index:?}"
+    );
+    let names = names_in(storage);
+    assert!(
+        !settled || names.iter().all(|n| !n.ends_with(".oiseau-part")),
+        "partial uploads left: {names:?}"
+    );
+    let archives: Vec<&String> = names.iter().filter(|n| n.ends_with(".tar.gz")).collect();
+    let mut archived = BTreeMap::new();
+    for id in &ids {
+        let matching: Vec<&&String> = archives.iter().filter(|n| archive_id(n) == *id).collect();
+        assert_eq!(matching.len(), 1, "archive {id}: {names:?}");
+        for (name, bytes) in archive_members(&storage.join(matching[0])) {
+            assert!(
+                archived.insert(name.clone(), bytes).is_none(),
+                "{name} archived twice"
+            );
+        }
+    }
+    if settled {
+        assert_eq!(
+            archives.len(),
+            ids.len(),
+            "archives outside the index: {names:?}"
+        );
+    }
+    for (name, bytes) in original {
+        let in_temp = std::fs::read(temp.join(name)).ok();
+        match (in_temp, archived.get(name)) {
+            (Some(kept), _) => assert_eq!(&kept, bytes, "{name} changed in the temp folder"),
+            (None, Some(stored)) => assert_eq!(stored, bytes, "{name} differs in its archive"),
+            (None, None) => panic!("{name} was deleted but is in no indexed archive"),
+        }
+    }
+    archived.into_keys().collect()
+}
+
+/// Writes `count` replays of `size` bytes each, ids from `first`.
+pub fn add_sized_replays(
+    temp: &Path,
+    first: u64,
+    count: u64,
+    size: usize,
+) -> BTreeMap<String, Vec<u8>> {
+    (first..first + count)
+        .map(|id| {
+            let name = format!("replay_{id}.osr");
+            let bytes: Vec<u8> = replay_bytes(id).into_iter().cycle().take(size).collect();
+            std::fs::write(temp.join(&name), &bytes).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
