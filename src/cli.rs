@@ -41,8 +41,38 @@ pub enum Command {
     },
     /// Create an empty c14_index.txt on a new storage
     Init,
-    /// Show the temp folder, the last archive and whether the storage is reachable
-    Status,
+    /// Show where the backup stands: temp folder, last archive, storage, lock
+    Status {
+        /// One JSON object, for monitoring
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the archive holding each replay
+    Locate {
+        /// Replay ids (the digits of replay_<id>.osr)
+        #[arg(required = true, value_name = "REPLAY_ID")]
+        ids: Vec<u64>,
+    },
+    /// Extract replays from their archives into a folder, checking their recorded hashes
+    Restore {
+        #[arg(required = true, value_name = "REPLAY_ID")]
+        ids: Vec<u64>,
+        /// Folder to write the replays to
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Replace files that already exist in DIR
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Check that every archive of the index is on the storage, whole
+    Verify {
+        /// Also download each archive, check its SHA-256 and read every replay
+        #[arg(long)]
+        deep: bool,
+        /// Only archives from this id on
+        #[arg(long, value_name = "ARCHIVE_ID")]
+        since: Option<u64>,
+    },
     /// Print the effective settings, secrets redacted
     Config,
     /// Run a real backup of generated replays into a scratch folder, with no set-up

@@ -1,6 +1,7 @@
 //! oiseau: parse the command line, load the settings, run one command, map the outcome to an
 //! exit code (0 done, 1 failed, 2 bad usage or settings, 75 try again later).
 
+mod catalog;
 mod cli;
 mod commands;
 mod demo;
@@ -12,10 +13,12 @@ mod manifest;
 mod notify;
 mod pack;
 mod progress;
+mod restore;
 mod run;
 mod sample;
 mod scan;
 mod settings;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -131,7 +134,12 @@ async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Init => commands::init(&settings).await,
-        Command::Status => commands::status(&settings).await,
+        Command::Status { json } => commands::status(&settings, json).await,
+        Command::Locate { ids } => restore::locate(&settings, &ids).await,
+        Command::Restore { ids, to, overwrite } => {
+            restore::restore(&settings, &ids, &to, overwrite).await
+        }
+        Command::Verify { deep, since } => verify::verify(&settings, deep, since).await,
         Command::Config => {
             print!("{}", settings.to_redacted_toml()?);
             Ok(())

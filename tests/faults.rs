@@ -8,8 +8,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::ftp::{FTP_PASSWORD, FtpServer};
-use common::{Deployment, INDEX, add_sized_replays, assert_nothing_lost};
+use common::target::Target;
+use common::{INDEX, add_sized_replays, assert_nothing_lost};
 
 const STEPS: [&str; 5] = [
     "after-pack",
@@ -18,83 +18,6 @@ const STEPS: [&str; 5] = [
     "after-index",
     "mid-cleanup",
 ];
-
-/// A deployment on one backend, and the directory where that backend keeps its objects.
-struct Target {
-    d: Deployment,
-    storage: PathBuf,
-    env: Vec<(&'static str, String)>,
-    _server: Option<FtpServer>,
-    _remote: Option<tempfile::TempDir>,
-}
-
-impl Target {
-    fn local() -> Self {
-        let d = Deployment::new("");
-        let storage = d.storage.clone();
-        Target {
-            d,
-            storage,
-            env: Vec::new(),
-            _server: None,
-            _remote: None,
-        }
-    }
-
-    fn ftp() -> Self {
-        let server = FtpServer::start();
-        let d = Deployment::new("");
-        d.write_settings_with_tables(
-            "",
-            &format!(
-                "[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"{}\"\ntimeout = \"10s\"\n",
-                server.url("")
-            ),
-        );
-        let storage = server.root.clone();
-        Target {
-            d,
-            storage,
-            env: vec![("FTP_PASSWORD", FTP_PASSWORD.to_owned())],
-            _server: Some(server),
-            _remote: None,
-        }
-    }
-
-    fn rclone() -> Self {
-        let remote = tempfile::tempdir().unwrap();
-        let d = Deployment::new("");
-        d.write_settings_with_tables(
-            "",
-            &format!(
-                "[storage]\nbackend = \"rclone\"\n[storage.rclone]\nremote = \"{}\"\n",
-                remote.path().display()
-            ),
-        );
-        let storage = remote.path().to_owned();
-        Target {
-            d,
-            storage,
-            env: Vec::new(),
-            _server: None,
-            _remote: Some(remote),
-        }
-    }
-
-    fn run(&self, extra_env: &[(&str, &str)]) -> std::process::Output {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"));
-        command.arg("--config").arg(&self.d.config).arg("run");
-        for (name, value) in &self.env {
-            command.env(name, value);
-        }
-        command.envs(extra_env.iter().copied()).output().unwrap()
-    }
-
-    fn init(&self) {
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        self.d.oiseau(&["init"], &env).expect_code(0);
-    }
-}
 
 fn killed(output: &std::process::Output) -> bool {
     output.status.signal() == Some(9)

@@ -337,7 +337,7 @@ fn status_shows_the_temp_folder_and_the_last_index_line() {
     let out = d.oiseau(&["status"], &[]).expect_code(0);
     let stdout = out.stdout();
     assert!(stdout.contains(": 1 replays,"), "{stdout}");
-    assert!(stdout.contains("last line `1\t2`"), "{stdout}");
+    assert!(stdout.contains("last archive: `1\t2` "), "{stdout}");
     assert!(stdout.contains("reachable"), "{stdout}");
 }
 

@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod ftp;
 pub mod rclone;
+pub mod target;
 pub mod telegram;
 
 use std::collections::BTreeMap;
@@ -133,8 +134,12 @@ impl Deployment {
 
     /// Names of the archives on the storage, by id.
     pub fn archives(&self) -> Vec<String> {
-        let mut archives: Vec<String> = self
-            .storage_names()
+        self.archives_in(&self.storage)
+    }
+
+    /// Names of the archives in a storage directory, by id.
+    pub fn archives_in(&self, storage: &Path) -> Vec<String> {
+        let mut archives: Vec<String> = names_in(storage)
             .into_iter()
             .filter(|name| name.ends_with(".tar.gz"))
             .collect();

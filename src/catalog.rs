@@ -1,0 +1,143 @@
+//! What the storage holds, archive by archive: the index lines, the archive each names, and
+//! its manifest when oiseau made it. Answers "which archive holds replay N?".
+//!
+//! Manifests never change once written, so each is fetched once and kept in
+//! `work_dir/manifests`; a later `locate` reads them from there.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use backends::{ObjectMeta, Storage, StorageError};
+
+use crate::index::{Index, IndexEntry};
+use crate::manifest::{Manifest, manifest_name};
+use crate::run::{archive_id_of, read_index};
+
+/// One archive of the index, as found on the storage.
+#[derive(Debug)]
+pub struct CatalogEntry {
+    pub entry: IndexEntry,
+    /// The largest replay id of the previous archive: without a manifest, this archive is
+    /// taken to hold the ids above it up to `entry.max_replay_id`.
+    pub previous_max: u64,
+    /// The archive object, when the storage has one with this id.
+    pub object: Option<ObjectMeta>,
+    /// Its manifest, for archives oiseau made.
+    pub manifest: Option<Manifest>,
+}
+
+/// Where a replay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Listed in the archive's manifest.
+    Exact,
+    /// Inside the archive's id range of the index (the original tool's archives).
+    ByRange,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    pub archives: Vec<CatalogEntry>,
+    /// Objects on the storage that look like archives but are in no index line.
+    pub strays: Vec<String>,
+}
+
+impl Catalog {
+    /// Reads the index, lists the storage and loads every manifest (from the cache when it
+    /// has it).
+    pub async fn load(storage: &dyn Storage, work_dir: &Path) -> Result<Catalog> {
+        let index: Index = read_index(storage).await?;
+        let objects = storage
+            .list()
+            .await
+            .with_context(|| format!("cannot list {}", storage.describe()))?;
+        let cache = work_dir.join("manifests");
+        let mut archives = Vec::with_capacity(index.entries().len());
+        let mut previous_max = 0;
+        for entry in index.entries() {
+            let candidates: Vec<&ObjectMeta> = objects
+                .iter()
+                .filter(|o| archive_id_of(&o.name) == Some(entry.archive_id))
+                .collect();
+            // Prefer the copy that has a manifest: a killed run of the original tool may have
+            // left a second archive with the same id.
+            let with_manifest = candidates.iter().find(|o| {
+                let manifest = manifest_name(&o.name);
+                objects.iter().any(|m| m.name == manifest)
+            });
+            let object = with_manifest.or(candidates.first()).map(|o| (*o).clone());
+            let manifest = match &object {
+                Some(o) if objects.iter().any(|m| m.name == manifest_name(&o.name)) => {
+                    Some(fetch_manifest(storage, &cache, &o.name).await?)
+                }
+                _ => None,
+            };
+            archives.push(CatalogEntry {
+                entry: *entry,
+                previous_max,
+                object,
+                manifest,
+            });
+            previous_max = entry.max_replay_id;
+        }
+        let strays = objects
+            .iter()
+            .filter(|o| archive_id_of(&o.name).is_some())
+            .filter(|o| {
+                !archives
+                    .iter()
+                    .any(|a| a.object.as_ref().is_some_and(|found| found.name == o.name))
+            })
+            .map(|o| o.name.clone())
+            .collect();
+        Ok(Catalog { archives, strays })
+    }
+
+    /// Every archive holding replay `id`: exactly from manifests, and from the index ranges
+    /// for archives without one. A replay archived twice (it changed after it was packed) is
+    /// in both.
+    pub fn locate(&self, id: u64) -> Vec<(&CatalogEntry, Found)> {
+        self.archives
+            .iter()
+            .filter_map(|archive| match &archive.manifest {
+                Some(manifest) => manifest
+                    .replays
+                    .iter()
+                    .any(|(replay_id, _, _)| *replay_id == id)
+                    .then_some((archive, Found::Exact)),
+                None => (archive.previous_max < id && id <= archive.entry.max_replay_id)
+                    .then_some((archive, Found::ByRange)),
+            })
+            .collect()
+    }
+}
+
+/// A manifest from the cache, or from the storage (and then cached).
+async fn fetch_manifest(storage: &dyn Storage, cache: &Path, archive: &str) -> Result<Manifest> {
+    let name = manifest_name(archive);
+    let cached: PathBuf = cache.join(&name);
+    if let Ok(bytes) = std::fs::read(&cached)
+        && let Ok(manifest) = serde_json::from_slice(&bytes)
+    {
+        return Ok(manifest);
+    }
+    let bytes = match storage.read(&name).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound { .. }) => {
+            anyhow::bail!(
+                "{name} vanished from {} while being read",
+                storage.describe()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {name}")),
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{name} on {} is not a valid manifest", storage.describe()))?;
+    std::fs::create_dir_all(cache)
+        .with_context(|| format!("cannot create the manifest cache {}", cache.display()))?;
+    let staging = cache.join(format!("{name}.tmp"));
+    std::fs::write(&staging, &bytes)
+        .and_then(|()| std::fs::rename(&staging, &cached))
+        .with_context(|| format!("cannot cache {name} in {}", cache.display()))?;
+    Ok(manifest)
+}

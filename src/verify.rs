@@ -1,0 +1,173 @@
+//! `oiseau verify`: is every archive of the index on the storage, with the recorded size, and
+//! (`--deep`) intact down to each replay?
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+use backends::{PreflightMode, Storage};
+use sha2::{Digest, Sha256};
+use tokio_util::io::SyncIoBridge;
+
+use crate::catalog::{Catalog, CatalogEntry};
+use crate::commands::ready_storage;
+use crate::pack::hex;
+use crate::scan::replay_id;
+use crate::settings::Settings;
+
+pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Result<()> {
+    let mode = if deep {
+        PreflightMode::Prepare
+    } else {
+        PreflightMode::Inspect
+    };
+    let storage = ready_storage(settings, mode).await?;
+    let catalog = Catalog::load(storage.as_ref(), &settings.work_dir).await?;
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for archive in &catalog.archives {
+        if since.is_some_and(|since| archive.entry.archive_id < since) {
+            continue;
+        }
+        checked += 1;
+        let label = format!(
+            "archive {} ({})",
+            archive.entry.archive_id,
+            archive
+                .object
+                .as_ref()
+                .map_or("no such file", |o| o.name.as_str())
+        );
+        match check(storage.as_ref(), archive, deep).await {
+            Ok(()) => tracing::debug!("{label}: ok"),
+            Err(e) => {
+                println!("{label}: {e:#}");
+                problems.push(label);
+            }
+        }
+    }
+    for stray in &catalog.strays {
+        println!("{stray}: on the storage but in no index line");
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} of {checked} archives failed verification: {}",
+            problems.len(),
+            problems.join("; ")
+        );
+    }
+    println!(
+        "{checked} archives verified{} on {}",
+        if deep {
+            " (deep: downloaded, hashed and read through)"
+        } else {
+            ""
+        },
+        storage.describe()
+    );
+    Ok(())
+}
+
+async fn check(storage: &dyn Storage, archive: &CatalogEntry, deep: bool) -> Result<()> {
+    let Some(object) = &archive.object else {
+        bail!("missing from the storage");
+    };
+    if let Some(manifest) = &archive.manifest
+        && manifest.size != object.size
+    {
+        bail!(
+            "{} bytes on the storage, {} recorded",
+            object.size,
+            manifest.size
+        );
+    }
+    if object.size == 0 {
+        bail!("empty on the storage");
+    }
+    if !deep {
+        return Ok(());
+    }
+    let reader = storage
+        .open(&object.name)
+        .await
+        .context("cannot download it")?;
+    let bridge = SyncIoBridge::new(reader);
+    let contents = tokio::task::spawn_blocking(move || read_through(bridge))
+        .await
+        .context("the check stopped unexpectedly")??;
+    let max = contents.replays.iter().map(|(id, _, _)| *id).max();
+    if max != Some(archive.entry.max_replay_id) {
+        bail!(
+            "its largest replay id is {}, the index says {}",
+            max.map_or("none".into(), |m| m.to_string()),
+            archive.entry.max_replay_id
+        );
+    }
+    if let Some(manifest) = &archive.manifest {
+        if contents.sha256 != manifest.sha256 {
+            bail!(
+                "SHA-256 {} differs from the recorded {}",
+                contents.sha256,
+                manifest.sha256
+            );
+        }
+        if contents.replays != manifest.replays {
+            bail!("its replays differ from its manifest");
+        }
+    }
+    Ok(())
+}
+
+struct Contents {
+    sha256: String,
+    replays: Vec<(u64, u64, String)>,
+}
+
+/// Reads a whole `.tar.gz`: SHA-256 of its bytes, and each member's id, size and BLAKE3.
+fn read_through(reader: impl Read) -> Result<Contents> {
+    let mut hashing = HashingReader {
+        inner: reader,
+        hasher: Sha256::new(),
+    };
+    let mut replays = Vec::new();
+    {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&mut hashing));
+        for entry in archive.entries().context("not a readable .tar.gz")? {
+            let mut entry = entry.context("damaged tar stream")?;
+            let name = entry.path()?.to_string_lossy().into_owned();
+            let id = replay_id(&name).with_context(|| format!("holds {name}, not a replay"))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buffer = vec![0u8; 256 * 1024];
+            let mut size = 0u64;
+            loop {
+                let n = entry
+                    .read(&mut buffer)
+                    .with_context(|| format!("damaged inside {name}"))?;
+                if n == 0 {
+                    break;
+                }
+                size += n as u64;
+                hasher.update(&buffer[..n]);
+            }
+            replays.push((id, size, hasher.finalize().to_hex().to_string()));
+        }
+    }
+    // The gzip and tar readers may stop before the last padding bytes: hash those too.
+    std::io::copy(&mut hashing, &mut std::io::sink()).context("cannot read it to the end")?;
+    Ok(Contents {
+        sha256: hex(&hashing.hasher.finalize()),
+        replays,
+    })
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
