@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod demo;
 mod fault;
+mod gzip;
 mod index;
 mod journal;
 mod lock;

@@ -1,24 +1,20 @@
-//! Replays -> `.tar.gz`, streamed: a file at a time goes from the temp folder through gzip into
-//! the spool file, so memory stays flat whatever the batch size. Knows nothing of storage.
+//! Replays -> `.tar.gz`, streamed: a file at a time goes from the temp folder through the
+//! parallel gzip writer into the spool file, so memory stays flat whatever the batch size.
+//! Knows nothing of storage.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
+use crate::gzip::{Level, ParallelGzip, Written};
 use crate::scan::Replay;
 
-/// gzip level. Replays are LZMA-compressed inside, so gzip saves about 1.5 % at any level; the
-/// fastest level keeps the run (and a C14 bucket's open window) short.
-const LEVEL: Compression = Compression::fast();
-
-/// Size of the buffer between gzip and the spool file.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Size of the buffer used to hash a spool file.
+const READ_BUFFER: usize = 1 << 20;
 
 /// A replay inside an archive, with the hash that a restore checks it against.
 #[derive(Debug, Clone)]
@@ -48,14 +44,19 @@ pub struct Packed {
 /// the original tool's archives are. A replay that vanished or changed since the scan is left
 /// out (and stays for the next run); one that cannot be read or shrinks while being read fails
 /// the whole pack, and `out` is removed.
-pub fn pack(replays: &[Replay], out: &Path, progress: &dyn Fn(u64)) -> Result<Packed> {
+pub fn pack(
+    replays: &[Replay],
+    out: &Path,
+    level: Level,
+    progress: &dyn Fn(u64),
+) -> Result<Packed> {
     let file = File::create_new(out)
         .with_context(|| format!("cannot create the spool file {}", out.display()))?;
-    let result = write_archive(replays, &file, progress);
+    let result = write_archive(replays, &file, level, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
-    let (packed_replays, left_out, counter) = result?;
+    let (packed_replays, left_out, written) = result?;
     file.sync_all()
         .with_context(|| format!("cannot sync the spool file {}", out.display()))?;
     if packed_replays.is_empty() {
@@ -65,20 +66,20 @@ pub fn pack(replays: &[Replay], out: &Path, progress: &dyn Fn(u64)) -> Result<Pa
     Ok(Packed {
         replays: packed_replays,
         left_out,
-        size: counter.bytes,
-        sha256: hex(&counter.hasher.finalize()),
+        size: written.bytes,
+        sha256: hex(&written.sha256),
     })
 }
 
-type Written = (
-    Vec<PackedReplay>,
-    Vec<Replay>,
-    HashingWriter<BufWriter<File>>,
-);
+type Archive = (Vec<PackedReplay>, Vec<Replay>, Written);
 
-fn write_archive(replays: &[Replay], file: &File, progress: &dyn Fn(u64)) -> Result<Written> {
-    let spool = BufWriter::with_capacity(WRITE_BUFFER, file.try_clone()?);
-    let gzip = GzEncoder::new(HashingWriter::new(spool), LEVEL);
+fn write_archive(
+    replays: &[Replay],
+    file: &File,
+    level: Level,
+    progress: &dyn Fn(u64),
+) -> Result<Archive> {
+    let gzip = ParallelGzip::new(file.try_clone()?, level);
     let mut tar = tar::Builder::new(gzip);
     let mut packed = Vec::with_capacity(replays.len());
     let mut left_out = Vec::new();
@@ -118,9 +119,8 @@ fn write_archive(replays: &[Replay], file: &File, progress: &dyn Fn(u64)) -> Res
         });
     }
     let gzip = tar.into_inner().context("cannot finish the tar stream")?;
-    let mut hashing = gzip.finish().context("cannot finish the gzip stream")?;
-    hashing.flush().context("cannot write the spool file")?;
-    Ok((packed, left_out, hashing))
+    let written = gzip.finish().context("cannot write the spool file")?;
+    Ok((packed, left_out, written))
 }
 
 /// Opens a replay if it is still what the scan saw. A vanished or changed file is `None`;
@@ -185,40 +185,10 @@ impl Read for ExactReader<'_> {
     }
 }
 
-/// Counts and hashes what passes through, so the archive's size and SHA-256 come for free.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// SHA-256 of what is left to read in `file`, lowercase hex.
 pub fn sha256_of(file: &mut File) -> io::Result<String> {
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; WRITE_BUFFER];
+    let mut buffer = vec![0u8; READ_BUFFER];
     loop {
         let n = file.read(&mut buffer)?;
         if n == 0 {
@@ -248,7 +218,7 @@ mod tests {
     }
 
     fn unpack(archive: &Path) -> Vec<(String, Vec<u8>, u64)> {
-        let gz = flate2::read::GzDecoder::new(File::open(archive).unwrap());
+        let gz = flate2::read::MultiGzDecoder::new(File::open(archive).unwrap());
         let mut tar = tar::Archive::new(gz);
         tar.entries()
             .unwrap()
@@ -273,7 +243,7 @@ mod tests {
         ]);
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(&scan.replays, &out, &|_| {}).unwrap();
+        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}).unwrap();
 
         assert_eq!(packed.replays.len(), 3);
         assert_eq!(
@@ -306,7 +276,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("replay_2.osr")).unwrap();
         std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(&scan.replays, &out, &|_| {}).unwrap();
+        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}).unwrap();
         let ids: Vec<u64> = packed.replays.iter().map(|r| r.replay.id).collect();
         assert_eq!(ids, [1]);
         let left: Vec<u64> = packed.left_out.iter().map(|r| r.id).collect();
@@ -320,7 +290,7 @@ mod tests {
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
         std::fs::write(&out, b"earlier").unwrap();
-        assert!(pack(&scan.replays, &out, &|_| {}).is_err());
+        assert!(pack(&scan.replays, &out, Level::Auto, &|_| {}).is_err());
         assert_eq!(std::fs::read(&out).unwrap(), b"earlier");
     }
 }

@@ -140,7 +140,7 @@ fn extract(
     to: &Path,
     overwrite: bool,
 ) -> Result<Vec<(String, bool)>> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(reader));
     let mut restored = Vec::new();
     let entries = archive
         .entries()

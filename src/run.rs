@@ -14,6 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use backends::{PARTIAL_SUFFIX, PreflightMode, Storage, StorageError, WriteMode};
 
 use crate::commands::ready_storage;
+use crate::gzip::Level;
 use crate::index::{INDEX_NAME, Index};
 use crate::journal::{Journal, unix_now};
 use crate::manifest::{Manifest, manifest_name};
@@ -127,7 +128,14 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
                 journal.archive_name
             );
             let ready = ready_storage(settings, mode).await?;
-            resumed = finish(ready.as_ref(), settings, &journal, started).await?;
+            resumed = finish(
+                ready.as_ref(),
+                settings,
+                &journal,
+                Spool::Unchecked,
+                started,
+            )
+            .await?;
             // The interrupted run may have left a partial upload behind.
             tidy_storage(ready.as_ref(), &read_index(ready.as_ref()).await?).await?;
             tidied = true;
@@ -183,7 +191,7 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
     }
 
     let spool_dir = settings.work_dir.join("spool");
-    let packed = pack_to_spool(&plan, &spool_dir).await?;
+    let packed = pack_to_spool(&plan, &spool_dir, settings.compression.0).await?;
     let journal = Journal {
         backend: settings.storage.backend.to_string(),
         archive_id: plan.archive_id,
@@ -195,10 +203,16 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
     };
     journal.save(&settings.work_dir)?;
     fault::point("after-pack");
-    finish(storage.as_ref(), settings, &journal, started)
-        .await?
-        .map(RunReport::Archived)
-        .ok_or_else(|| anyhow!("the archive just packed vanished from the spool"))
+    finish(
+        storage.as_ref(),
+        settings,
+        &journal,
+        Spool::JustPacked,
+        started,
+    )
+    .await?
+    .map(RunReport::Archived)
+    .ok_or_else(|| anyhow!("the archive just packed vanished from the spool"))
 }
 
 /// `<unix_time>_replays_<id>.tar.gz`, the original tool's archive name.
@@ -286,7 +300,7 @@ pub fn archive_id_of(name: &str) -> Option<u64> {
     id.parse().ok()
 }
 
-async fn pack_to_spool(plan: &Plan, spool_dir: &Path) -> Result<Packed> {
+async fn pack_to_spool(plan: &Plan, spool_dir: &Path, level: Level) -> Result<Packed> {
     std::fs::create_dir_all(spool_dir)
         .with_context(|| format!("cannot create the spool folder {}", spool_dir.display()))?;
     remove_stale_spool_files(spool_dir);
@@ -302,7 +316,9 @@ async fn pack_to_spool(plan: &Plan, spool_dir: &Path) -> Result<Packed> {
         plan.archive_name
     );
     let packed = tokio::task::spawn_blocking(move || {
-        pack(&replays, &out, &|done| progress_bar.set_position(done))
+        pack(&replays, &out, level, &|done| {
+            progress_bar.set_position(done)
+        })
     })
     .await
     .context("the packer stopped unexpectedly")??;
@@ -357,6 +373,7 @@ async fn finish(
     storage: &dyn Storage,
     settings: &Settings,
     journal: &Journal,
+    spool: Spool,
     started: Instant,
 ) -> Result<Option<Archived>> {
     let journal_path = Journal::path(&settings.work_dir);
@@ -385,7 +402,7 @@ async fn finish(
     };
     let spool_file = settings.work_dir.join("spool").join(&journal.archive_name);
     if !committed {
-        if !ensure_uploaded(storage, journal, &spool_file).await? {
+        if !ensure_uploaded(storage, journal, &spool_file, spool).await? {
             tracing::warn!(
                 "archive {} of an interrupted run never reached {where_to} and its spool copy is \
                  gone; its replays are still in the temp folder and will be packed again",
@@ -443,6 +460,7 @@ async fn ensure_uploaded(
     storage: &dyn Storage,
     journal: &Journal,
     spool_file: &Path,
+    spool: Spool,
 ) -> Result<bool> {
     let name = &journal.archive_name;
     let where_to = storage.describe();
@@ -465,7 +483,7 @@ async fn ensure_uploaded(
         Err(StorageError::NotFound { .. }) => {}
         Err(e) => return Err(e).with_context(|| format!("cannot reach {where_to}")),
     }
-    if !spool_is_intact(spool_file, journal).await? {
+    if spool == Spool::Unchecked && !spool_is_intact(spool_file, journal).await? {
         return Ok(false);
     }
     tracing::info!("uploading {name} to {where_to}");
@@ -497,6 +515,15 @@ async fn ensure_uploaded(
         }
         Err(e) => Err(e).with_context(|| format!("cannot upload {name} to {where_to}")),
     }
+}
+
+/// Whether the spool file can be trusted as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spool {
+    /// Written and hashed by this very run.
+    JustPacked,
+    /// Left by an interrupted run: checked against the journal before it is uploaded.
+    Unchecked,
 }
 
 /// Whether the spool file is exactly the archive the journal describes.

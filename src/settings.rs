@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backends::{Secret, StorageConfig};
+
+use crate::gzip::Level;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where `--config` points when neither the flag nor `OISEAU_CONFIG` is given.
@@ -24,6 +26,8 @@ pub struct Settings {
     pub min_age: Duration,
     /// Lock file, run journal and spool.
     pub work_dir: PathBuf,
+    /// gzip effort: `"auto"` or a level 0-9.
+    pub compression: Compression,
     pub storage: StorageConfig,
     pub telegram: TelegramSettings,
 }
@@ -35,6 +39,7 @@ impl Default for Settings {
             threshold: ByteSize(500 * 1024 * 1024),
             min_age: Duration::from_secs(60),
             work_dir: PathBuf::from(".oiseau"),
+            compression: Compression(Level::Auto),
             storage: StorageConfig::default(),
             telegram: TelegramSettings::default(),
         }
@@ -156,6 +161,37 @@ impl Settings {
     }
 }
 
+/// The `compression` setting: `"auto"` or a zlib level 0 (store) to 9.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression(pub Level);
+
+impl<'de> Deserialize<'de> for Compression {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Level(u32),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Level(level) if level <= 9 => Ok(Compression(Level::Fixed(level))),
+            Raw::Text(text) if text == "auto" => Ok(Compression(Level::Auto)),
+            _ => Err(serde::de::Error::custom(
+                "compression is \"auto\" or a level from 0 (store) to 9",
+            )),
+        }
+    }
+}
+
+impl Serialize for Compression {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Level::Auto => serializer.serialize_str("auto"),
+            Level::Fixed(level) => serializer.serialize_u32(level),
+        }
+    }
+}
+
 /// A size in bytes, written in the settings as an integer or as `"500 MiB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
@@ -257,6 +293,20 @@ mod tests {
                 .contains("unknown unit")
         );
         assert!(ByteSize::parse("MiB").is_err());
+    }
+
+    #[test]
+    fn compression_is_auto_or_a_level() {
+        assert_eq!(
+            load_text("", &no_env).unwrap().compression,
+            Compression(Level::Auto)
+        );
+        let s = load_text("compression = 6", &no_env).unwrap();
+        assert_eq!(s.compression, Compression(Level::Fixed(6)));
+        for bad in ["compression = 10", "compression = \"fast\""] {
+            let err = load_text(bad, &no_env).unwrap_err();
+            assert!(format!("{err:#}").contains("compression is"), "{err:#}");
+        }
     }
 
     #[test]

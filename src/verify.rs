@@ -130,7 +130,7 @@ fn read_through(reader: impl Read) -> Result<Contents> {
     };
     let mut replays = Vec::new();
     {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&mut hashing));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&mut hashing));
         for entry in archive.entries().context("not a readable .tar.gz")? {
             let mut entry = entry.context("damaged tar stream")?;
             let name = entry.path()?.to_string_lossy().into_owned();

@@ -100,48 +100,81 @@ fn an_index_written_by_the_original_tool_is_continued_byte_for_byte() {
 }
 
 #[test]
-fn archives_open_with_gnu_tar_and_python_tarfile() {
+fn archives_open_with_gnu_tar_gzip_and_python_tarfile_at_every_compression() {
+    for compression in ["\"auto\"", "0", "1", "6", "9"] {
+        let d = Deployment::new(&format!("compression = {compression}"));
+        d.oiseau(&["init"], &[]).expect_code(0);
+        // Several 1 MiB gzip blocks, noise and text mixed.
+        let mut replays = common::add_sized_replays(&d.temp, 10, 4, 700 * 1024);
+        let text = b"16|256.5|192.25|1,".repeat(30_000);
+        std::fs::write(d.temp.join("replay_20.osr"), &text).unwrap();
+        replays.insert("replay_20.osr".into(), text);
+        d.oiseau(&["run"], &[]).expect_code(0);
+        let archive = d.storage.join(&d.archives()[0]);
+
+        let gzip = std::process::Command::new("gzip")
+            .arg("-t")
+            .arg(&archive)
+            .status()
+            .unwrap();
+        assert!(gzip.success(), "{compression}: gzip -t");
+        let extracted = d.root.path().join("extracted");
+        std::fs::create_dir(&extracted).unwrap();
+        let tar = std::process::Command::new("tar")
+            .arg("xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&extracted)
+            .status()
+            .unwrap();
+        assert!(tar.success(), "{compression}: tar xzf");
+        for (name, bytes) in &replays {
+            assert!(
+                &std::fs::read(extracted.join(name)).unwrap() == bytes,
+                "{compression}: {name}"
+            );
+        }
+        let python = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import hashlib, sys, tarfile\nwith tarfile.open(sys.argv[1], 'r:gz') as t:\n    for m in t.getmembers():\n        print(m.name, hashlib.sha256(t.extractfile(m).read()).hexdigest())",
+            ])
+            .arg(&archive)
+            .output()
+            .unwrap();
+        assert!(
+            python.status.success(),
+            "{compression}: {}",
+            String::from_utf8_lossy(&python.stderr)
+        );
+        let expected: Vec<String> = replays
+            .iter()
+            .map(|(n, b)| format!("{n} {}", common::sha256_hex(b)))
+            .collect();
+        let mut listed: Vec<String> = String::from_utf8_lossy(&python.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        listed.sort();
+        assert_eq!(listed, expected, "{compression}: Python's tarfile");
+    }
+}
+
+#[test]
+fn auto_compression_still_shrinks_compressible_replays() {
     let d = Deployment::new("");
     d.oiseau(&["init"], &[]).expect_code(0);
-    let replays = d.add_replays(&[10, 11, 12]);
-    d.oiseau(&["run"], &[]).expect_code(0);
-    let archive = d.storage.join(&d.archives()[0]);
-
-    let extracted = d.root.path().join("extracted");
-    std::fs::create_dir(&extracted).unwrap();
-    let tar = std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&extracted)
-        .status()
-        .unwrap();
-    assert!(tar.success());
-    for (name, bytes) in &replays {
-        assert_eq!(&std::fs::read(extracted.join(name)).unwrap(), bytes);
+    let mut bytes = 0;
+    for id in 1..=8u64 {
+        let text = format!("{id}|256.5|192.25|1,").repeat(40_000);
+        bytes += text.len() as u64;
+        std::fs::write(d.temp.join(format!("replay_{id}.osr")), text).unwrap();
     }
-
-    let python = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys, tarfile\nwith tarfile.open(sys.argv[1], 'r:gz') as t:\n    print(' '.join(f'{m.name}:{m.size}' for m in t.getmembers() if m.isfile()))",
-        ])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        python.status.success(),
-        "{}",
-        String::from_utf8_lossy(&python.stderr)
-    );
-    let expected: Vec<String> = replays
-        .iter()
-        .map(|(n, b)| format!("{n}:{}", b.len()))
-        .collect();
-    assert_eq!(
-        String::from_utf8_lossy(&python.stdout).trim(),
-        expected.join(" ")
-    );
+    d.oiseau(&["run"], &[]).expect_code(0);
+    let size = std::fs::metadata(d.storage.join(&d.archives()[0]))
+        .unwrap()
+        .len();
+    assert!(size * 5 < bytes, "{size} of {bytes}");
 }
 
 #[test]

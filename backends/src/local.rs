@@ -63,7 +63,28 @@ impl LocalStorage {
             .map_err(|e| StorageError::from_io(&self.root.display().to_string(), e))
     }
 
+    /// Puts `source` under `partial`: a hard link when both are on the same filesystem (the
+    /// spool usually is, and the archive then costs no second write), a streamed copy
+    /// otherwise. Either way the bytes are on disk (fsynced) before the rename.
     async fn send(&self, source: &Path, partial: &str, progress: Progress<'_>) -> Result<u64> {
+        let target = self.root.join(partial);
+        if std::fs::hard_link(source, &target).is_ok() {
+            let synced = std::fs::File::open(&target).and_then(|file| {
+                file.sync_all()?;
+                Ok(file.metadata()?.len())
+            });
+            return match synced {
+                Ok(size) => {
+                    progress(size);
+                    Ok(size)
+                }
+                Err(e) => Err(StorageError::from_io(partial, e)),
+            };
+        }
+        self.copy(source, partial, progress).await
+    }
+
+    async fn copy(&self, source: &Path, partial: &str, progress: Progress<'_>) -> Result<u64> {
         let mut file = tokio::fs::File::open(source)
             .await
             .map_err(|e| StorageError::from_io(&source.display().to_string(), e))?;

@@ -183,7 +183,7 @@ pub fn names_in(dir: &Path) -> Vec<String> {
 /// The members of a `.tar.gz`, by name, read with the tar and flate2 crates.
 pub fn archive_members(path: &Path) -> BTreeMap<String, Vec<u8>> {
     use std::io::Read;
-    let gz = flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap());
+    let gz = flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap());
     let mut archive = tar::Archive::new(gz);
     archive
         .entries()
@@ -310,5 +310,14 @@ pub fn add_sized_replays(
             std::fs::write(temp.join(&name), &bytes).unwrap();
             (name, bytes)
         })
+        .collect()
+}
+
+/// SHA-256 of bytes, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }

@@ -1,0 +1,341 @@
+//! A gzip writer that uses every core: the stream is cut into blocks, each compressed on a
+//! worker thread as an independent gzip member, and the members are written in order. A
+//! multi-member file is plain gzip (RFC 1952): GNU tar, `gzip -t` and Python's `tarfile` read
+//! it as one stream.
+//!
+//! The output is also counted and hashed (SHA-256) on its way to the file, so the archive's
+//! size and digest come without reading it again.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use aws_lc_rs::digest::{Context, SHA256};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+/// How hard to compress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Per block: store what does not shrink (replays are LZMA inside), compress the rest fast.
+    Auto,
+    /// One zlib level, 0 (store) to 9, for every block.
+    Fixed(u32),
+}
+
+/// Bytes of the stream compressed as one gzip member.
+const BLOCK: usize = 1 << 20;
+/// In [`Level::Auto`], a block is compressed when these slices of it, spread over the block,
+/// shrink: `SAMPLES` slices of `SAMPLE` bytes.
+const SAMPLE: usize = 4 * 1024;
+const SAMPLES: usize = 4;
+/// A block is compressed only when its sample shrinks below this share (percent).
+const WORTH_IT: usize = 97;
+
+/// What [`ParallelGzip::finish`] reports.
+#[derive(Debug)]
+pub struct Written {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+type Job = (u64, Vec<u8>);
+
+pub struct ParallelGzip {
+    block: Vec<u8>,
+    next: u64,
+    jobs: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<io::Result<Written>>>,
+}
+
+impl ParallelGzip {
+    pub fn new(out: File, level: Level) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let (jobs, queue) = sync_channel::<Job>(threads);
+        let queue = Arc::new(Mutex::new(queue));
+        let (done, members) = sync_channel::<Job>(threads * 2);
+        let workers = (0..threads)
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                let done = done.clone();
+                std::thread::spawn(move || compress_blocks(&queue, &done, level))
+            })
+            .collect();
+        drop(done);
+        let writer = std::thread::spawn(move || write_in_order(out, &members));
+        ParallelGzip {
+            block: Vec::with_capacity(BLOCK),
+            next: 0,
+            jobs: Some(jobs),
+            workers,
+            writer: Some(writer),
+        }
+    }
+
+    fn send_block(&mut self) -> io::Result<()> {
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        let jobs = self.jobs.as_ref().expect("not finished yet");
+        if jobs.send((self.next, block)).is_err() {
+            // The writer stopped (a full disk, say): its error is the one to report.
+            return Err(self
+                .stop()
+                .err()
+                .unwrap_or_else(|| io::Error::other("gzip writer stopped")));
+        }
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Compresses what is left, waits for every member to be written and flushed, and returns
+    /// the size and SHA-256 of the whole file.
+    pub fn finish(mut self) -> io::Result<Written> {
+        if !self.block.is_empty() || self.next == 0 {
+            self.send_block()?;
+        }
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<Written> {
+        drop(self.jobs.take());
+        for worker in self.workers.drain(..) {
+            worker
+                .join()
+                .map_err(|_| io::Error::other("a gzip worker panicked"))?;
+        }
+        match self.writer.take() {
+            Some(writer) => writer
+                .join()
+                .map_err(|_| io::Error::other("the gzip writer panicked"))?,
+            None => Err(io::Error::other("gzip writer already stopped")),
+        }
+    }
+}
+
+impl Write for ParallelGzip {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = BLOCK - self.block.len();
+        let n = buf.len().min(room);
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == BLOCK {
+            self.send_block()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ParallelGzip {
+    /// An abandoned writer (an error elsewhere) still stops its threads.
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+fn compress_blocks(queue: &Mutex<Receiver<Job>>, done: &SyncSender<Job>, level: Level) {
+    // One sampler per worker: a deflate state costs hundreds of KiB to set up.
+    let mut sampler = Sampler::new();
+    loop {
+        let job = queue
+            .lock()
+            .map_err(|_| ())
+            .and_then(|q| q.recv().map_err(|_| ()));
+        let Ok((sequence, block)) = job else {
+            return;
+        };
+        let level = match level {
+            Level::Fixed(level) => level,
+            Level::Auto if sampler.shrinks(&block) => 1,
+            Level::Auto => 0,
+        };
+        if done.send((sequence, member(&block, level))).is_err() {
+            return;
+        }
+    }
+}
+
+/// One complete gzip member holding `block`.
+fn member(block: &[u8], level: u32) -> Vec<u8> {
+    if level == 0 {
+        return stored_member(block);
+    }
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(block.len() + 64),
+        Compression::new(level),
+    );
+    encoder
+        .write_all(block)
+        .and_then(|()| encoder.finish())
+        .expect("writing to memory cannot fail")
+}
+
+/// A gzip member of stored deflate blocks (RFC 1951 section 3.2.4): framing around a copy,
+/// as fast as memory. zlib's level 0 produces the same format several times slower.
+fn stored_member(block: &[u8]) -> Vec<u8> {
+    const MAX_STORED: usize = 65_535;
+    let blocks = block.len().div_ceil(MAX_STORED).max(1);
+    let mut out = Vec::with_capacity(block.len() + 5 * blocks + 18);
+    // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown (as flate2 writes it).
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let mut chunks = block.chunks(MAX_STORED).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        let len = chunk.len() as u16;
+        out.push(u8::from(last));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(block);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    out
+}
+
+/// Tells whether a sample of a block shrinks with fast deflate.
+struct Sampler {
+    deflate: flate2::Compress,
+    output: Vec<u8>,
+}
+
+impl Sampler {
+    fn new() -> Self {
+        Sampler {
+            deflate: flate2::Compress::new(Compression::fast(), false),
+            output: Vec::with_capacity(2 * SAMPLE),
+        }
+    }
+
+    /// Whether the block's sample slices, deflated one by one, shrink enough to be worth
+    /// compressing the whole block.
+    fn shrinks(&mut self, block: &[u8]) -> bool {
+        let stride = (block.len() / SAMPLES).max(1);
+        let (mut before, mut after) = (0, 0);
+        for start in (0..block.len()).step_by(stride).take(SAMPLES) {
+            let slice = &block[start..block.len().min(start + SAMPLE)];
+            self.deflate.reset();
+            self.output.clear();
+            if self
+                .deflate
+                .compress_vec(slice, &mut self.output, flate2::FlushCompress::Finish)
+                .is_err()
+            {
+                return false;
+            }
+            before += slice.len();
+            after += self.output.len();
+        }
+        after * 100 < before * WORTH_IT
+    }
+}
+
+/// Writes members in sequence order as they arrive, hashing and counting.
+fn write_in_order(out: File, members: &Receiver<Job>) -> io::Result<Written> {
+    let mut file = BufWriter::with_capacity(BLOCK, out);
+    let mut hasher = Context::new(&SHA256);
+    let mut bytes = 0u64;
+    let mut waiting = BTreeMap::new();
+    let mut next = 0u64;
+    for (sequence, member) in members {
+        waiting.insert(sequence, member);
+        while let Some(member) = waiting.remove(&next) {
+            file.write_all(&member)?;
+            hasher.update(&member);
+            bytes += member.len() as u64;
+            next += 1;
+        }
+    }
+    if !waiting.is_empty() {
+        return Err(io::Error::other("a gzip block was lost"));
+    }
+    file.flush()?;
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(hasher.finish().as_ref());
+    Ok(Written { bytes, sha256 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+
+    fn round_trip(data: &[u8], level: Level) -> (Vec<u8>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.gz");
+        let mut gz = ParallelGzip::new(File::create(&path).unwrap(), level);
+        for chunk in data.chunks(7919) {
+            gz.write_all(chunk).unwrap();
+        }
+        let written = gz.finish().unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(written.bytes, raw.len() as u64);
+        assert_eq!(written.sha256.as_slice(), Sha256::digest(&raw).as_slice());
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        (back, written.bytes)
+    }
+
+    #[test]
+    fn many_blocks_come_back_in_order() {
+        let data: Vec<u8> = (0..(5 * BLOCK + 123) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        for level in [Level::Auto, Level::Fixed(0), Level::Fixed(6)] {
+            assert!(round_trip(&data, level).0 == data, "{level:?}");
+        }
+    }
+
+    #[test]
+    fn auto_stores_noise_and_compresses_text() {
+        let mut x = 1u64;
+        let noise: Vec<u8> = (0..3 * BLOCK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let (_, stored) = round_trip(&noise, Level::Auto);
+        assert!(stored >= noise.len() as u64, "noise is stored as it is");
+        let text = b"osu! replay frames 16|256|192|1,".repeat(100_000);
+        let (back, compressed) = round_trip(&text, Level::Auto);
+        assert_eq!(back, text);
+        assert!(
+            compressed * 10 < text.len() as u64,
+            "text shrinks: {compressed}"
+        );
+    }
+
+    #[test]
+    fn stored_members_match_what_zlib_decodes() {
+        for len in [0, 1, 65_535, 65_536, 200_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&stored_member(&data)[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == data, "length {len}");
+        }
+    }
+
+    #[test]
+    fn an_empty_stream_is_still_valid_gzip() {
+        assert_eq!(round_trip(b"", Level::Auto).0, b"");
+    }
+}
