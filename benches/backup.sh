@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Times `oiseau run` on the local backend beside GNU tar on the same replay folder, and prints
-# the median wall time and peak RSS of each.
+# Times `oiseau run` on the local backend beside GNU tar and the original tool's Python
+# tarfile "w:gz" on the same replay folder, and prints the median wall time and peak RSS of each.
 #
 #   benches/backup.sh [CORPUS_DIR]
 #
+# METHODS (default "oiseau-run tar-czf tar-cf python-tarfile") picks the methods to time.
 # CORPUS_DIR defaults to target/bench/corpus-500mb. When it does not exist it is generated with
 # gen_replays.py (GEN_REPLAYS=path/to/gen_replays.py; by default the copy in ../shared/tools).
 # RUNS (default 3) sets the repetitions; SIZE_MB (default 500) the size of a generated corpus.
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 corpus=${1:-target/bench/corpus-${SIZE_MB:-500}mb}
 runs=${RUNS:-3}
+methods=${METHODS:-oiseau-run tar-czf tar-cf python-tarfile}
 gen=${GEN_REPLAYS:-../shared/tools/gen_replays.py}
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 
@@ -41,28 +43,50 @@ measure() {
 
 for run in $(seq "$runs"); do
     echo "run $run of $runs" >&2
-    # oiseau: a fresh deployment whose temp folder is a hard-linked copy of the corpus.
-    deploy="$scratch/deploy"
-    rm -rf "$deploy"; mkdir -p "$deploy"
-    cp -al "$corpus" "$deploy/temp"
-    printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\n[storage.local]\npath = "backup"\n' > "$deploy/settings.toml"
-    "$oiseau" --config "$deploy/settings.toml" init >/dev/null
-    measure "oiseau-run" "$oiseau" --config "$deploy/settings.toml" run
-    archive_bytes=$(find "$deploy/backup" -name '*.tar.gz' -printf '%s')
-
-    rm -f "$scratch/out.tar.gz" "$scratch/out.tar"
-    measure "tar-czf" sh -c 'tar czf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar.gz" "$corpus"
-    measure "tar-cf" sh -c 'tar cf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar" "$corpus"
+    for method in $methods; do
+        rm -f "$scratch/out.tar.gz" "$scratch/out.tar"
+        case $method in
+        oiseau-run)
+            # A fresh deployment whose temp folder is a hard-linked copy of the corpus.
+            deploy="$scratch/deploy"
+            rm -rf "$deploy"; mkdir -p "$deploy"
+            cp -al "$corpus" "$deploy/temp"
+            printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\n[storage.local]\npath = "backup"\n' > "$deploy/settings.toml"
+            "$oiseau" --config "$deploy/settings.toml" init >/dev/null
+            sync
+            measure "$method" "$oiseau" --config "$deploy/settings.toml" run
+            archive_bytes=$(find "$deploy/backup" -name '*.tar.gz' -printf '%s')
+            ;;
+        tar-czf)
+            sync
+            measure "$method" sh -c 'tar czf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar.gz" "$corpus"
+            ;;
+        tar-cf)
+            sync
+            measure "$method" sh -c 'tar cf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar" "$corpus"
+            ;;
+        python-tarfile)
+            sync
+            measure "$method" python3 -c 'import os, sys, tarfile
+with tarfile.open(sys.argv[1], "w:gz") as t:
+    for name in sorted(os.listdir(sys.argv[2])):
+        t.add(os.path.join(sys.argv[2], name), arcname=name)
+os.sync()' "$scratch/out.tar.gz" "$corpus"
+            ;;
+        *) echo "unknown method $method" >&2; exit 1 ;;
+        esac
+    done
 done
 
 echo
-echo "corpus: $corpus, $files replays, $bytes bytes; oiseau's archive: $archive_bytes bytes; $runs runs"
-python3 - "$scratch/results.txt" <<'PY'
+echo "corpus: $corpus, $files replays, $bytes bytes; oiseau's archive: ${archive_bytes:-?} bytes; $runs runs"
+python3 - "$scratch/results.txt" $methods <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-print(f"{'method':<12} {'median wall':>12} {'median max RSS':>15}")
-for name in ("oiseau-run", "tar-czf", "tar-cf"):
-    walls = [float(r[1]) for r in rows if r[0] == name]
-    rss = [int(r[2]) for r in rows if r[0] == name]
-    print(f"{name:<12} {statistics.median(walls):>11.2f}s {statistics.median(rss) / 1024:>11.1f} MiB")
+walls = {m: statistics.median(float(r[1]) for r in rows if r[0] == m) for m in sys.argv[2:]}
+print(f"{'method':<15} {'median wall':>12} {'vs tar-cf':>10} {'median max RSS':>15}")
+for name in sys.argv[2:]:
+    rss = statistics.median(int(r[2]) for r in rows if r[0] == name)
+    ratio = f"{walls[name] / walls['tar-cf']:.2f}x" if "tar-cf" in walls else "-"
+    print(f"{name:<15} {walls[name]:>11.2f}s {ratio:>10} {rss / 1024:>11.1f} MiB")
 PY

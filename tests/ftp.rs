@@ -161,7 +161,7 @@ async fn a_server_killed_mid_upload_leaves_no_archive_and_deletes_nothing() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.kill();
-    let out = common::Result(child.wait_with_output().await.unwrap()).expect_code(1);
+    let out = common::Result::checked(child.wait_with_output().await.unwrap()).expect_code(1);
     assert!(out.stderr().contains("cannot upload"), "{}", out.stderr());
     let names = common::names_in(&server.root);
     assert!(names.iter().all(|n| !n.ends_with(".tar.gz")), "{names:?}");

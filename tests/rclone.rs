@@ -128,7 +128,7 @@ async fn an_ftp_server_killed_mid_upload_leaves_no_archive_and_deletes_nothing()
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.kill();
-    let out = common::Result(child.wait_with_output().await.unwrap()).expect_code(1);
+    let out = common::Result::checked(child.wait_with_output().await.unwrap()).expect_code(1);
     assert!(
         out.stderr().contains("rclone copyto failed"),
         "{}",

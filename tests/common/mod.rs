@@ -93,7 +93,7 @@ impl Deployment {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
-        Result(command.output().unwrap())
+        Result::checked(command.output().unwrap())
     }
 
     /// Same as [`Deployment::oiseau`], without blocking the async test's runtime.
@@ -104,7 +104,7 @@ impl Deployment {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
-        Result(command.output().await.unwrap())
+        Result::checked(command.output().await.unwrap())
     }
 
     /// Writes replays with the given ids, each a distinct, incompressible-ish 2-5 KiB, and
@@ -208,10 +208,26 @@ pub fn set_age(path: &Path, age: Duration) {
         .unwrap();
 }
 
+/// Every secret the tests hand to oiseau contains this marker.
+pub const SECRET_MARKER: &str = "TEST-SECRET";
+
 /// A finished oiseau process.
 pub struct Result(pub Output);
 
 impl Result {
+    /// Wraps an output after checking that no test secret leaked into it: every run of the
+    /// suite goes through here.
+    pub fn checked(output: Output) -> Self {
+        for stream in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            assert!(
+                !text.contains(SECRET_MARKER),
+                "a secret was printed:\n{text}"
+            );
+        }
+        Result(output)
+    }
+
     pub fn code(&self) -> i32 {
         self.0.status.code().expect("oiseau exited by itself")
     }

@@ -74,7 +74,7 @@ impl Target {
         for (name, value) in &self.env {
             command.env(name, value);
         }
-        command.envs(extra_env.iter().copied()).output().unwrap()
+        super::Result::checked(command.envs(extra_env.iter().copied()).output().unwrap()).0
     }
 
     pub fn init(&self) {
