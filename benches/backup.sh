@@ -59,11 +59,11 @@ for run in $(seq "$runs"); do
             ;;
         tar-czf)
             sync
-            measure "$method" sh -c 'tar czf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar.gz" "$corpus"
+            measure "$method" sh -c 'tar czf "$1" --hard-dereference -C "$2" . && sync "$1"' sh "$scratch/out.tar.gz" "$corpus"
             ;;
         tar-cf)
             sync
-            measure "$method" sh -c 'tar cf "$1" -C "$2" . && sync "$1"' sh "$scratch/out.tar" "$corpus"
+            measure "$method" sh -c 'tar cf "$1" --hard-dereference -C "$2" . && sync "$1"' sh "$scratch/out.tar" "$corpus"
             ;;
         python-tarfile)
             sync

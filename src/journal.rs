@@ -5,7 +5,6 @@
 //! all still in the temp folder) or this record, from which the next run finishes the job:
 //! upload what is missing, commit the index line, delete exactly the files it lists.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::index::IndexEntry;
-use crate::pack::PackedReplay;
+use crate::pack::ReplayHash;
 use crate::scan::Replay;
 
 const FILE_NAME: &str = "journal.json";
@@ -41,7 +40,7 @@ pub struct JournalReplay {
     pub size: u64,
     pub mtime_secs: u64,
     pub mtime_nanos: u32,
-    pub blake3: String,
+    pub blake3: ReplayHash,
 }
 
 impl Journal {
@@ -70,23 +69,21 @@ impl Journal {
             .collect()
     }
 
-    pub fn replays_from(packed: &[PackedReplay]) -> Vec<JournalReplay> {
-        packed
+    /// The packed replays: those of `replays` that have a hash.
+    pub fn replays_from(replays: &[Replay], hashes: &[Option<ReplayHash>]) -> Vec<JournalReplay> {
+        replays
             .iter()
-            .map(|p| {
-                let since_epoch = p
-                    .replay
-                    .mtime
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
-                JournalReplay {
-                    id: p.replay.id,
-                    name: p.replay.name.clone(),
-                    size: p.replay.size,
+            .zip(hashes)
+            .filter_map(|(replay, hash)| {
+                let since_epoch = replay.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+                Some(JournalReplay {
+                    id: replay.id,
+                    name: replay.name.clone(),
+                    size: replay.size,
                     mtime_secs: since_epoch.as_secs(),
                     mtime_nanos: since_epoch.subsec_nanos(),
-                    blake3: p.blake3.clone(),
-                }
+                    blake3: (*hash)?,
+                })
             })
             .collect()
     }
@@ -113,8 +110,9 @@ impl Journal {
         let path = Self::path(work_dir);
         let staging = work_dir.join(format!("{FILE_NAME}.tmp"));
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&staging)?;
-            file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&staging)?);
+            serde_json::to_writer(&mut file, self)?;
+            let file = file.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
             std::fs::rename(&staging, &path)?;
             sync_dir(work_dir)
@@ -162,7 +160,7 @@ mod tests {
                 size: 10,
                 mtime_secs: 1_600_000_000,
                 mtime_nanos: 123_456_789,
-                blake3: "cd".repeat(32),
+                blake3: ReplayHash([0xcd; 32]),
             }],
         }
     }

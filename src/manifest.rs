@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::journal::Journal;
+use crate::pack::ReplayHash;
 
 /// The manifest's object name for an archive.
 pub fn manifest_name(archive_name: &str) -> String {
@@ -23,7 +24,7 @@ pub struct Manifest {
     pub size: u64,
     pub sha256: String,
     /// `[id, size, blake3]` per replay, in archive order: compact, and still plain JSON.
-    pub replays: Vec<(u64, u64, String)>,
+    pub replays: Vec<(u64, u64, ReplayHash)>,
 }
 
 impl Manifest {
@@ -37,12 +38,16 @@ impl Manifest {
             replays: journal
                 .replays
                 .iter()
-                .map(|r| (r.id, r.size, r.blake3.clone()))
+                .map(|r| (r.id, r.size, r.blake3))
                 .collect(),
         }
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a manifest always serializes")
+    /// Writes the manifest as JSON into a new local file, streamed (a manifest of 100,000
+    /// replays is megabytes), ready for [`backends::Storage::upload`].
+    pub fn write_to(&self, file: std::fs::File) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer(&mut out, self)?;
+        std::io::Write::flush(&mut out)
     }
 }

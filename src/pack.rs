@@ -16,22 +16,50 @@ use crate::scan::Replay;
 /// Size of the buffer used to hash a spool file.
 const READ_BUFFER: usize = 1 << 20;
 
-/// A replay inside an archive, with the hash that a restore checks it against.
-#[derive(Debug, Clone)]
-pub struct PackedReplay {
-    pub replay: Replay,
-    /// BLAKE3 of the replay's bytes, lowercase hex.
-    pub blake3: String,
+/// BLAKE3 of a replay's bytes: what a restore checks a replay against. 32 bytes in memory (a
+/// batch can hold 100,000 replays), lowercase hex in files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayHash(pub [u8; 32]);
+
+impl std::fmt::Display for ReplayHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl serde::Serialize for ReplayHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ReplayHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let mut bytes = [0u8; 32];
+        let valid = text.len() == 64
+            && bytes.iter_mut().enumerate().all(|(i, byte)| {
+                u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                    .map(|value| *byte = value)
+                    .is_ok()
+            });
+        if valid {
+            Ok(ReplayHash(bytes))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{text:?} is not a BLAKE3 hash"
+            )))
+        }
+    }
 }
 
 /// What ended up in an archive.
 #[derive(Debug)]
 pub struct Packed {
-    /// The replays inside, in archive order.
-    pub replays: Vec<PackedReplay>,
-    /// Replays left out because they vanished or changed since the scan; they stay in the temp
-    /// folder for the next run.
-    pub left_out: Vec<Replay>,
+    /// One per replay given to [`pack`], in order: its hash when it is in the archive, `None`
+    /// when it was left out because it vanished or changed since the scan (it stays in the
+    /// temp folder for the next run).
+    pub hashes: Vec<Option<ReplayHash>>,
     /// Size of the `.tar.gz` in bytes.
     pub size: u64,
     /// SHA-256 of the `.tar.gz`, lowercase hex.
@@ -56,22 +84,21 @@ pub fn pack(
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
-    let (packed_replays, left_out, written) = result?;
+    let (hashes, written) = result?;
     file.sync_all()
         .with_context(|| format!("cannot sync the spool file {}", out.display()))?;
-    if packed_replays.is_empty() {
+    if hashes.iter().all(Option::is_none) {
         let _ = std::fs::remove_file(out);
         bail!("every replay vanished or changed while being packed; nothing was archived");
     }
     Ok(Packed {
-        replays: packed_replays,
-        left_out,
+        hashes,
         size: written.bytes,
         sha256: hex(&written.sha256),
     })
 }
 
-type Archive = (Vec<PackedReplay>, Vec<Replay>, Written);
+type Archive = (Vec<Option<ReplayHash>>, Written);
 
 fn write_archive(
     replays: &[Replay],
@@ -81,12 +108,11 @@ fn write_archive(
 ) -> Result<Archive> {
     let gzip = ParallelGzip::new(file.try_clone()?, level);
     let mut tar = tar::Builder::new(gzip);
-    let mut packed = Vec::with_capacity(replays.len());
-    let mut left_out = Vec::new();
+    let mut hashes = Vec::with_capacity(replays.len());
     let mut read_so_far = 0u64;
     for replay in replays {
         let Some(source) = open_unchanged(replay)? else {
-            left_out.push(replay.clone());
+            hashes.push(None);
             continue;
         };
         let mut header = tar::Header::new_ustar();
@@ -113,14 +139,11 @@ fn write_archive(
         };
         tar.append(&header, &mut reader)
             .with_context(|| format!("cannot pack {}", replay.path.display()))?;
-        packed.push(PackedReplay {
-            replay: replay.clone(),
-            blake3: reader.hasher.finalize().to_hex().to_string(),
-        });
+        hashes.push(Some(ReplayHash(*reader.hasher.finalize().as_bytes())));
     }
     let gzip = tar.into_inner().context("cannot finish the tar stream")?;
     let written = gzip.finish().context("cannot write the spool file")?;
-    Ok((packed, left_out, written))
+    Ok((hashes, written))
 }
 
 /// Opens a replay if it is still what the scan saw. A vanished or changed file is `None`;
@@ -198,6 +221,26 @@ pub fn sha256_of(file: &mut File) -> io::Result<String> {
     }
 }
 
+/// Copies `reader` to `out` and returns the byte count and the BLAKE3 of what passed: how a
+/// replay read back from an archive is checked against its manifest.
+pub fn copy_with_blake3(
+    reader: &mut impl Read,
+    out: &mut impl io::Write,
+) -> io::Result<(u64, ReplayHash)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((size, ReplayHash(*hasher.finalize().as_bytes())));
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])?;
+        size += n as u64;
+    }
+}
+
 /// Lowercase hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -245,10 +288,10 @@ mod tests {
         let out = dir.path().join("out.tar.gz");
         let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}).unwrap();
 
-        assert_eq!(packed.replays.len(), 3);
+        assert!(packed.hashes.iter().all(Option::is_some));
         assert_eq!(
-            packed.replays[0].blake3,
-            blake3::hash(b"first").to_hex().to_string()
+            packed.hashes[0],
+            Some(ReplayHash(*blake3::hash(b"first").as_bytes()))
         );
         assert_eq!(packed.size, std::fs::metadata(&out).unwrap().len());
         let expected_hash = hex(&Sha256::digest(std::fs::read(&out).unwrap()));
@@ -277,10 +320,8 @@ mod tests {
         std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
         let out = dir.path().join("out.tar.gz");
         let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}).unwrap();
-        let ids: Vec<u64> = packed.replays.iter().map(|r| r.replay.id).collect();
-        assert_eq!(ids, [1]);
-        let left: Vec<u64> = packed.left_out.iter().map(|r| r.id).collect();
-        assert_eq!(left, [2, 3]);
+        let kept: Vec<bool> = packed.hashes.iter().map(Option::is_some).collect();
+        assert_eq!(kept, [true, false, false], "replays 2 and 3 are left out");
         assert_eq!(unpack(&out).len(), 1);
     }
 

@@ -1,7 +1,7 @@
 //! `oiseau locate` and `oiseau restore`: the way back from the index to a replay file.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -10,6 +10,7 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::commands::ready_storage;
+use crate::pack::{ReplayHash, copy_with_blake3};
 use crate::settings::Settings;
 
 /// Prints the archive holding each replay; fails naming the ids that were never archived.
@@ -69,7 +70,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
     let catalog = Catalog::load(storage.as_ref(), &settings.work_dir).await?;
 
     // Archive name -> replays wanted from it, with their recorded hash when there is one.
-    let mut plan: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    let mut plan: BTreeMap<String, BTreeMap<String, Option<ReplayHash>>> = BTreeMap::new();
     let mut missing = Vec::new();
     for &id in ids {
         let found = catalog.locate(id);
@@ -83,7 +84,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             m.replays
                 .iter()
                 .find(|(replay_id, _, _)| *replay_id == id)
-                .map(|(_, _, hash)| hash.clone())
+                .map(|(_, _, hash)| *hash)
         });
         let object = archive.object.as_ref().expect("filtered above");
         plan.entry(object.name.clone())
@@ -117,7 +118,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
 async fn extract_from(
     storage: &dyn Storage,
     archive: &str,
-    wanted: BTreeMap<String, Option<String>>,
+    wanted: BTreeMap<String, Option<ReplayHash>>,
     to: &Path,
     overwrite: bool,
 ) -> Result<Vec<(String, bool)>> {
@@ -136,7 +137,7 @@ async fn extract_from(
 fn extract(
     reader: impl Read,
     archive_name: &str,
-    mut wanted: BTreeMap<String, Option<String>>,
+    mut wanted: BTreeMap<String, Option<ReplayHash>>,
     to: &Path,
     overwrite: bool,
 ) -> Result<Vec<(String, bool)>> {
@@ -155,25 +156,14 @@ fn extract(
         let staging = to.join(format!(".{name}.restoring"));
         let mut file = std::fs::File::create(&staging)
             .with_context(|| format!("cannot write {}", staging.display()))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buffer = vec![0u8; 256 * 1024];
-        loop {
-            let n = entry
-                .read(&mut buffer)
-                .with_context(|| format!("{archive_name} is damaged inside {name}"))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            file.write_all(&buffer[..n])?;
-        }
+        let (_, actual) = copy_with_blake3(&mut entry, &mut file)
+            .with_context(|| format!("{archive_name} is damaged inside {name}"))?;
         file.sync_all()?;
         if let Ok(mtime) = entry.header().mtime() {
             let _ =
                 file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
         }
         drop(file);
-        let actual = hasher.finalize().to_hex().to_string();
         if let Some(expected) = &expected
             && *expected != actual
         {

@@ -8,6 +8,7 @@
 //! started.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -47,7 +48,8 @@ pub enum RunReport {
 pub struct Plan {
     pub archive_id: u64,
     pub archive_name: String,
-    pub replays: Vec<Replay>,
+    /// Shared with the packer's thread rather than copied: a batch can be 100,000 replays.
+    pub replays: Arc<Vec<Replay>>,
     pub bytes: u64,
     /// Seconds since the epoch; shared by the archive and the index copy of one run.
     pub timestamp: u64,
@@ -183,7 +185,7 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
         archive_id,
         archive_name: archive_name(timestamp, archive_id),
         bytes,
-        replays: scan.replays,
+        replays: Arc::new(scan.replays),
         timestamp,
     };
     if options.dry_run {
@@ -199,8 +201,10 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
         timestamp: plan.timestamp,
         archive_size: packed.size,
         sha256: packed.sha256.clone(),
-        replays: Journal::replays_from(&packed.replays),
+        replays: Journal::replays_from(&plan.replays, &packed.hashes),
     };
+    // From here on the journal is the plan; the scan's copy can go.
+    drop(plan);
     journal.save(&settings.work_dir)?;
     fault::point("after-pack");
     finish(
@@ -306,7 +310,7 @@ async fn pack_to_spool(plan: &Plan, spool_dir: &Path, level: Level) -> Result<Pa
     remove_stale_spool_files(spool_dir);
     ensure_free_space(spool_dir, plan)?;
     let out = spool_dir.join(&plan.archive_name);
-    let replays = plan.replays.clone();
+    let replays = Arc::clone(&plan.replays);
     let bar = bytes_bar(plan.bytes, "packing");
     let progress_bar = bar.clone();
     tracing::info!(
@@ -323,10 +327,10 @@ async fn pack_to_spool(plan: &Plan, spool_dir: &Path, level: Level) -> Result<Pa
     .await
     .context("the packer stopped unexpectedly")??;
     bar.finish_and_clear();
-    if !packed.left_out.is_empty() {
+    let left_out = packed.hashes.iter().filter(|hash| hash.is_none()).count();
+    if left_out > 0 {
         tracing::warn!(
-            "{} replays vanished or changed while packing; they stay for the next run",
-            packed.left_out.len()
+            "{left_out} replays vanished or changed while packing; they stay for the next run"
         );
     }
     tracing::info!(bytes = packed.size, sha256 = %packed.sha256, "packed {}", plan.archive_name);
@@ -414,12 +418,13 @@ async fn finish(
         }
         fault::point("after-upload");
         let manifest = manifest_name(&journal.archive_name);
+        let staged = tempfile::NamedTempFile::new_in(&settings.work_dir)
+            .context("cannot stage the manifest in work_dir")?;
+        Manifest::from_journal(journal)
+            .write_to(staged.reopen()?)
+            .context("cannot stage the manifest in work_dir")?;
         storage
-            .write(
-                &manifest,
-                &Manifest::from_journal(journal).to_bytes(),
-                WriteMode::Replace,
-            )
+            .upload(staged.path(), &manifest, WriteMode::Replace, &|_| {})
             .await
             .with_context(|| format!("cannot write {manifest} to {where_to}"))?;
         let new_index = index.appended(entry);

@@ -10,7 +10,7 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::commands::ready_storage;
-use crate::pack::hex;
+use crate::pack::{ReplayHash, copy_with_blake3, hex};
 use crate::scan::replay_id;
 use crate::settings::Settings;
 
@@ -119,7 +119,7 @@ async fn check(storage: &dyn Storage, archive: &CatalogEntry, deep: bool) -> Res
 
 struct Contents {
     sha256: String,
-    replays: Vec<(u64, u64, String)>,
+    replays: Vec<(u64, u64, ReplayHash)>,
 }
 
 /// Reads a whole `.tar.gz`: SHA-256 of its bytes, and each member's id, size and BLAKE3.
@@ -135,20 +135,9 @@ fn read_through(reader: impl Read) -> Result<Contents> {
             let mut entry = entry.context("damaged tar stream")?;
             let name = entry.path()?.to_string_lossy().into_owned();
             let id = replay_id(&name).with_context(|| format!("holds {name}, not a replay"))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut buffer = vec![0u8; 256 * 1024];
-            let mut size = 0u64;
-            loop {
-                let n = entry
-                    .read(&mut buffer)
-                    .with_context(|| format!("damaged inside {name}"))?;
-                if n == 0 {
-                    break;
-                }
-                size += n as u64;
-                hasher.update(&buffer[..n]);
-            }
-            replays.push((id, size, hasher.finalize().to_hex().to_string()));
+            let (size, blake3) = copy_with_blake3(&mut entry, &mut std::io::sink())
+                .with_context(|| format!("damaged inside {name}"))?;
+            replays.push((id, size, blake3));
         }
     }
     // The gzip and tar readers may stop before the last padding bytes: hash those too.

@@ -4,7 +4,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::ftp::{FTP_PASSWORD, FtpServer, free_port};
 use common::{Deployment, INDEX, archive_members};
@@ -100,44 +99,21 @@ async fn an_ftp_server_killed_mid_upload_leaves_no_archive_and_deletes_nothing()
     let mut server = FtpServer::start();
     std::fs::write(server.root.join(INDEX), "").unwrap();
     let d = rclone_deployment(&common::rclone::ftp_remote(server.port, ""), "rclone");
-    let ids: Vec<u64> = (1..=160).collect();
-    for &id in &ids {
-        let bytes: Vec<u8> = common::replay_bytes(id)
-            .into_iter()
-            .cycle()
-            .take(512 * 1024)
-            .collect();
-        std::fs::write(d.temp.join(format!("replay_{id}.osr")), bytes).unwrap();
-    }
+    // ~80 MB of replays, so the upload lasts long enough to be cut.
+    let replays = common::add_sized_replays(&d.temp, 1, 160, 512 * 1024);
     let obscured = common::rclone::obscured_password();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
-        .arg("--config")
-        .arg(&d.config)
-        .arg("run")
-        .env("RCLONE_FTP_PASS", &obscured)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !common::names_in(&server.root)
-        .iter()
-        .any(|n| n.contains(".oiseau-part"))
-    {
-        assert!(Instant::now() < deadline, "the upload never started");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    server.kill();
-    let out = common::Result::checked(child.wait_with_output().await.unwrap()).expect_code(1);
-    assert!(
-        out.stderr().contains("rclone copyto failed"),
-        "{}",
-        out.stderr()
-    );
+    let out = common::ftp::run_and_kill_server_mid_upload(
+        &d,
+        ("RCLONE_FTP_PASS", obscured.as_str()),
+        &mut server,
+    )
+    .await
+    .expect_code(1);
+    assert!(out.stderr().contains("cannot upload"), "{}", out.stderr());
     let names = common::names_in(&server.root);
     assert!(names.iter().all(|n| !n.ends_with(".tar.gz")), "{names:?}");
     assert_eq!(std::fs::read(server.root.join(INDEX)).unwrap(), b"");
-    assert_eq!(d.temp_names().len(), ids.len());
+    assert_eq!(d.temp_names().len(), replays.len());
 }
 
 #[tokio::test]

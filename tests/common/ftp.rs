@@ -160,3 +160,31 @@ fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs `oiseau run` for `d` with `env`, kills `server` as soon as a partial upload appears in
+/// its root, and returns how the run ended.
+pub async fn run_and_kill_server_mid_upload(
+    d: &super::Deployment,
+    env: (&str, &str),
+    server: &mut FtpServer,
+) -> super::Result {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("run")
+        .env(env.0, env.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !super::names_in(&server.root)
+        .iter()
+        .any(|n| n.ends_with(".oiseau-part"))
+    {
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.kill();
+    super::Result::checked(child.wait_with_output().await.unwrap())
+}

@@ -157,8 +157,12 @@ pub fn archive_id(name: &str) -> u64 {
 }
 
 pub fn replay_bytes(id: u64) -> Vec<u8> {
-    let len = 2048 + (id * 7919 % 3072) as usize;
-    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    noise(id, 2048 + (id * 7919 % 3072) as usize)
+}
+
+/// `len` bytes as incompressible as a real replay's LZMA payload, derived from `seed`.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -322,7 +326,7 @@ pub fn add_sized_replays(
     (first..first + count)
         .map(|id| {
             let name = format!("replay_{id}.osr");
-            let bytes: Vec<u8> = replay_bytes(id).into_iter().cycle().take(size).collect();
+            let bytes = noise(id, size);
             std::fs::write(temp.join(&name), &bytes).unwrap();
             (name, bytes)
         })
