@@ -126,20 +126,61 @@ async fn a_missing_root_directory_is_named() {
 #[tokio::test]
 async fn a_server_killed_mid_upload_leaves_no_archive_and_deletes_nothing() {
     let mut server = FtpServer::start();
-    std::fs::write(server.root.join(INDEX), "").unwrap();
     let d = ftp_deployment(&server.url(""), "10s");
-    // ~80 MB of replays, so the upload lasts long enough to be cut.
-    let replays = common::add_sized_replays(&d.temp, 1, 160, 512 * 1024);
-    let out = common::ftp::run_and_kill_server_mid_upload(
+    common::ftp::assert_server_death_mid_upload_loses_nothing(
         &d,
         ("FTP_PASSWORD", FTP_PASSWORD),
         &mut server,
     )
-    .await
-    .expect_code(1);
-    assert!(out.stderr().contains("cannot upload"), "{}", out.stderr());
-    let names = common::names_in(&server.root);
-    assert!(names.iter().all(|n| !n.ends_with(".tar.gz")), "{names:?}");
-    assert_eq!(std::fs::read(server.root.join(INDEX)).unwrap(), b"");
-    assert_eq!(d.temp_names().len(), replays.len());
+    .await;
+}
+
+#[tokio::test]
+async fn ftps_uploads_over_tls_and_refuses_an_untrusted_server() {
+    // A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+    let keys = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("sh")
+        .current_dir(keys.path())
+        .args([
+            "-ec",
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=oiseau-test-ca \
+               -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+               -keyout ca.key -out ca.pem
+             openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out server.csr
+             printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+               -extfile ext -out cert.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (cert, key) = (keys.path().join("cert.pem"), keys.path().join("key.pem"));
+    let ca = keys.path().join("ca.pem");
+    let server = FtpServer::start_tls(&cert, &key);
+    let url = server.url("").replacen("ftp://", "ftps://", 1);
+    let d = ftp_deployment(&url, "10s");
+    let cert_file = ca.to_str().unwrap();
+
+    let env = [("FTP_PASSWORD", FTP_PASSWORD), ("SSL_CERT_FILE", cert_file)];
+    d.oiseau_async(&["init"], &env).await.expect_code(0);
+    let replays = d.add_replays(&[1, 2]);
+    d.oiseau_async(&["run"], &env).await.expect_code(0);
+    let archive = common::names_in(&server.root)
+        .into_iter()
+        .find(|n| n.ends_with(".tar.gz"))
+        .expect("the archive is on the server");
+    assert_eq!(archive_members(&server.root.join(archive)), replays);
+
+    // Without the certificate in the trust store, the TLS handshake is refused.
+    d.add_replays(&[3]);
+    let out = d
+        .oiseau_async(&["run"], &[("FTP_PASSWORD", FTP_PASSWORD)])
+        .await
+        .expect_code(1);
+    assert!(out.stderr().contains("TLS handshake"), "{}", out.stderr());
+    assert_eq!(d.temp_names(), ["replay_3.osr"]);
 }

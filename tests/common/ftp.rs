@@ -45,6 +45,15 @@ impl Authenticator for OnePassword {
 
 impl FtpServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that also speaks explicit TLS (AUTH TLS), with this PEM certificate and key.
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_with(Some((cert.to_owned(), key.to_owned())))
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Self {
         let root_dir = tempfile::tempdir().unwrap();
         let root = root_dir.path().to_owned();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -63,12 +72,14 @@ impl FtpServer {
                     continue;
                 };
                 let root = served.clone();
-                let server = libunftp::ServerBuilder::with_authenticator(
+                let mut builder = libunftp::ServerBuilder::with_authenticator(
                     Box::new(move || unftp_sbe_fs::Filesystem::new(root.clone()).unwrap()),
                     Arc::new(OnePassword),
-                )
-                .build()
-                .unwrap();
+                );
+                if let Some((cert, key)) = &tls {
+                    builder = builder.ftps(cert.clone(), key.clone());
+                }
+                let server = builder.build().unwrap();
                 tokio::spawn(async move {
                     let _ = server.service(stream).await;
                 });
@@ -161,13 +172,17 @@ fn wait_for_port(port: u16) {
     }
 }
 
-/// Runs `oiseau run` for `d` with `env`, kills `server` as soon as a partial upload appears in
-/// its root, and returns how the run ended.
-pub async fn run_and_kill_server_mid_upload(
+/// Fills `d`'s temp folder with ~80 MB of replays (so the upload lasts long enough to be cut),
+/// runs `oiseau run` with `env`, kills `server` as soon as a partial upload appears in its
+/// root, and checks the outcome: exit 1 naming the upload, no archive under its final name,
+/// the index and the temp folder untouched.
+pub async fn assert_server_death_mid_upload_loses_nothing(
     d: &super::Deployment,
     env: (&str, &str),
     server: &mut FtpServer,
-) -> super::Result {
+) {
+    std::fs::write(server.root.join(super::INDEX), "").unwrap();
+    let replays = super::add_sized_replays(&d.temp, 1, 160, 512 * 1024);
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
         .arg("--config")
         .arg(&d.config)
@@ -186,5 +201,10 @@ pub async fn run_and_kill_server_mid_upload(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.kill();
-    super::Result::checked(child.wait_with_output().await.unwrap())
+    let out = super::Result::checked(child.wait_with_output().await.unwrap()).expect_code(1);
+    assert!(out.stderr().contains("cannot upload"), "{}", out.stderr());
+    let names = super::names_in(&server.root);
+    assert!(names.iter().all(|n| !n.ends_with(".tar.gz")), "{names:?}");
+    assert_eq!(std::fs::read(server.root.join(super::INDEX)).unwrap(), b"");
+    assert_eq!(d.temp_names().len(), replays.len());
 }
