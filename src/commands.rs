@@ -67,6 +67,8 @@ struct Status {
     /// `ready`, `pending` (a cold storage is waking up) or `unreachable`.
     storage_state: &'static str,
     storage_message: Option<String>,
+    /// The storage's own word on its state (a C14 bucket: open until when).
+    storage_condition: Option<String>,
     archives_in_index: Option<usize>,
     archives_on_storage: Option<usize>,
     last_archive: Option<LastArchive>,
@@ -96,6 +98,7 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
         storage: String::new(),
         storage_state: "unreachable",
         storage_message: None,
+        storage_condition: None,
         archives_in_index: None,
         archives_on_storage: None,
         last_archive: None,
@@ -122,6 +125,7 @@ async fn storage_status(settings: &Settings, status: &mut Status) -> Result<()> 
         Err(_) => settings.storage.backend.to_string(),
     };
     let storage = storage?;
+    status.storage_condition = storage.condition();
     let index = read_index(storage.as_ref()).await?;
     let objects = storage
         .list()
@@ -174,7 +178,15 @@ fn print_status(status: &Status, settings: &Settings) {
         println!("archive {archive} was interrupted; the next run finishes it");
     }
     match status.storage_state {
-        "ready" => println!("{}: reachable", status.storage),
+        "ready" => println!(
+            "{}: reachable{}",
+            status.storage,
+            status
+                .storage_condition
+                .as_deref()
+                .map(|condition| format!("; {condition}"))
+                .unwrap_or_default()
+        ),
         state => println!(
             "{}: {state}: {}",
             status.storage,

@@ -251,6 +251,14 @@ async fn an_open_bucket_receives_the_backup_over_ftp() {
     assert_eq!(archive_members(&server.root.join(&archive)), replays);
     assert_eq!(d.temp_names(), Vec::<String>::new());
     assert_eq!(api.lock().unwrap().count(Method::POST), 0);
+    let status = d.oiseau_async(&["status"], &ENV).await.expect_code(0);
+    assert!(
+        status
+            .stdout()
+            .contains("bucket open until 2019-10-09T18:18:31+00:00"),
+        "{}",
+        status.stdout()
+    );
     let text = messages.lock().unwrap()[0].1["text"].to_string();
     assert!(text.contains(&archive), "{text}");
     assert!(!text.contains(FTP_PASSWORD));

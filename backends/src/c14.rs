@@ -56,6 +56,8 @@ pub struct C14Storage {
     ftp_timeout: Duration,
     /// The open bucket, once the preflight found it.
     bucket: Option<FtpStorage>,
+    /// When the open bucket is archived again, as the API says.
+    open_until: Option<String>,
 }
 
 impl C14Storage {
@@ -76,6 +78,7 @@ impl C14Storage {
             delete_outdated: config.delete_outdated,
             ftp_timeout,
             bucket: None,
+            open_until: None,
         })
     }
 
@@ -224,6 +227,13 @@ impl Storage for C14Storage {
         }
     }
 
+    fn condition(&self) -> Option<String> {
+        let until = self.open_until.as_deref().unwrap_or("an unknown date");
+        self.bucket
+            .as_ref()
+            .map(|_| format!("bucket open until {until}"))
+    }
+
     async fn preflight(&mut self, mode: PreflightMode) -> Result<Preflight> {
         if self.bucket.is_some() {
             return Ok(Preflight::Ready);
@@ -258,6 +268,7 @@ impl Storage for C14Storage {
                 newest.name
             );
         }
+        self.open_until = bucket.archival_date.clone();
         self.bucket = Some(self.open_bucket(newest, bucket)?);
         Ok(Preflight::Ready)
     }

@@ -98,6 +98,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Never contains a secret.
     fn describe(&self) -> String;
 
+    /// What an operator should know about the storage's state after the preflight, for
+    /// `oiseau status`: a cold storage says until when it stays open.
+    fn condition(&self) -> Option<String> {
+        None
+    }
+
     /// Makes the storage usable before a run touches it. Most backends have nothing to do; a
     /// cold storage may have to be woken up first and answers [`Preflight::Pending`] meanwhile.
     async fn preflight(&mut self, _mode: PreflightMode) -> Result<Preflight> {

@@ -52,6 +52,10 @@ impl Storage for Retrying {
         self.inner.describe()
     }
 
+    fn condition(&self) -> Option<String> {
+        self.inner.condition()
+    }
+
     /// Not retried: a preflight may start something (an unarchive) that must happen once.
     async fn preflight(&mut self, mode: PreflightMode) -> Result<Preflight> {
         self.inner.preflight(mode).await
