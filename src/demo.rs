@@ -76,9 +76,10 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
     print_tree(&settings.storage.local.path, "storage")?;
     print_tree(&temp, "temp folder now")?;
     println!(
-        "\ntry: oiseau --config {} status\n     tar tzvf {}/*.tar.gz | head",
-        config.display(),
-        settings.storage.local.path.display()
+        "\ntry: oiseau --config {config} status\n     oiseau --config {config} locate 1000\n     \
+         oiseau --config {config} restore 1000 --to {restored}\n     oiseau --config {config} verify --deep",
+        config = config.display(),
+        restored = dir.join("restored").display(),
     );
     Ok(())
 }
