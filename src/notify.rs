@@ -90,8 +90,10 @@ mod tests {
 
     #[test]
     fn off_without_token_or_chat() {
-        let mut settings = TelegramSettings::default();
-        settings.chat_id = "1".into();
+        let mut settings = TelegramSettings {
+            chat_id: "1".into(),
+            ..TelegramSettings::default()
+        };
         assert!(Notifier::new(&settings).target.is_none());
         settings.token = Secret::new("t");
         assert!(Notifier::new(&settings).target.is_some());
