@@ -493,9 +493,17 @@ async fn ensure_uploaded(
     }
     tracing::info!("uploading {name} to {where_to}");
     let bar = bytes_bar(journal.archive_size, "uploading");
+    // Logs reach cron's mail and journald where no bar is drawn: a line per quarter.
+    let quarters_logged = std::sync::atomic::AtomicU64::new(0);
     let uploaded = storage
         .upload(spool_file, name, WriteMode::CreateNew, &|sent| {
             bar.set_position(sent);
+            let quarter = sent * 4 / journal.archive_size.max(1);
+            if quarter > quarters_logged.fetch_max(quarter, std::sync::atomic::Ordering::Relaxed)
+                && quarter < 4
+            {
+                tracing::info!("uploaded {} of {name}", ByteSize(sent));
+            }
             if sent * 2 >= journal.archive_size {
                 fault::point("mid-upload");
             }
