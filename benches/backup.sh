@@ -4,7 +4,11 @@
 #
 #   benches/backup.sh [CORPUS_DIR]
 #
-# METHODS (default "oiseau-run tar-czf tar-cf python-tarfile") picks the methods to time.
+# METHODS (default "oiseau-run tar-czf tar-cf python-tarfile") picks the methods to time. The
+# remote ones upload to a pyftpdlib server on loopback (Debian's python3-pyftpdlib):
+# oiseau-ftp and oiseau-rclone (a whole run on the ftp / rclone backends), and, for the plain
+# transfer of the same archive, curl-ftp (`curl -T`) and rclone-copyto. They need oiseau-run
+# in the same METHODS, listed first (its archive is what the plain uploads send).
 # CORPUS_DIR defaults to target/bench/corpus-500mb. When it does not exist it is generated with
 # gen_replays.py (GEN_REPLAYS=path/to/gen_replays.py; by default the copy in ../shared/tools).
 # RUNS (default 3) sets the repetitions; SIZE_MB (default 500) the size of a generated corpus.
@@ -29,6 +33,33 @@ files=$(find "$corpus" -maxdepth 1 -name 'replay_*.osr' | wc -l)
 bytes=$(find "$corpus" -maxdepth 1 -name 'replay_*.osr' -printf '%s\n' | awk '{s+=$1} END {print s}')
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/oiseau-bench.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
+
+# An FTP server for the remote methods, started on first use.
+ftp_port=""
+ftp_server() {
+    [ -n "$ftp_port" ] && return
+    mkdir -p "$scratch/ftp"
+    ftp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    /usr/bin/python3 -m pyftpdlib -i 127.0.0.1 -p "$ftp_port" -w -d "$scratch/ftp" \
+        -u bench -P bench-password >/dev/null 2>&1 &
+    ftp_pid=$!
+    trap 'kill $ftp_pid 2>/dev/null; rm -rf "$scratch"' EXIT
+    sleep 1
+    printf 'machine 127.0.0.1 login bench password bench-password\n' > "$scratch/netrc"
+    export RCLONE_FTP_PASS=$(printf bench-password | rclone obscure -)
+    export FTP_PASSWORD=bench-password
+}
+
+# remote_run NAME BACKEND_TABLE: a whole `oiseau run` on a fresh deployment against the server.
+remote_run() {
+    local name=$1 table=$2
+    rm -rf "$scratch/ftp"/* "$scratch/remote"; mkdir -p "$scratch/remote"
+    cp -al "$corpus" "$scratch/remote/temp"
+    printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\n%b\n' "$table" > "$scratch/remote/settings.toml"
+    "$oiseau" --config "$scratch/remote/settings.toml" init >/dev/null
+    sync
+    measure "$name" "$oiseau" --config "$scratch/remote/settings.toml" run
+}
 
 # measure NAME COMMAND...: runs COMMAND under GNU time, appends "wall_seconds max_rss_kib".
 measure() {
@@ -56,6 +87,25 @@ for run in $(seq "$runs"); do
             sync
             measure "$method" "$oiseau" --config "$deploy/settings.toml" run
             archive_bytes=$(find "$deploy/backup" -name '*.tar.gz' -printf '%s')
+            archive=$(find "$deploy/backup" -name '*.tar.gz')
+            ;;
+        oiseau-ftp)
+            ftp_server
+            remote_run "$method" "[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"ftp://bench@127.0.0.1:$ftp_port/\""
+            ;;
+        oiseau-rclone)
+            ftp_server
+            remote_run "$method" "[storage]\nbackend = \"rclone\"\n[storage.rclone]\nremote = \":ftp,host=127.0.0.1,port=$ftp_port,user=bench:\""
+            ;;
+        curl-ftp)
+            ftp_server
+            rm -rf "$scratch/ftp"/*
+            measure "$method" curl -sS --netrc-file "$scratch/netrc" -T "$archive" "ftp://127.0.0.1:$ftp_port/plain.tar.gz"
+            ;;
+        rclone-copyto)
+            ftp_server
+            rm -rf "$scratch/ftp"/*
+            measure "$method" rclone copyto "$archive" ":ftp,host=127.0.0.1,port=$ftp_port,user=bench:plain.tar.gz"
             ;;
         tar-czf)
             sync
