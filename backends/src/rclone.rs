@@ -58,6 +58,9 @@ const STDERR_TAIL: usize = 8;
 #[derive(Debug)]
 pub struct RcloneStorage {
     config: RcloneConfig,
+    /// Whether the remote root answered a probe: once is enough to tell an empty remote from an
+    /// unreachable one, and each rclone call costs a process start.
+    root_probed: std::sync::atomic::AtomicBool,
 }
 
 /// One entry of `rclone lsjson`.
@@ -86,6 +89,7 @@ impl RcloneStorage {
         }
         Ok(RcloneStorage {
             config: config.clone(),
+            root_probed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -231,15 +235,20 @@ impl RcloneStorage {
         }
     }
 
-    /// Lists the remote root (files only), after probing that the root itself is reachable so
-    /// that an unreachable remote is never mistaken for an empty one.
+    /// Lists the remote root (files only), after probing (once) that the root itself is
+    /// reachable so that an unreachable remote is never mistaken for an empty one. A listing
+    /// that fails later is an error, never an empty answer.
     async fn listing(&self, only: Option<&str>) -> Result<Vec<Listed>> {
+        use std::sync::atomic::Ordering;
         let root = &self.config.remote;
-        self.call(&["lsjson", "--stat", root], None)
-            .await
-            .map_err(|e| {
-                StorageError::Transient(format!("cannot reach the rclone remote {root}: {e}"))
-            })?;
+        if !self.root_probed.load(Ordering::Relaxed) {
+            self.call(&["lsjson", "--stat", root], None)
+                .await
+                .map_err(|e| {
+                    StorageError::Transient(format!("cannot reach the rclone remote {root}: {e}"))
+                })?;
+            self.root_probed.store(true, Ordering::Relaxed);
+        }
         let filter;
         let mut args = vec!["lsjson", "--files-only", "--no-mimetype", root];
         if let Some(name) = only {
