@@ -4,6 +4,7 @@
 //! Manifests never change once written, so each is fetched once and kept in
 //! `work_dir/manifests`; a later `locate` reads them from there.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -52,22 +53,28 @@ impl Catalog {
             .await
             .with_context(|| format!("cannot list {}", storage.describe()))?;
         let cache = work_dir.join("manifests");
+        // Indexed once: a storage of years holds thousands of archives.
+        let names: HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        let mut by_id: HashMap<u64, Vec<&ObjectMeta>> = HashMap::new();
+        for object in &objects {
+            if let Some(id) = archive_id_of(&object.name) {
+                by_id.entry(id).or_default().push(object);
+            }
+        }
+        let has_manifest = |archive: &str| names.contains(manifest_name(archive).as_str());
         let mut archives = Vec::with_capacity(index.entries().len());
         let mut previous_max = 0;
         for entry in index.entries() {
-            let candidates: Vec<&ObjectMeta> = objects
-                .iter()
-                .filter(|o| archive_id_of(&o.name) == Some(entry.archive_id))
-                .collect();
+            let candidates = by_id.get(&entry.archive_id).map_or(&[][..], Vec::as_slice);
             // Prefer the copy that has a manifest: a killed run of the original tool may have
             // left a second archive with the same id.
-            let with_manifest = candidates.iter().find(|o| {
-                let manifest = manifest_name(&o.name);
-                objects.iter().any(|m| m.name == manifest)
-            });
-            let object = with_manifest.or(candidates.first()).map(|o| (*o).clone());
+            let object = candidates
+                .iter()
+                .find(|o| has_manifest(&o.name))
+                .or(candidates.first())
+                .map(|o| (*o).clone());
             let manifest = match &object {
-                Some(o) if objects.iter().any(|m| m.name == manifest_name(&o.name)) => {
+                Some(o) if has_manifest(&o.name) => {
                     Some(fetch_manifest(storage, &cache, &o.name).await?)
                 }
                 _ => None,
@@ -80,14 +87,13 @@ impl Catalog {
             });
             previous_max = entry.max_replay_id;
         }
+        let chosen: HashSet<&str> = archives
+            .iter()
+            .filter_map(|a| a.object.as_ref().map(|o| o.name.as_str()))
+            .collect();
         let strays = objects
             .iter()
-            .filter(|o| archive_id_of(&o.name).is_some())
-            .filter(|o| {
-                !archives
-                    .iter()
-                    .any(|a| a.object.as_ref().is_some_and(|found| found.name == o.name))
-            })
+            .filter(|o| archive_id_of(&o.name).is_some() && !chosen.contains(o.name.as_str()))
             .map(|o| o.name.clone())
             .collect();
         Ok(Catalog { archives, strays })

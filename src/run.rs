@@ -252,11 +252,15 @@ async fn tidy_storage(storage: &dyn Storage, index: &Index) -> Result<()> {
         .await
         .with_context(|| format!("cannot list {}", storage.describe()))?;
     let last_id = index.last().map_or(0, |entry| entry.archive_id);
+    let stored_ids: std::collections::HashSet<u64> = objects
+        .iter()
+        .filter_map(|o| archive_id_of(&o.name))
+        .collect();
     let missing: Vec<u64> = index
         .entries()
         .iter()
         .map(|entry| entry.archive_id)
-        .filter(|id| !objects.iter().any(|o| archive_id_of(&o.name) == Some(*id)))
+        .filter(|id| !stored_ids.contains(id))
         .collect();
     if !missing.is_empty() {
         tracing::warn!(
