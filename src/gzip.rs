@@ -269,7 +269,6 @@ fn write_in_order(out: File, members: &Receiver<Job>) -> io::Result<Written> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
     use std::io::Read;
 
     fn round_trip(data: &[u8], level: Level) -> (Vec<u8>, u64) {
@@ -282,7 +281,10 @@ mod tests {
         let written = gz.finish().unwrap();
         let raw = std::fs::read(&path).unwrap();
         assert_eq!(written.bytes, raw.len() as u64);
-        assert_eq!(written.sha256.as_slice(), Sha256::digest(&raw).as_slice());
+        assert_eq!(
+            written.sha256.as_slice(),
+            aws_lc_rs::digest::digest(&SHA256, &raw).as_ref()
+        );
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut back)

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
+
+use aws_lc_rs::digest::{Context as Sha256Context, SHA256};
 
 use crate::gzip::{Level, ParallelGzip, Written};
 use crate::scan::Replay;
@@ -210,12 +211,12 @@ impl Read for ExactReader<'_> {
 
 /// SHA-256 of what is left to read in `file`, lowercase hex.
 pub fn sha256_of(file: &mut File) -> io::Result<String> {
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Context::new(&SHA256);
     let mut buffer = vec![0u8; READ_BUFFER];
     loop {
         let n = file.read(&mut buffer)?;
         if n == 0 {
-            return Ok(hex(&hasher.finalize()));
+            return Ok(hex(hasher.finish().as_ref()));
         }
         hasher.update(&buffer[..n]);
     }
@@ -294,7 +295,8 @@ mod tests {
             Some(ReplayHash(*blake3::hash(b"first").as_bytes()))
         );
         assert_eq!(packed.size, std::fs::metadata(&out).unwrap().len());
-        let expected_hash = hex(&Sha256::digest(std::fs::read(&out).unwrap()));
+        let expected_hash =
+            hex(aws_lc_rs::digest::digest(&SHA256, &std::fs::read(&out).unwrap()).as_ref());
         assert_eq!(packed.sha256, expected_hash);
         let entries = unpack(&out);
         let names: Vec<&str> = entries.iter().map(|(n, _, _)| n.as_str()).collect();

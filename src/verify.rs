@@ -4,8 +4,8 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
+use aws_lc_rs::digest::{Context as Sha256Context, SHA256};
 use backends::{PreflightMode, Storage};
-use sha2::{Digest, Sha256};
 use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::{Catalog, CatalogEntry};
@@ -126,7 +126,7 @@ struct Contents {
 fn read_through(reader: impl Read) -> Result<Contents> {
     let mut hashing = HashingReader {
         inner: reader,
-        hasher: Sha256::new(),
+        hasher: Sha256Context::new(&SHA256),
     };
     let mut replays = Vec::new();
     {
@@ -143,14 +143,14 @@ fn read_through(reader: impl Read) -> Result<Contents> {
     // The gzip and tar readers may stop before the last padding bytes: hash those too.
     std::io::copy(&mut hashing, &mut std::io::sink()).context("cannot read it to the end")?;
     Ok(Contents {
-        sha256: hex(&hashing.hasher.finalize()),
+        sha256: hex(hashing.hasher.finish().as_ref()),
         replays,
     })
 }
 
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Sha256Context,
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -78,8 +78,7 @@ impl Target {
     }
 
     pub fn init(&self) {
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        self.d.oiseau(&["init"], &env).expect_code(0);
+        self.oiseau(&["init"]).expect_code(0);
     }
 
     /// `oiseau <args>` with this backend's environment.
