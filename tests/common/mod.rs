@@ -87,24 +87,23 @@ impl Deployment {
 
     /// Runs `oiseau --config <settings> <args>` with a clean environment plus `env`.
     pub fn oiseau(&self, args: &[&str], env: &[(&str, &str)]) -> Result {
+        Result::checked(self.command(args, env).output().unwrap())
+    }
+
+    /// Same as [`Deployment::oiseau`], without blocking the async test's runtime.
+    pub async fn oiseau_async(&self, args: &[&str], env: &[(&str, &str)]) -> Result {
+        let mut command = tokio::process::Command::from(self.command(args, env));
+        Result::checked(command.output().await.unwrap())
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"));
         command.arg("--config").arg(&self.config).args(args);
         for name in CLEARED_ENV {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
-        Result::checked(command.output().unwrap())
-    }
-
-    /// Same as [`Deployment::oiseau`], without blocking the async test's runtime.
-    pub async fn oiseau_async(&self, args: &[&str], env: &[(&str, &str)]) -> Result {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_oiseau"));
-        command.arg("--config").arg(&self.config).args(args);
-        for name in CLEARED_ENV {
-            command.env_remove(name);
-        }
-        command.envs(env.iter().copied());
-        Result::checked(command.output().await.unwrap())
+        command
     }
 
     /// Writes replays with the given ids, each a distinct, incompressible-ish 2-5 KiB, and
