@@ -66,7 +66,7 @@ pub enum Command {
     },
     /// Check that every archive of the index is on the storage, whole
     Verify {
-        /// Also download each archive, check its SHA-256 and read every replay
+        /// Also download each archive, check its recorded digest and read every replay
         #[arg(long)]
         deep: bool,
         /// Only archives from this id on

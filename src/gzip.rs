@@ -3,19 +3,21 @@
 //! multi-member file is plain gzip (RFC 1952): GNU tar, `gzip -t` and Python's `tarfile` read
 //! it as one stream.
 //!
-//! The output is also counted and hashed (SHA-256) on its way to the file, so the archive's
-//! size and digest come without reading it again.
+//! The output is also counted and hashed on its way to the file, so the archive's size and
+//! digest come without reading it again, and each member's arrival in the file is reported so
+//! an upload can follow the file as it grows.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use aws_lc_rs::digest::{Context, SHA256};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+
+use crate::digest::{ArchiveDigest, DigestHasher};
 
 /// How hard to compress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +41,11 @@ const WORTH_IT: usize = 97;
 #[derive(Debug)]
 pub struct Written {
     pub bytes: u64,
-    pub sha256: [u8; 32],
+    pub digest: ArchiveDigest,
 }
+
+/// Told the size of the file each time a member is in it.
+pub type OnWritten = Box<dyn Fn(u64) + Send>;
 
 type Job = (u64, Vec<u8>);
 
@@ -53,7 +58,7 @@ pub struct ParallelGzip {
 }
 
 impl ParallelGzip {
-    pub fn new(out: File, level: Level) -> Self {
+    pub fn new(out: File, level: Level, on_written: OnWritten) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let (jobs, queue) = sync_channel::<Job>(threads);
         let queue = Arc::new(Mutex::new(queue));
@@ -66,7 +71,7 @@ impl ParallelGzip {
             })
             .collect();
         drop(done);
-        let writer = std::thread::spawn(move || write_in_order(out, &members));
+        let writer = std::thread::spawn(move || write_in_order(out, &members, &on_written));
         ParallelGzip {
             block: Vec::with_capacity(BLOCK),
             next: 0,
@@ -91,7 +96,7 @@ impl ParallelGzip {
     }
 
     /// Compresses what is left, waits for every member to be written and flushed, and returns
-    /// the size and SHA-256 of the whole file.
+    /// the size and digest of the whole file.
     pub fn finish(mut self) -> io::Result<Written> {
         if !self.block.is_empty() || self.next == 0 {
             self.send_block()?;
@@ -241,10 +246,14 @@ impl Sampler {
     }
 }
 
-/// Writes members in sequence order as they arrive, hashing and counting.
-fn write_in_order(out: File, members: &Receiver<Job>) -> io::Result<Written> {
-    let mut file = BufWriter::with_capacity(BLOCK, out);
-    let mut hasher = Context::new(&SHA256);
+/// Writes members in sequence order as they arrive, hashing and counting. Members are about a
+/// block each, so they go to the file unbuffered: what is reported written is in the file.
+fn write_in_order(
+    mut file: File,
+    members: &Receiver<Job>,
+    on_written: &dyn Fn(u64),
+) -> io::Result<Written> {
+    let mut hasher = DigestHasher::blake3();
     let mut bytes = 0u64;
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
@@ -255,15 +264,16 @@ fn write_in_order(out: File, members: &Receiver<Job>) -> io::Result<Written> {
             hasher.update(&member);
             bytes += member.len() as u64;
             next += 1;
+            on_written(bytes);
         }
     }
     if !waiting.is_empty() {
         return Err(io::Error::other("a gzip block was lost"));
     }
-    file.flush()?;
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(hasher.finish().as_ref());
-    Ok(Written { bytes, sha256 })
+    Ok(Written {
+        bytes,
+        digest: hasher.finish(),
+    })
 }
 
 #[cfg(test)]
@@ -274,7 +284,17 @@ mod tests {
     fn round_trip(data: &[u8], level: Level) -> (Vec<u8>, u64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.gz");
-        let mut gz = ParallelGzip::new(File::create(&path).unwrap(), level);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let on_written: OnWritten = {
+            let reports = Arc::clone(&reports);
+            let path = path.clone();
+            Box::new(move |len| {
+                // What is reported is already in the file, for a reader following it.
+                assert!(std::fs::metadata(&path).unwrap().len() >= len);
+                reports.lock().unwrap().push(len);
+            })
+        };
+        let mut gz = ParallelGzip::new(File::create(&path).unwrap(), level, on_written);
         for chunk in data.chunks(7919) {
             gz.write_all(chunk).unwrap();
         }
@@ -282,9 +302,12 @@ mod tests {
         let raw = std::fs::read(&path).unwrap();
         assert_eq!(written.bytes, raw.len() as u64);
         assert_eq!(
-            written.sha256.as_slice(),
-            aws_lc_rs::digest::digest(&SHA256, &raw).as_ref()
+            written.digest,
+            ArchiveDigest::Blake3(blake3::hash(&raw).to_hex().to_string())
         );
+        let reports = reports.lock().unwrap();
+        assert!(reports.is_sorted(), "{reports:?}");
+        assert_eq!(reports.last(), Some(&written.bytes));
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut back)

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::ArchiveDigest;
 use crate::index::IndexEntry;
 use crate::pack::ReplayHash;
 use crate::scan::Replay;
@@ -27,7 +28,8 @@ pub struct Journal {
     /// Seconds since the epoch, shared by the archive and its index copy.
     pub timestamp: u64,
     pub archive_size: u64,
-    pub sha256: String,
+    #[serde(flatten)]
+    pub digest: ArchiveDigest,
     pub replays: Vec<JournalReplay>,
 }
 
@@ -153,7 +155,7 @@ mod tests {
             archive_name: "1700000000_replays_7.tar.gz".into(),
             timestamp: 1_700_000_000,
             archive_size: 1234,
-            sha256: "ab".repeat(32),
+            digest: ArchiveDigest::Blake3("ab".repeat(32)),
             replays: vec![JournalReplay {
                 id: 42,
                 name: "replay_42.osr".into(),

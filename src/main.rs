@@ -5,6 +5,7 @@ mod catalog;
 mod cli;
 mod commands;
 mod demo;
+mod digest;
 mod fault;
 mod gzip;
 mod index;

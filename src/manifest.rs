@@ -1,5 +1,5 @@
 //! The manifest beside each archive, `<archive name>.json`: which replays it holds, exactly,
-//! with their sizes and hashes, and the archive's own size and SHA-256.
+//! with their sizes and hashes, and the archive's own size and digest.
 //!
 //! The index only keeps the largest replay id per archive, which locates a replay only when
 //! ids arrive in order; the manifest is exact. It is uploaded before the index line that
@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::ArchiveDigest;
 use crate::journal::Journal;
 use crate::pack::ReplayHash;
 
@@ -17,12 +18,13 @@ pub fn manifest_name(archive_name: &str) -> String {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
-    /// Layout version of this file.
+    /// Layout version of this file: 1 recorded a SHA-256, 2 a BLAKE3.
     pub format: u32,
     pub archive_id: u64,
     pub archive_name: String,
     pub size: u64,
-    pub sha256: String,
+    #[serde(flatten)]
+    pub digest: ArchiveDigest,
     /// `[id, size, blake3]` per replay, in archive order: compact, and still plain JSON.
     pub replays: Vec<(u64, u64, ReplayHash)>,
 }
@@ -30,11 +32,11 @@ pub struct Manifest {
 impl Manifest {
     pub fn from_journal(journal: &Journal) -> Self {
         Manifest {
-            format: 1,
+            format: 2,
             archive_id: journal.archive_id,
             archive_name: journal.archive_name.clone(),
             size: journal.archive_size,
-            sha256: journal.sha256.clone(),
+            digest: journal.digest.clone(),
             replays: journal
                 .replays
                 .iter()

@@ -9,13 +9,9 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail};
 
-use aws_lc_rs::digest::{Context as Sha256Context, SHA256};
-
-use crate::gzip::{Level, ParallelGzip, Written};
+use crate::digest::ArchiveDigest;
+use crate::gzip::{Level, OnWritten, ParallelGzip, Written};
 use crate::scan::Replay;
-
-/// Size of the buffer used to hash a spool file.
-const READ_BUFFER: usize = 1 << 20;
 
 /// BLAKE3 of a replay's bytes: what a restore checks a replay against. 32 bytes in memory (a
 /// batch can hold 100,000 replays), lowercase hex in files.
@@ -63,11 +59,11 @@ pub struct Packed {
     pub hashes: Vec<Option<ReplayHash>>,
     /// Size of the `.tar.gz` in bytes.
     pub size: u64,
-    /// SHA-256 of the `.tar.gz`, lowercase hex.
-    pub sha256: String,
+    pub digest: ArchiveDigest,
 }
 
 /// Writes `replays` as a `.tar.gz` to `out` (which must not exist) and fsyncs it.
+/// `on_written` hears the file's size each time it grows, for an upload that follows it.
 ///
 /// Entries are named after the file at the tar root with the size and mtime the scan saw, as
 /// the original tool's archives are. A replay that vanished or changed since the scan is left
@@ -78,10 +74,11 @@ pub fn pack(
     out: &Path,
     level: Level,
     progress: &dyn Fn(u64),
+    on_written: OnWritten,
 ) -> Result<Packed> {
     let file = File::create_new(out)
         .with_context(|| format!("cannot create the spool file {}", out.display()))?;
-    let result = write_archive(replays, &file, level, progress);
+    let result = write_archive(replays, &file, level, progress, on_written);
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
@@ -95,7 +92,7 @@ pub fn pack(
     Ok(Packed {
         hashes,
         size: written.bytes,
-        sha256: hex(&written.sha256),
+        digest: written.digest,
     })
 }
 
@@ -106,8 +103,9 @@ fn write_archive(
     file: &File,
     level: Level,
     progress: &dyn Fn(u64),
+    on_written: OnWritten,
 ) -> Result<Archive> {
-    let gzip = ParallelGzip::new(file.try_clone()?, level);
+    let gzip = ParallelGzip::new(file.try_clone()?, level, on_written);
     let mut tar = tar::Builder::new(gzip);
     let mut hashes = Vec::with_capacity(replays.len());
     let mut read_so_far = 0u64;
@@ -209,19 +207,6 @@ impl Read for ExactReader<'_> {
     }
 }
 
-/// SHA-256 of what is left to read in `file`, lowercase hex.
-pub fn sha256_of(file: &mut File) -> io::Result<String> {
-    let mut hasher = Sha256Context::new(&SHA256);
-    let mut buffer = vec![0u8; READ_BUFFER];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok(hex(hasher.finish().as_ref()));
-        }
-        hasher.update(&buffer[..n]);
-    }
-}
-
 /// Copies `reader` to `out` and returns the byte count and the BLAKE3 of what passed: how a
 /// replay read back from an archive is checked against its manifest.
 pub fn copy_with_blake3(
@@ -287,7 +272,7 @@ mod tests {
         ]);
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}).unwrap();
+        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}, Box::new(|_| {})).unwrap();
 
         assert!(packed.hashes.iter().all(Option::is_some));
         assert_eq!(
@@ -295,9 +280,11 @@ mod tests {
             Some(ReplayHash(*blake3::hash(b"first").as_bytes()))
         );
         assert_eq!(packed.size, std::fs::metadata(&out).unwrap().len());
-        let expected_hash =
-            hex(aws_lc_rs::digest::digest(&SHA256, &std::fs::read(&out).unwrap()).as_ref());
-        assert_eq!(packed.sha256, expected_hash);
+        let expected_hash = blake3::hash(&std::fs::read(&out).unwrap()).to_hex();
+        assert_eq!(
+            packed.digest,
+            ArchiveDigest::Blake3(expected_hash.to_string())
+        );
         let entries = unpack(&out);
         let names: Vec<&str> = entries.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(names, ["replay_1.osr", "replay_2.osr", "replay_3.osr"]);
@@ -321,7 +308,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("replay_2.osr")).unwrap();
         std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}).unwrap();
+        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}, Box::new(|_| {})).unwrap();
         let kept: Vec<bool> = packed.hashes.iter().map(Option::is_some).collect();
         assert_eq!(kept, [true, false, false], "replays 2 and 3 are left out");
         assert_eq!(unpack(&out).len(), 1);
@@ -333,7 +320,7 @@ mod tests {
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
         std::fs::write(&out, b"earlier").unwrap();
-        assert!(pack(&scan.replays, &out, Level::Auto, &|_| {}).is_err());
+        assert!(pack(&scan.replays, &out, Level::Auto, &|_| {}, Box::new(|_| {})).is_err());
         assert_eq!(std::fs::read(&out).unwrap(), b"earlier");
     }
 }

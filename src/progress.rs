@@ -1,7 +1,7 @@
 //! Progress bars for packing and uploading, drawn only when stderr is a terminal (indicatif
 //! hides them otherwise), so cron logs stay clean.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -14,4 +14,9 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
     );
     bar.set_message(what.to_owned());
     bar
+}
+
+/// Bars drawn together, one per line: packing and uploading run at the same time.
+pub fn stacked_bars() -> MultiProgress {
+    MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
 }

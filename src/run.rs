@@ -7,21 +7,25 @@
 //! written before anything leaves the machine, lets the next run finish whatever a killed one
 //! started.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
-use backends::{PARTIAL_SUFFIX, PreflightMode, Storage, StorageError, WriteMode};
+use backends::{
+    ObjectMeta, PARTIAL_SUFFIX, PreflightMode, Source, SourceFeed, Storage, StorageError, WriteMode,
+};
+use indicatif::ProgressBar;
 
 use crate::commands::ready_storage;
-use crate::gzip::Level;
+use crate::digest::ArchiveDigest;
+use crate::gzip::{Level, OnWritten};
 use crate::index::{INDEX_NAME, Index};
 use crate::journal::{Journal, unix_now};
 use crate::manifest::{Manifest, manifest_name};
 use crate::notify::{Notifier, escape};
-use crate::pack::{Packed, pack, sha256_of};
-use crate::progress::bytes_bar;
+use crate::pack::{Packed, pack};
+use crate::progress::{bytes_bar, stacked_bars};
 use crate::scan::{Replay, scan};
 use crate::settings::{ByteSize, Settings};
 use crate::{TryLater, fault, lock};
@@ -130,14 +134,7 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
                 journal.archive_name
             );
             let ready = ready_storage(settings, mode).await?;
-            resumed = finish(
-                ready.as_ref(),
-                settings,
-                &journal,
-                Spool::Unchecked,
-                started,
-            )
-            .await?;
+            resumed = finish(ready.as_ref(), settings, &journal, Upload::Unknown, started).await?;
             // The interrupted run may have left a partial upload behind.
             tidy_storage(ready.as_ref(), &read_index(ready.as_ref()).await?).await?;
             tidied = true;
@@ -192,31 +189,11 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
         return Ok(RunReport::Planned(plan));
     }
 
-    let spool_dir = settings.work_dir.join("spool");
-    let packed = pack_to_spool(&plan, &spool_dir, settings.compression.0).await?;
-    let journal = Journal {
-        backend: settings.storage.backend.to_string(),
-        archive_id: plan.archive_id,
-        archive_name: plan.archive_name.clone(),
-        timestamp: plan.timestamp,
-        archive_size: packed.size,
-        sha256: packed.sha256.clone(),
-        replays: Journal::replays_from(&plan.replays, &packed.hashes),
-    };
-    // From here on the journal is the plan; the scan's copy can go.
-    drop(plan);
-    journal.save(&settings.work_dir)?;
-    fault::point("after-pack");
-    finish(
-        storage.as_ref(),
-        settings,
-        &journal,
-        Spool::JustPacked,
-        started,
-    )
-    .await?
-    .map(RunReport::Archived)
-    .ok_or_else(|| anyhow!("the archive just packed vanished from the spool"))
+    let journal = pack_and_upload(storage.as_ref(), settings, plan).await?;
+    finish(storage.as_ref(), settings, &journal, Upload::Done, started)
+        .await?
+        .map(RunReport::Archived)
+        .ok_or_else(|| anyhow!("the archive just uploaded could not be committed"))
 }
 
 /// `<unix_time>_replays_<id>.tar.gz`, the original tool's archive name.
@@ -308,15 +285,75 @@ pub fn archive_id_of(name: &str) -> Option<u64> {
     id.parse().ok()
 }
 
-async fn pack_to_spool(plan: &Plan, spool_dir: &Path, level: Level) -> Result<Packed> {
+/// Packs the plan into the spool and uploads the archive while it is being written: the
+/// upload follows the growing spool file, and it can give the archive its final name only once
+/// the packing is over and the journal that vouches for the archive is on disk. The journal is
+/// returned once both are done.
+async fn pack_and_upload(
+    storage: &dyn Storage,
+    settings: &Settings,
+    plan: Plan,
+) -> Result<Journal> {
+    let spool_dir = settings.work_dir.join("spool");
+    let out = prepare_spool(&spool_dir, &plan)?;
+    let name = plan.archive_name.clone();
+    let estimate = plan.bytes;
+    let (source, feed) = Source::growing(&out);
+    let feed = Arc::new(feed);
+    let bars = stacked_bars();
+    let pack_bar = bars.add(bytes_bar(plan.bytes, "packing"));
+    let upload_bar = bars.add(bytes_bar(plan.bytes, "uploading"));
+    // Owns the feed: when packing fails, the feed is dropped here and the upload gives up.
+    let packing = async move {
+        let packed = pack_to_spool(&plan, &out, settings.compression.0, &feed, pack_bar).await?;
+        let journal = Journal {
+            backend: settings.storage.backend.to_string(),
+            archive_id: plan.archive_id,
+            archive_name: plan.archive_name.clone(),
+            timestamp: plan.timestamp,
+            archive_size: packed.size,
+            digest: packed.digest,
+            replays: Journal::replays_from(&plan.replays, &packed.hashes),
+        };
+        // From here on the journal is the plan; the scan's copy can go.
+        drop(plan);
+        journal.save(&settings.work_dir)?;
+        feed.complete(journal.archive_size);
+        fault::point("after-pack");
+        Ok::<_, anyhow::Error>(journal)
+    };
+    let uploading = upload_archive(storage, &source, &name, estimate, upload_bar);
+    let (packed, uploaded) = tokio::join!(packing, uploading);
+    // A failed packing fails the upload too; the packing's error is the one that explains.
+    let journal = packed?;
+    check_uploaded(storage, &journal, uploaded?)?;
+    Ok(journal)
+}
+
+/// The spool file for the plan's archive, in a spool folder cleared of stale files and with
+/// room for the archive.
+fn prepare_spool(spool_dir: &Path, plan: &Plan) -> Result<PathBuf> {
     std::fs::create_dir_all(spool_dir)
         .with_context(|| format!("cannot create the spool folder {}", spool_dir.display()))?;
     remove_stale_spool_files(spool_dir);
     ensure_free_space(spool_dir, plan)?;
-    let out = spool_dir.join(&plan.archive_name);
+    Ok(spool_dir.join(&plan.archive_name))
+}
+
+async fn pack_to_spool(
+    plan: &Plan,
+    out: &Path,
+    level: Level,
+    feed: &Arc<SourceFeed>,
+    bar: ProgressBar,
+) -> Result<Packed> {
     let replays = Arc::clone(&plan.replays);
-    let bar = bytes_bar(plan.bytes, "packing");
     let progress_bar = bar.clone();
+    let on_written: OnWritten = {
+        let feed = Arc::clone(feed);
+        Box::new(move |len| feed.written(len))
+    };
+    let out = out.to_owned();
     tracing::info!(
         "packing {} replays ({}) into {}",
         plan.replays.len(),
@@ -324,9 +361,13 @@ async fn pack_to_spool(plan: &Plan, spool_dir: &Path, level: Level) -> Result<Pa
         plan.archive_name
     );
     let packed = tokio::task::spawn_blocking(move || {
-        pack(&replays, &out, level, &|done| {
-            progress_bar.set_position(done)
-        })
+        pack(
+            &replays,
+            &out,
+            level,
+            &|done| progress_bar.set_position(done),
+            on_written,
+        )
     })
     .await
     .context("the packer stopped unexpectedly")??;
@@ -337,7 +378,7 @@ async fn pack_to_spool(plan: &Plan, spool_dir: &Path, level: Level) -> Result<Pa
             "{left_out} replays vanished or changed while packing; they stay for the next run"
         );
     }
-    tracing::info!(bytes = packed.size, sha256 = %packed.sha256, "packed {}", plan.archive_name);
+    tracing::info!(bytes = packed.size, digest = %packed.digest, "packed {}", plan.archive_name);
     Ok(packed)
 }
 
@@ -381,7 +422,7 @@ async fn finish(
     storage: &dyn Storage,
     settings: &Settings,
     journal: &Journal,
-    spool: Spool,
+    upload: Upload,
     started: Instant,
 ) -> Result<Option<Archived>> {
     let journal_path = Journal::path(&settings.work_dir);
@@ -410,7 +451,7 @@ async fn finish(
     };
     let spool_file = settings.work_dir.join("spool").join(&journal.archive_name);
     if !committed {
-        if !ensure_uploaded(storage, journal, &spool_file, spool).await? {
+        if upload == Upload::Unknown && !ensure_uploaded(storage, journal, &spool_file).await? {
             tracing::warn!(
                 "archive {} of an interrupted run never reached {where_to} and its spool copy is \
                  gone; its replays are still in the temp folder and will be packed again",
@@ -428,7 +469,12 @@ async fn finish(
             .write_to(staged.reopen()?)
             .context("cannot stage the manifest in work_dir")?;
         storage
-            .upload(staged.path(), &manifest, WriteMode::Replace, &|_| {})
+            .upload(
+                &Source::file(staged.path()),
+                &manifest,
+                WriteMode::Replace,
+                &|_| {},
+            )
             .await
             .with_context(|| format!("cannot write {manifest} to {where_to}"))?;
         let new_index = index.appended(entry);
@@ -469,7 +515,6 @@ async fn ensure_uploaded(
     storage: &dyn Storage,
     journal: &Journal,
     spool_file: &Path,
-    spool: Spool,
 ) -> Result<bool> {
     let name = &journal.archive_name;
     let where_to = storage.describe();
@@ -492,62 +537,91 @@ async fn ensure_uploaded(
         Err(StorageError::NotFound { .. }) => {}
         Err(e) => return Err(e).with_context(|| format!("cannot reach {where_to}")),
     }
-    if spool == Spool::Unchecked && !spool_is_intact(spool_file, journal).await? {
+    if !spool_is_intact(spool_file, journal).await? {
         return Ok(false);
     }
-    tracing::info!("uploading {name} to {where_to}");
     let bar = bytes_bar(journal.archive_size, "uploading");
+    let source = Source::file(spool_file);
+    let uploaded = upload_archive(storage, &source, name, journal.archive_size, bar).await?;
+    check_uploaded(storage, journal, uploaded)?;
+    Ok(true)
+}
+
+/// Uploads an archive, logging its progress against `estimate` (the final size may not be
+/// known yet), and returns what the storage holds under its name.
+async fn upload_archive(
+    storage: &dyn Storage,
+    source: &Source,
+    name: &str,
+    estimate: u64,
+    bar: ProgressBar,
+) -> Result<ObjectMeta> {
+    let where_to = storage.describe();
+    tracing::info!("uploading {name} to {where_to}");
     // Logs reach cron's mail and journald where no bar is drawn: a line per quarter.
     let quarters_logged = std::sync::atomic::AtomicU64::new(0);
     let uploaded = storage
-        .upload(spool_file, name, WriteMode::CreateNew, &|sent| {
+        .upload(source, name, WriteMode::CreateNew, &|sent| {
             bar.set_position(sent);
-            let quarter = sent * 4 / journal.archive_size.max(1);
+            let quarter = sent * 4 / estimate.max(1);
             if quarter > quarters_logged.fetch_max(quarter, std::sync::atomic::Ordering::Relaxed)
                 && quarter < 4
             {
                 tracing::info!("uploaded {} of {name}", ByteSize(sent));
             }
-            if sent * 2 >= journal.archive_size {
+            if sent * 2 >= estimate {
                 fault::point("mid-upload");
             }
         })
         .await;
     bar.finish_and_clear();
     match uploaded {
-        Ok(stored) if stored.size == journal.archive_size => Ok(true),
-        Ok(stored) => bail!(
-            "{name} is {} bytes on {where_to}, {} were packed; nothing was deleted",
-            stored.size,
-            journal.archive_size
-        ),
+        Ok(stored) => Ok(stored),
         // An earlier attempt of the retried upload may have landed after all.
         Err(StorageError::AlreadyExists { .. })
             if storage
                 .stat(name)
                 .await
-                .is_ok_and(|m| m.size == journal.archive_size) =>
+                .ok()
+                .zip(source.len().await.ok())
+                .is_some_and(|(stored, size)| stored.size == size) =>
         {
-            Ok(true)
+            Ok(storage.stat(name).await?)
         }
         Err(e) => Err(e).with_context(|| format!("cannot upload {name} to {where_to}")),
     }
 }
 
-/// Whether the spool file can be trusted as it is.
+/// Fails unless the storage holds the journal's archive at its packed size.
+fn check_uploaded(storage: &dyn Storage, journal: &Journal, stored: ObjectMeta) -> Result<()> {
+    if stored.size != journal.archive_size {
+        bail!(
+            "{} is {} bytes on {}, {} were packed; nothing was deleted",
+            journal.archive_name,
+            stored.size,
+            storage.describe(),
+            journal.archive_size
+        );
+    }
+    Ok(())
+}
+
+/// What is known of the journal's archive on the storage when [`finish`] takes over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Spool {
-    /// Written and hashed by this very run.
-    JustPacked,
-    /// Left by an interrupted run: checked against the journal before it is uploaded.
-    Unchecked,
+enum Upload {
+    /// This very run uploaded it and checked its size.
+    Done,
+    /// Left by an interrupted run: looked for on the storage, and uploaded again from the
+    /// spool copy (checked against the journal) when it is missing or damaged.
+    Unknown,
 }
 
 /// Whether the spool file is exactly the archive the journal describes.
 async fn spool_is_intact(spool_file: &Path, journal: &Journal) -> Result<bool> {
     let path = spool_file.to_owned();
     let expected_size = journal.archive_size;
-    let digest = tokio::task::spawn_blocking(move || -> std::io::Result<Option<String>> {
+    let hasher = journal.digest.hasher();
+    let digest = tokio::task::spawn_blocking(move || -> std::io::Result<Option<ArchiveDigest>> {
         let mut file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -556,12 +630,12 @@ async fn spool_is_intact(spool_file: &Path, journal: &Journal) -> Result<bool> {
         if file.metadata()?.len() != expected_size {
             return Ok(None);
         }
-        sha256_of(&mut file).map(Some)
+        hasher.read_from(&mut file).map(Some)
     })
     .await
     .context("the spool check stopped unexpectedly")?
     .with_context(|| format!("cannot read the spool file {}", spool_file.display()))?;
-    Ok(digest.is_some_and(|digest| digest == journal.sha256))
+    Ok(digest.is_some_and(|digest| digest == journal.digest))
 }
 
 /// Deletes the archived replays that are still exactly what was packed, and returns how many

@@ -4,13 +4,13 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use aws_lc_rs::digest::{Context as Sha256Context, SHA256};
 use backends::{PreflightMode, Storage};
 use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::commands::ready_storage;
-use crate::pack::{ReplayHash, copy_with_blake3, hex};
+use crate::digest::{ArchiveDigest, DigestHasher};
+use crate::pack::{ReplayHash, copy_with_blake3};
 use crate::scan::replay_id;
 use crate::settings::Settings;
 
@@ -91,7 +91,8 @@ async fn check(storage: &dyn Storage, archive: &CatalogEntry, deep: bool) -> Res
         .await
         .context("cannot download it")?;
     let bridge = SyncIoBridge::new(reader);
-    let contents = tokio::task::spawn_blocking(move || read_through(bridge))
+    let hasher = archive.manifest.as_ref().map(|m| m.digest.hasher());
+    let contents = tokio::task::spawn_blocking(move || read_through(bridge, hasher))
         .await
         .context("the check stopped unexpectedly")??;
     let max = contents.replays.iter().map(|(id, _, _)| *id).max();
@@ -103,11 +104,14 @@ async fn check(storage: &dyn Storage, archive: &CatalogEntry, deep: bool) -> Res
         );
     }
     if let Some(manifest) = &archive.manifest {
-        if contents.sha256 != manifest.sha256 {
+        if contents.digest.as_ref() != Some(&manifest.digest) {
             bail!(
-                "SHA-256 {} differs from the recorded {}",
-                contents.sha256,
-                manifest.sha256
+                "its {} differs from the recorded {}",
+                contents
+                    .digest
+                    .as_ref()
+                    .map_or_else(|| "digest".to_owned(), ToString::to_string),
+                manifest.digest
             );
         }
         if contents.replays != manifest.replays {
@@ -118,15 +122,17 @@ async fn check(storage: &dyn Storage, archive: &CatalogEntry, deep: bool) -> Res
 }
 
 struct Contents {
-    sha256: String,
+    /// Present when a hasher was given.
+    digest: Option<ArchiveDigest>,
     replays: Vec<(u64, u64, ReplayHash)>,
 }
 
-/// Reads a whole `.tar.gz`: SHA-256 of its bytes, and each member's id, size and BLAKE3.
-fn read_through(reader: impl Read) -> Result<Contents> {
+/// Reads a whole `.tar.gz`: each member's id, size and BLAKE3, and the digest of its bytes
+/// with `hasher` (the original tool's archives have no recorded digest to compare with).
+fn read_through(reader: impl Read, hasher: Option<DigestHasher>) -> Result<Contents> {
     let mut hashing = HashingReader {
         inner: reader,
-        hasher: Sha256Context::new(&SHA256),
+        hasher,
     };
     let mut replays = Vec::new();
     {
@@ -143,20 +149,22 @@ fn read_through(reader: impl Read) -> Result<Contents> {
     // The gzip and tar readers may stop before the last padding bytes: hash those too.
     std::io::copy(&mut hashing, &mut std::io::sink()).context("cannot read it to the end")?;
     Ok(Contents {
-        sha256: hex(hashing.hasher.finish().as_ref()),
+        digest: hashing.hasher.map(DigestHasher::finish),
         replays,
     })
 }
 
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256Context,
+    hasher: Option<DigestHasher>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         Ok(n)
     }
 }

@@ -6,7 +6,6 @@
 //! (and optionally delete) outdated archives, then either start an unarchive and come back
 //! later, or take the bucket's FTP credentials. After that every operation is FTP.
 
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ftp::{FtpConfig, FtpStorage};
 use crate::{
-    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Secret, Storage,
+    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Secret, Source, Storage,
     StorageError, WriteMode,
 };
 
@@ -287,7 +286,7 @@ impl Storage for C14Storage {
 
     async fn upload(
         &self,
-        source: &Path,
+        source: &Source,
         name: &str,
         mode: WriteMode,
         progress: Progress<'_>,

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::io::SeekFrom;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use suppaftp::types::FileType;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::{
-    ObjectMeta, ObjectReader, Progress, Result, Secret, Storage, StorageError, WriteMode,
+    ObjectMeta, ObjectReader, Progress, Result, Secret, Source, Storage, StorageError, WriteMode,
     partial_name,
 };
 
@@ -219,19 +218,18 @@ impl FtpStorage {
     async fn send(
         &self,
         ftp: &mut Session,
-        source: &Path,
+        source: &Source,
         partial: &str,
         progress: Progress<'_>,
     ) -> Result<u64> {
-        let local_err = |e| StorageError::from_io(&source.display().to_string(), e);
-        let mut file = tokio::fs::File::open(source).await.map_err(local_err)?;
+        let mut file = source.reader().await?;
         let mut data = self
             .within("STOR", Some(partial), ftp.put_with_stream(partial))
             .await?;
         let mut buffer = vec![0u8; CHUNK];
         let mut sent = 0u64;
         loop {
-            let n = file.read(&mut buffer).await.map_err(local_err)?;
+            let n = file.read(&mut buffer).await.map_err(|e| source.error(e))?;
             if n == 0 {
                 break;
             }
@@ -417,7 +415,7 @@ impl Storage for FtpStorage {
 
     async fn upload(
         &self,
-        source: &Path,
+        source: &Source,
         name: &str,
         mode: WriteMode,
         progress: Progress<'_>,

@@ -13,9 +13,9 @@ pub mod local;
 pub mod rclone;
 mod retry;
 mod secret;
+mod source;
 
 use std::fmt;
-use std::path::Path;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use tokio::io::AsyncRead;
 
 pub use error::StorageError;
 pub use secret::Secret;
+pub use source::{Source, SourceFeed};
 
 /// Result of every storage operation.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -121,14 +122,15 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// stream).
     async fn open(&self, name: &str) -> Result<ObjectReader>;
 
-    /// Uploads the local file `source` as `name`.
+    /// Uploads the local file `source` as `name`; a growing source is streamed as it is
+    /// written, and the upload finishes only once the source is complete.
     ///
     /// The bytes go to a [`partial_name`] first and are renamed into place only when
     /// complete, so no reader ever sees a partial object under its final name. The size on the
     /// storage is checked before returning: success means the object is there, whole.
     async fn upload(
         &self,
-        source: &Path,
+        source: &Source,
         name: &str,
         mode: WriteMode,
         progress: Progress<'_>,
@@ -152,7 +154,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Writes a small object from memory, with the same guarantees as [`Storage::upload`].
     async fn write(&self, name: &str, bytes: &[u8], mode: WriteMode) -> Result<ObjectMeta> {
         let staged = stage_bytes(bytes).map_err(|e| StorageError::from_io(name, e))?;
-        self.upload(staged.path(), name, mode, &|_| {}).await
+        self.upload(&Source::file(staged.path()), name, mode, &|_| {})
+            .await
     }
 }
 

@@ -1,7 +1,7 @@
 //! A directory on this machine: what the demo and CI use, and what an operator with a mounted
 //! disk or NAS can use in production.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use opendal::{ErrorKind, Operator, services};
@@ -10,7 +10,8 @@ use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::{
-    ObjectMeta, ObjectReader, Progress, Result, Storage, StorageError, WriteMode, partial_name,
+    ObjectMeta, ObjectReader, Progress, Result, Source, Storage, StorageError, WriteMode,
+    partial_name,
 };
 
 /// `[storage.local]`
@@ -65,10 +66,13 @@ impl LocalStorage {
 
     /// Puts `source` under `partial`: a hard link when both are on the same filesystem (the
     /// spool usually is, and the archive then costs no second write), a streamed copy
-    /// otherwise. Either way the bytes are on disk (fsynced) before the rename.
-    async fn send(&self, source: &Path, partial: &str, progress: Progress<'_>) -> Result<u64> {
+    /// otherwise. Either way the bytes are on disk (fsynced) before the rename. A link needs
+    /// the whole file, so a growing source is waited for: on a local disk the copy would cost
+    /// more than the wait.
+    async fn send(&self, source: &Source, partial: &str, progress: Progress<'_>) -> Result<u64> {
         let target = self.root.join(partial);
-        if std::fs::hard_link(source, &target).is_ok() {
+        source.len().await?;
+        if std::fs::hard_link(source.path(), &target).is_ok() {
             let synced = std::fs::File::open(&target).and_then(|file| {
                 file.sync_all()?;
                 Ok(file.metadata()?.len())
@@ -84,10 +88,8 @@ impl LocalStorage {
         self.copy(source, partial, progress).await
     }
 
-    async fn copy(&self, source: &Path, partial: &str, progress: Progress<'_>) -> Result<u64> {
-        let mut file = tokio::fs::File::open(source)
-            .await
-            .map_err(|e| StorageError::from_io(&source.display().to_string(), e))?;
+    async fn copy(&self, source: &Source, partial: &str, progress: Progress<'_>) -> Result<u64> {
+        let mut file = source.reader().await?;
         let mut writer = self
             .op
             .writer(partial)
@@ -100,7 +102,7 @@ impl LocalStorage {
                 .take(UPLOAD_CHUNK as u64)
                 .read_to_end(&mut chunk)
                 .await
-                .map_err(|e| StorageError::from_io(&source.display().to_string(), e))?;
+                .map_err(|e| source.error(e))?;
             if n == 0 {
                 break;
             }
@@ -165,7 +167,7 @@ impl Storage for LocalStorage {
 
     async fn upload(
         &self,
-        source: &Path,
+        source: &Source,
         name: &str,
         mode: WriteMode,
         progress: Progress<'_>,

@@ -16,8 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::{
-    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Storage, StorageError,
-    WriteMode, partial_name,
+    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Source, Storage,
+    StorageError, WriteMode, partial_name,
 };
 
 /// `[storage.rclone]`
@@ -130,14 +130,23 @@ impl RcloneStorage {
     }
 
     /// Runs rclone with `args`; returns its stdout, or why it failed. Progress lines of a
-    /// transfer (`--use-json-log` stats) are fed to `progress`.
+    /// transfer (`--use-json-log` stats) are fed to `progress`; `input`, if any, is its stdin.
     async fn run(
         &self,
         args: &[&str],
         progress: Option<Progress<'_>>,
+        input: Option<&Source>,
     ) -> Result<std::result::Result<Vec<u8>, Failure>> {
         let verb = args.first().copied().unwrap_or_default();
-        let mut child = self.command(args).spawn().map_err(|e| {
+        let mut command = self.command(args);
+        let mut reader = match input {
+            Some(source) => {
+                command.stdin(Stdio::piped());
+                Some(source.reader().await?)
+            }
+            None => None,
+        };
+        let mut child = command.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StorageError::Config(format!(
                     "the rclone binary {:?} was not found; install rclone {}.{} or newer \
@@ -150,7 +159,18 @@ impl RcloneStorage {
         })?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let stdin = child.stdin.take();
         let finished = async {
+            // A source that fails ends rclone's input early; the error is returned below, so
+            // whatever rclone wrote from the short input is never taken for the object.
+            let feed_stdin = async {
+                match (reader.as_mut(), stdin) {
+                    (Some(reader), Some(mut stdin)) => {
+                        tokio::io::copy(reader, &mut stdin).await.map(drop)
+                    }
+                    _ => Ok(()),
+                }
+            };
             let read_stdout = async {
                 let mut bytes = Vec::new();
                 stdout.read_to_end(&mut bytes).await.map(|_| bytes)
@@ -171,11 +191,11 @@ impl RcloneStorage {
                 }
                 tail
             };
-            let (stdout, tail) = tokio::join!(read_stdout, read_stderr);
+            let (fed, stdout, tail) = tokio::join!(feed_stdin, read_stdout, read_stderr);
             let status = child.wait().await;
-            (stdout, tail, status)
+            (fed, stdout, tail, status)
         };
-        let (stdout, tail, status) = tokio::time::timeout(self.config.timeout, finished)
+        let (fed, stdout, tail, status) = tokio::time::timeout(self.config.timeout, finished)
             .await
             .map_err(|_| {
                 // Dropping the future dropped the child, which kills it.
@@ -186,6 +206,9 @@ impl RcloneStorage {
             })?;
         let status = status.map_err(|e| StorageError::Failed(format!("rclone {verb}: {e}")))?;
         if status.success() {
+            if let (Err(e), Some(source)) = (fed, input) {
+                return Err(source.error(e));
+            }
             let stdout = stdout.map_err(|e| StorageError::Failed(format!("rclone {verb}: {e}")))?;
             Ok(Ok(stdout))
         } else {
@@ -199,7 +222,16 @@ impl RcloneStorage {
     /// Runs rclone and turns a failure into an error naming the call, its exit status and the
     /// end of what it said.
     async fn call(&self, args: &[&str], progress: Option<Progress<'_>>) -> Result<Vec<u8>> {
-        self.run(args, progress).await?.map_err(|failure| {
+        self.call_with_input(args, progress, None).await
+    }
+
+    async fn call_with_input(
+        &self,
+        args: &[&str],
+        progress: Option<Progress<'_>>,
+        input: Option<&Source>,
+    ) -> Result<Vec<u8>> {
+        self.run(args, progress, input).await?.map_err(|failure| {
             let verb = args.first().copied().unwrap_or_default();
             let status = failure
                 .code
@@ -217,7 +249,7 @@ impl RcloneStorage {
     async fn stat_with_hashes(&self, name: &str) -> Result<Listed> {
         let path = self.path_of(name);
         match self
-            .run(&["lsjson", "--stat", "--hash", &path], None)
+            .run(&["lsjson", "--stat", "--hash", &path], None, None)
             .await?
         {
             Ok(stdout) => parse_json::<Listed>(&stdout, "lsjson --stat"),
@@ -299,20 +331,16 @@ impl RcloneStorage {
 
     async fn send(
         &self,
-        source: &Path,
+        source: &Source,
         name: &str,
         partial: &str,
         mode: WriteMode,
         progress: Progress<'_>,
     ) -> Result<ObjectMeta> {
-        let sent = std::fs::metadata(source)
-            .map_err(|e| StorageError::from_io(&source.display().to_string(), e))?
-            .len();
-        let local = source.to_string_lossy();
         let partial_path = self.path_of(partial);
+        // `rcat` streams stdin, so a source still being written is uploaded as it grows.
         let copy = [
-            "copyto",
-            local.as_ref(),
+            "rcat",
             partial_path.as_str(),
             "--use-json-log",
             "--stats",
@@ -320,7 +348,9 @@ impl RcloneStorage {
             "--stats-log-level",
             "NOTICE",
         ];
-        self.call(&copy, Some(progress)).await?;
+        self.call_with_input(&copy, Some(progress), Some(source))
+            .await?;
+        let sent = source.len().await?;
         let uploaded = self.stat_with_hashes(partial).await?;
         if uploaded.size != sent as i64 {
             return Err(StorageError::SizeMismatch {
@@ -345,7 +375,7 @@ impl RcloneStorage {
                 found: stored.size.max(0) as u64,
             });
         }
-        self.check_hash(&stored, source).await?;
+        self.check_hash(&stored, source.path()).await?;
         progress(sent);
         Ok(ObjectMeta {
             name: name.to_owned(),
@@ -440,7 +470,7 @@ impl Storage for RcloneStorage {
 
     async fn upload(
         &self,
-        source: &Path,
+        source: &Source,
         name: &str,
         mode: WriteMode,
         progress: Progress<'_>,

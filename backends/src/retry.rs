@@ -3,13 +3,13 @@
 //! not, since waiting would not change the answer.
 
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::{
-    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Storage, WriteMode,
+    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Source, Storage,
+    WriteMode,
 };
 
 /// Pauses before the second and third attempts.
@@ -76,7 +76,7 @@ impl Storage for Retrying {
 
     async fn upload(
         &self,
-        source: &Path,
+        source: &Source,
         name: &str,
         mode: WriteMode,
         progress: Progress<'_>,

@@ -4,15 +4,49 @@
 
 use std::path::Path;
 
+use std::time::Duration;
+
 use backends::{
-    ObjectMeta, PARTIAL_SUFFIX, Preflight, PreflightMode, Storage, StorageError, WriteMode,
+    ObjectMeta, PARTIAL_SUFFIX, Preflight, PreflightMode, Source, SourceFeed, Storage,
+    StorageError, WriteMode,
 };
 use tokio::io::AsyncReadExt;
 
-fn local_file(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+fn local_file(dir: &Path, name: &str, bytes: &[u8]) -> Source {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    path
+    Source::file(path)
+}
+
+/// Writes `bytes` into the growing source's file a piece at a time, as the packer does, and
+/// checks that nothing carries `name` on the storage meanwhile. Completes the file only when
+/// `complete`, and otherwise abandons it.
+async fn grow(
+    storage: &dyn Storage,
+    path: &Path,
+    feed: SourceFeed,
+    bytes: &[u8],
+    name: &str,
+    complete: bool,
+) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut written = 0;
+    for piece in bytes.chunks(400_000) {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        file.write_all(piece).unwrap();
+        written += piece.len() as u64;
+        feed.written(written);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        matches!(storage.stat(name).await, Err(StorageError::NotFound { .. })),
+        "{}: {name} has its final name before its source is complete",
+        storage.describe()
+    );
+    if complete {
+        feed.complete(written);
+    }
 }
 
 /// Runs every clause of the contract against `storage`, whose root must be empty.
@@ -134,10 +168,70 @@ pub async fn check(storage: &mut dyn Storage) {
     );
     assert!(listed.iter().all(|o| !o.name.ends_with(PARTIAL_SUFFIX)));
 
+    // A source still being written is streamed as it grows, and gets its final name only once
+    // it is complete.
+    let growing_path = dir.join("growing");
+    std::fs::write(&growing_path, b"").unwrap();
+    let (growing, feed) = Source::growing(&growing_path);
+    let (uploaded, ()) = tokio::join!(
+        storage.upload(
+            &growing,
+            "3_replays_3.tar.gz",
+            WriteMode::CreateNew,
+            &|_| {}
+        ),
+        grow(
+            storage,
+            &growing_path,
+            feed,
+            &big,
+            "3_replays_3.tar.gz",
+            true
+        ),
+    );
+    assert_eq!(uploaded.unwrap().size, big.len() as u64, "{who}");
+    assert!(
+        storage.read("3_replays_3.tar.gz").await.unwrap() == big,
+        "{who}: grown bytes differ"
+    );
+    storage.delete("3_replays_3.tar.gz").await.unwrap();
+
+    // A source abandoned halfway fails its upload and leaves nothing behind, not even a
+    // partial object.
+    let abandoned_path = dir.join("abandoned");
+    std::fs::write(&abandoned_path, b"").unwrap();
+    let (abandoned, feed) = Source::growing(&abandoned_path);
+    let (refused, ()) = tokio::join!(
+        storage.upload(
+            &abandoned,
+            "4_replays_4.tar.gz",
+            WriteMode::CreateNew,
+            &|_| {}
+        ),
+        grow(
+            storage,
+            &abandoned_path,
+            feed,
+            &big[..1_000_000],
+            "4_replays_4.tar.gz",
+            false
+        ),
+    );
+    assert!(refused.is_err(), "{who}: an abandoned source was uploaded");
+    assert!(
+        storage
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| !o.name.starts_with("4_replays_4")),
+        "{who}: the abandoned upload left something"
+    );
+
     // A missing source file fails the upload and creates nothing.
     let missing = storage
         .upload(
-            &dir.join("no-such-file"),
+            &Source::file(dir.join("no-such-file")),
             "2_replays_2.tar.gz",
             WriteMode::CreateNew,
             &|_| {},
