@@ -34,8 +34,11 @@ const BLOCK: usize = 1 << 20;
 /// shrink: `SAMPLES` slices of `SAMPLE` bytes.
 const SAMPLE: usize = 4 * 1024;
 const SAMPLES: usize = 4;
-/// A block is compressed only when its sample shrinks below this share (percent).
-const WORTH_IT: usize = 97;
+/// A block is compressed only when its sample shrinks below this share (percent). Deflating a
+/// block costs about fifty times a stored copy: on the generated replay corpus, compressing
+/// the blocks whose samples shrank by 3 % or more took a quarter of the run and saved 0.15 %
+/// of the archive. A folder of compressible files shrinks far more than 10 % and still is.
+const WORTH_IT: usize = 90;
 
 /// What [`ParallelGzip::finish`] reports.
 #[derive(Debug)]

@@ -62,8 +62,12 @@ pub struct Packed {
     pub digest: ArchiveDigest,
 }
 
-/// Writes `replays` as a `.tar.gz` to `out` (which must not exist) and fsyncs it.
-/// `on_written` hears the file's size each time it grows, for an upload that follows it.
+/// Writes `replays` as a `.tar.gz` to `out`, which must not exist. `on_written` hears the
+/// file's size each time it grows, for an upload that follows it.
+///
+/// `out` is not fsynced: it is a staging copy. A resumed run trusts it only after checking it
+/// against the journal's digest, and each storage makes its own copy durable. (An fsync here
+/// also made removing the file after the upload take most of a second on ext4.)
 ///
 /// Entries are named after the file at the tar root with the size and mtime the scan saw, as
 /// the original tool's archives are. A replay that vanished or changed since the scan is left
@@ -83,8 +87,6 @@ pub fn pack(
         let _ = std::fs::remove_file(out);
     }
     let (hashes, written) = result?;
-    file.sync_all()
-        .with_context(|| format!("cannot sync the spool file {}", out.display()))?;
     if hashes.iter().all(Option::is_none) {
         let _ = std::fs::remove_file(out);
         bail!("every replay vanished or changed while being packed; nothing was archived");
