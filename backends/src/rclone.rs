@@ -1,22 +1,32 @@
 //! Any remote rclone knows (S3 with a cold storage class, Google Drive, SFTP, ...), through the
-//! `rclone` binary as a subprocess.
+//! `rclone` binary.
+//!
+//! oiseau starts one `rclone rcd` (rclone's remote-control server, on loopback, behind a
+//! password made for the run) on first use and sends every operation to it over HTTP. A run
+//! needs a few dozen operations; as separate `rclone` commands each cost a process start and a
+//! fresh connection to the remote (60-120 ms), together more than packing 500 MB. Through the
+//! daemon they take milliseconds, and archives stream in as they are packed.
 //!
 //! oiseau's environment is passed through, so remotes can be configured with `RCLONE_CONFIG_*`
 //! and `RCLONE_<BACKEND>_*` variables and no secret ever sits on a command line that `ps`
-//! shows. Every child has a timeout and is killed when oiseau gives up on it.
+//! shows. The daemon dies with oiseau, whatever kills it.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tokio::sync::{OnceCell, mpsc};
 
 use crate::{
-    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Source, Storage,
+    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Secret, Source, Storage,
     StorageError, WriteMode, partial_name,
 };
 
@@ -48,22 +58,42 @@ impl Default for RcloneConfig {
     }
 }
 
-/// The oldest rclone oiseau drives: `lsjson --stat`, `--use-json-log` stats and `hashsum` as
-/// used here all work from this version on.
+/// The oldest rclone oiseau drives: the remote-control calls it makes (`operations/stat` with
+/// hash types, `operations/uploadfile`, ...) all exist from this version on.
 pub const MIN_VERSION: (u32, u32) = (1, 60);
 
 /// Lines of rclone's stderr kept for an error message.
 const STDERR_TAIL: usize = 8;
 
+/// How long the daemon may take to answer its first call.
+const STARTUP: Duration = Duration::from_secs(15);
+
+/// Bytes of an upload read ahead of what the daemon has taken.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+const UPLOAD_CHUNKS_AHEAD: usize = 4;
+
 #[derive(Debug)]
 pub struct RcloneStorage {
     config: RcloneConfig,
-    /// Whether the remote root answered a probe: once is enough to tell an empty remote from an
-    /// unreachable one, and each rclone call costs a process start.
+    daemon: OnceCell<Daemon>,
+    /// Whether the remote root answered a probe: once is enough to tell a missing object from
+    /// an unreachable remote.
     root_probed: std::sync::atomic::AtomicBool,
 }
 
-/// One entry of `rclone lsjson`.
+/// A running `rclone rcd`, killed when dropped (and by the kernel if oiseau dies first).
+#[derive(Debug)]
+struct Daemon {
+    _child: Child,
+    base_url: String,
+    user: String,
+    password: Secret,
+    client: reqwest::Client,
+    /// The end of what the daemon printed, for when it stops answering.
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// One entry of `operations/stat` or `operations/list`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Listed {
@@ -74,11 +104,8 @@ struct Listed {
     hashes: std::collections::BTreeMap<String, String>,
 }
 
-/// A finished rclone call that failed.
-struct Failure {
-    code: Option<i32>,
-    tail: String,
-}
+/// An answer of the daemon that is an error: rclone's message.
+struct Refusal(String);
 
 impl RcloneStorage {
     pub fn new(config: &RcloneConfig) -> Result<Self> {
@@ -89,20 +116,12 @@ impl RcloneStorage {
         }
         Ok(RcloneStorage {
             config: config.clone(),
+            daemon: OnceCell::new(),
             root_probed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// `remote` joined with an object name.
-    fn path_of(&self, name: &str) -> String {
-        let remote = &self.config.remote;
-        if remote.ends_with(':') || remote.ends_with('/') {
-            format!("{remote}{name}")
-        } else {
-            format!("{remote}/{name}")
-        }
-    }
-
+    /// `rclone` with the configured config file and flags, then `args`.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.config.binary);
         if !self.config.config.is_empty() {
@@ -129,24 +148,8 @@ impl RcloneStorage {
         command
     }
 
-    /// Runs rclone with `args`; returns its stdout, or why it failed. Progress lines of a
-    /// transfer (`--use-json-log` stats) are fed to `progress`; `input`, if any, is its stdin.
-    async fn run(
-        &self,
-        args: &[&str],
-        progress: Option<Progress<'_>>,
-        input: Option<&Source>,
-    ) -> Result<std::result::Result<Vec<u8>, Failure>> {
-        let verb = args.first().copied().unwrap_or_default();
-        let mut command = self.command(args);
-        let mut reader = match input {
-            Some(source) => {
-                command.stdin(Stdio::piped());
-                Some(source.reader().await?)
-            }
-            None => None,
-        };
-        let mut child = command.spawn().map_err(|e| {
+    fn spawn(&self, mut command: Command) -> Result<Child> {
+        command.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StorageError::Config(format!(
                     "the rclone binary {:?} was not found; install rclone {}.{} or newer \
@@ -156,144 +159,156 @@ impl RcloneStorage {
             } else {
                 StorageError::Failed(format!("cannot start {}: {e}", self.config.binary))
             }
-        })?;
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let stdin = child.stdin.take();
-        let finished = async {
-            // A source that fails ends rclone's input early; the error is returned below, so
-            // whatever rclone wrote from the short input is never taken for the object.
-            let feed_stdin = async {
-                match (reader.as_mut(), stdin) {
-                    (Some(reader), Some(mut stdin)) => {
-                        tokio::io::copy(reader, &mut stdin).await.map(drop)
-                    }
-                    _ => Ok(()),
-                }
-            };
-            let read_stdout = async {
-                let mut bytes = Vec::new();
-                stdout.read_to_end(&mut bytes).await.map(|_| bytes)
-            };
-            let read_stderr = async {
-                let mut tail = VecDeque::new();
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(progress) = progress
-                        && let Some(bytes) = transferred_bytes(&line)
-                    {
-                        progress(bytes);
-                    }
-                    if tail.len() == STDERR_TAIL {
-                        tail.pop_front();
-                    }
-                    tail.push_back(readable(&line));
-                }
-                tail
-            };
-            let (fed, stdout, tail) = tokio::join!(feed_stdin, read_stdout, read_stderr);
-            let status = child.wait().await;
-            (fed, stdout, tail, status)
-        };
-        let (fed, stdout, tail, status) = tokio::time::timeout(self.config.timeout, finished)
-            .await
-            .map_err(|_| {
-                // Dropping the future dropped the child, which kills it.
-                StorageError::Transient(format!(
-                    "rclone {verb} did not finish within {}; it was stopped",
-                    humantime::format_duration(self.config.timeout)
-                ))
-            })?;
-        let status = status.map_err(|e| StorageError::Failed(format!("rclone {verb}: {e}")))?;
-        if status.success() {
-            if let (Err(e), Some(source)) = (fed, input) {
-                return Err(source.error(e));
-            }
-            let stdout = stdout.map_err(|e| StorageError::Failed(format!("rclone {verb}: {e}")))?;
-            Ok(Ok(stdout))
-        } else {
-            Ok(Err(Failure {
-                code: status.code(),
-                tail: tail.into_iter().collect::<Vec<_>>().join(" | "),
-            }))
-        }
-    }
-
-    /// Runs rclone and turns a failure into an error naming the call, its exit status and the
-    /// end of what it said.
-    async fn call(&self, args: &[&str], progress: Option<Progress<'_>>) -> Result<Vec<u8>> {
-        self.call_with_input(args, progress, None).await
-    }
-
-    async fn call_with_input(
-        &self,
-        args: &[&str],
-        progress: Option<Progress<'_>>,
-        input: Option<&Source>,
-    ) -> Result<Vec<u8>> {
-        self.run(args, progress, input).await?.map_err(|failure| {
-            let verb = args.first().copied().unwrap_or_default();
-            let status = failure
-                .code
-                .map_or_else(|| "killed".to_owned(), |code| format!("exit {code}"));
-            let message = format!("rclone {verb} failed ({status}): {}", failure.tail);
-            // rclone's exit code 5 is "temporary error, retry may help".
-            if failure.code == Some(5) {
-                StorageError::Transient(message)
-            } else {
-                StorageError::Failed(message)
-            }
         })
     }
 
-    async fn stat_with_hashes(&self, name: &str) -> Result<Listed> {
-        let path = self.path_of(name);
-        match self
-            .run(&["lsjson", "--stat", "--hash", &path], None, None)
-            .await?
-        {
-            Ok(stdout) => parse_json::<Listed>(&stdout, "lsjson --stat"),
-            // A failed stat says nothing certain: rclone gives the same exit code for a missing
-            // file and for a remote it cannot reach. The listing decides.
-            Err(_) => {
-                let listed = self.listing(Some(name)).await?;
-                listed
-                    .into_iter()
-                    .find(|entry| entry.name == name)
-                    .ok_or_else(|| StorageError::NotFound {
-                        name: name.to_owned(),
-                    })
+    /// `rclone version`'s first line, run as a command: the daemon is not needed for it, and a
+    /// binary too old to have the calls oiseau makes is named before anything else.
+    async fn version(&self) -> Result<String> {
+        let child = self.spawn(self.command(&["version"]))?;
+        let out = tokio::time::timeout(self.config.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| StorageError::Transient("rclone version did not answer".into()))?
+            .map_err(|e| StorageError::Failed(format!("rclone version: {e}")))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(StorageError::Failed(format!(
+                "rclone version failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(text.lines().next().unwrap_or_default().to_owned())
+    }
+
+    async fn daemon(&self) -> Result<&Daemon> {
+        self.daemon.get_or_try_init(|| self.start_daemon()).await
+    }
+
+    /// Starts `rclone rcd` on a free loopback port with credentials made for this run (passed
+    /// in its environment), and waits until it answers.
+    async fn start_daemon(&self) -> Result<Daemon> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| StorageError::Failed(format!("cannot find a free loopback port: {e}")))?
+            .port();
+        let user = random_token()?;
+        let password = Secret::new(random_token()?);
+        let address = format!("127.0.0.1:{port}");
+        let mut command = self.command(&["rcd", "--rc-addr", &address]);
+        command
+            .env("RCLONE_RC_USER", &user)
+            .env("RCLONE_RC_PASS", password.expose())
+            .stdout(Stdio::null());
+        let mut child = self.spawn(command)?;
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        tokio::spawn(keep_tail(stderr, Arc::clone(&stderr_tail)));
+        let client = reqwest::Client::builder()
+            .timeout(self.config.timeout)
+            .build()
+            .map_err(|e| StorageError::Failed(format!("cannot set up an HTTP client: {e}")))?;
+        let mut daemon = Daemon {
+            _child: child,
+            base_url: format!("http://{address}/"),
+            user,
+            password,
+            client,
+            stderr_tail,
+        };
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if daemon.call("rc/noop", &json!({})).await.is_ok() {
+                return Ok(daemon);
             }
+            if let Ok(Some(status)) = daemon._child.try_wait() {
+                return Err(StorageError::Failed(format!(
+                    "rclone rcd stopped ({status}): {}",
+                    daemon.tail()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(StorageError::Failed(format!(
+                    "rclone rcd did not answer within {}: {}",
+                    humantime::format_duration(STARTUP),
+                    daemon.tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Lists the remote root (files only), after probing (once) that the root itself is
-    /// reachable so that an unreachable remote is never mistaken for an empty one. A listing
-    /// that fails later is an error, never an empty answer.
-    async fn listing(&self, only: Option<&str>) -> Result<Vec<Listed>> {
+    /// One operation through the daemon. An error answer is rclone's word on the operation;
+    /// a daemon that does not answer is an error of its own.
+    async fn rc(&self, method: &str, params: Value) -> Result<std::result::Result<Value, Refusal>> {
+        let daemon = self.daemon().await?;
+        let started = Instant::now();
+        let answer = daemon.call(method, &params).await;
+        tracing::debug!(method, elapsed = ?started.elapsed(), "rclone rc");
+        answer
+    }
+
+    /// Like [`RcloneStorage::rc`], with an error answer turned into an error naming the call.
+    async fn rc_ok(&self, method: &str, params: Value) -> Result<Value> {
+        self.rc(method, params)
+            .await?
+            .map_err(|refusal| refused(method, refusal))
+    }
+
+    /// Checks once that the remote root can be listed: after that, an object the remote does
+    /// not have is missing, not unreachable.
+    async fn probe_root(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
+        if self.root_probed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let root = &self.config.remote;
-        if !self.root_probed.load(Ordering::Relaxed) {
-            self.call(&["lsjson", "--stat", root], None)
-                .await
-                .map_err(|e| {
-                    StorageError::Transient(format!("cannot reach the rclone remote {root}: {e}"))
-                })?;
-            self.root_probed.store(true, Ordering::Relaxed);
+        let answer = self
+            .rc("operations/stat", json!({"fs": root, "remote": ""}))
+            .await?;
+        let reachable = match &answer {
+            Ok(value) => value.get("item").is_some_and(|item| !item.is_null()),
+            Err(_) => false,
+        };
+        if !reachable {
+            let why = answer
+                .err()
+                .map_or_else(|| "it does not exist".to_owned(), |Refusal(why)| why);
+            return Err(StorageError::Transient(format!(
+                "cannot reach the rclone remote {root}: {why}"
+            )));
         }
-        let filter;
-        let mut args = vec!["lsjson", "--files-only", "--no-mimetype", root];
-        if let Some(name) = only {
-            filter = format!("/{}", glob_escape(name));
-            args.extend(["--include", filter.as_str()]);
-        }
-        let stdout = self.call(&args, None).await?;
-        let listed: Vec<Listed> = parse_json(&stdout, "lsjson")?;
-        Ok(listed.into_iter().filter(|entry| !entry.is_dir).collect())
+        self.root_probed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
-    /// Compares the remote's hash of `name` with the same hash of the local `source`, when
-    /// the remote keeps one.
+    /// What the remote knows of `name`, with the hashes it keeps when `hashes` is set.
+    async fn lookup(&self, name: &str, hashes: bool) -> Result<Listed> {
+        self.probe_root().await?;
+        let answer = self
+            .rc_ok(
+                "operations/stat",
+                json!({"fs": self.config.remote, "remote": name, "opt": {"showHash": hashes}}),
+            )
+            .await?;
+        match answer.get("item") {
+            Some(item) if !item.is_null() => parse_json(item.clone(), "operations/stat"),
+            _ => Err(StorageError::NotFound {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool> {
+        match self.stat(name).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Compares the remote's hash of the object with the same hash of the local `source`,
+    /// when the remote keeps one (rclone computes the local one).
     async fn check_hash(&self, listed: &Listed, source: &Path) -> Result<()> {
         let Some((kind, remote_hash)) = ["sha256", "sha1", "md5"].iter().find_map(|kind| {
             listed
@@ -304,13 +319,26 @@ impl RcloneStorage {
         }) else {
             return Ok(());
         };
-        let local = source.to_string_lossy();
-        let stdout = self.call(&["hashsum", kind, &local], None).await?;
-        let local_hash = String::from_utf8_lossy(&stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let (Some(dir), Some(file)) = (source.parent(), source.file_name()) else {
+            return Err(StorageError::Failed(format!(
+                "{} is not a file path",
+                source.display()
+            )));
+        };
+        let answer = self
+            .rc_ok(
+                "operations/stat",
+                json!({
+                    "fs": dir.to_string_lossy(),
+                    "remote": file.to_string_lossy(),
+                    "opt": {"showHash": true, "hashTypes": [kind]},
+                }),
+            )
+            .await?;
+        let local_hash = answer
+            .pointer(&format!("/item/Hashes/{kind}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !local_hash.eq_ignore_ascii_case(remote_hash) {
             return Err(StorageError::Failed(format!(
                 "{}: {kind} on the remote {remote_hash} differs from the local {local_hash}",
@@ -321,11 +349,70 @@ impl RcloneStorage {
     }
 
     async fn remove_partial(&self, partial: &str) {
-        if let Err(e) = self
-            .call(&["deletefile", &self.path_of(partial)], None)
-            .await
-        {
+        let answer = self
+            .rc_ok(
+                "operations/deletefile",
+                json!({"fs": self.config.remote, "remote": partial}),
+            )
+            .await;
+        if let Err(e) = answer {
             tracing::warn!("cannot remove the partial upload {partial}: {e}");
+        }
+    }
+
+    /// Streams `source` into the remote as `partial`, reporting the bytes handed over.
+    async fn stream_in(
+        &self,
+        source: &Source,
+        partial: &str,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let daemon = self.daemon().await?;
+        let mut reader = source.reader().await?;
+        let (chunks, body) = mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_CHUNKS_AHEAD);
+        // Reads the source ahead of the request; a failed read ends the body with an error, so
+        // the daemon sees a broken upload rather than a short file.
+        let pump = async move {
+            let mut sent = 0u64;
+            loop {
+                let mut chunk = vec![0u8; UPLOAD_CHUNK];
+                let read = reader.read(&mut chunk).await;
+                match read {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if chunks.send(Ok(Bytes::from(chunk))).await.is_err() {
+                            return;
+                        }
+                        sent += n as u64;
+                        progress(sent);
+                    }
+                    Err(e) => {
+                        let _ = chunks.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        };
+        let body = futures_util::stream::unfold(body, |mut body| async move {
+            body.recv().await.map(|chunk| (chunk, body))
+        });
+        let file = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+            .file_name(partial.to_owned());
+        let request = daemon
+            .request("operations/uploadfile")
+            .query(&[("fs", self.config.remote.as_str()), ("remote", "")])
+            .multipart(reqwest::multipart::Form::new().part("file", file))
+            .send();
+        let ((), answer) = tokio::join!(pump, async {
+            match request.await {
+                Ok(response) => Ok(answer_of(response).await),
+                Err(e) => Err(daemon.unreachable("operations/uploadfile", e)),
+            }
+        });
+        match answer? {
+            Ok(_) => Ok(()),
+            Err(refusal) => Err(refused("operations/uploadfile", refusal)),
         }
     }
 
@@ -337,21 +424,9 @@ impl RcloneStorage {
         mode: WriteMode,
         progress: Progress<'_>,
     ) -> Result<ObjectMeta> {
-        let partial_path = self.path_of(partial);
-        // `rcat` streams stdin, so a source still being written is uploaded as it grows.
-        let copy = [
-            "rcat",
-            partial_path.as_str(),
-            "--use-json-log",
-            "--stats",
-            "1s",
-            "--stats-log-level",
-            "NOTICE",
-        ];
-        self.call_with_input(&copy, Some(progress), Some(source))
-            .await?;
+        self.stream_in(source, partial, progress).await?;
         let sent = source.len().await?;
-        let uploaded = self.stat_with_hashes(partial).await?;
+        let uploaded = self.lookup(partial, false).await?;
         if uploaded.size != sent as i64 {
             return Err(StorageError::SizeMismatch {
                 name: partial.to_owned(),
@@ -359,15 +434,19 @@ impl RcloneStorage {
                 found: uploaded.size.max(0) as u64,
             });
         }
-        // Checked again just before the move: `copyto` and `moveto` overwrite silently.
+        // Checked again just before the move: a move replaces silently.
         if mode == WriteMode::CreateNew && self.exists(name).await? {
             return Err(StorageError::AlreadyExists {
                 name: name.to_owned(),
             });
         }
-        self.call(&["moveto", &partial_path, &self.path_of(name)], None)
-            .await?;
-        let stored = self.stat_with_hashes(name).await?;
+        let remote = &self.config.remote;
+        self.rc_ok(
+            "operations/movefile",
+            json!({"srcFs": remote, "srcRemote": partial, "dstFs": remote, "dstRemote": name}),
+        )
+        .await?;
+        let stored = self.lookup(name, true).await?;
         if stored.size != sent as i64 {
             return Err(StorageError::SizeMismatch {
                 name: name.to_owned(),
@@ -382,14 +461,90 @@ impl RcloneStorage {
             size: sent,
         })
     }
+}
 
-    async fn exists(&self, name: &str) -> Result<bool> {
-        match self.stat(name).await {
-            Ok(_) => Ok(true),
-            Err(StorageError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
+impl Daemon {
+    fn request(&self, method: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{method}", self.base_url))
+            .basic_auth(&self.user, Some(self.password.expose()))
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        params: &Value,
+    ) -> Result<std::result::Result<Value, Refusal>> {
+        match self.request(method).json(params).send().await {
+            Ok(response) => Ok(answer_of(response).await),
+            Err(e) => Err(self.unreachable(method, e)),
         }
     }
+
+    /// The daemon did not answer: it stopped, or the call outlived the timeout.
+    fn unreachable(&self, method: &str, err: reqwest::Error) -> StorageError {
+        let what = if err.is_timeout() {
+            "timed out".to_owned()
+        } else {
+            // Without the URL: it is only the loopback address, but errors stay short.
+            err.without_url().to_string()
+        };
+        StorageError::Transient(format!(
+            "rclone {method} {what}; rclone said: {}",
+            self.tail()
+        ))
+    }
+
+    fn tail(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>());
+        match tail {
+            Ok(lines) if !lines.is_empty() => lines.join(" | "),
+            _ => "nothing".to_owned(),
+        }
+    }
+}
+
+/// The JSON of a daemon's answer, or its error message and status.
+async fn answer_of(response: reqwest::Response) -> std::result::Result<Value, Refusal> {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(body);
+    }
+    Err(Refusal(
+        body.get("error")
+            .and_then(Value::as_str)
+            .map_or_else(|| status.to_string(), str::to_owned),
+    ))
+}
+
+/// rclone has already retried what it could (`--retries`, `--low-level-retries`).
+fn refused(method: &str, Refusal(why): Refusal) -> StorageError {
+    StorageError::Failed(format!("rclone {method} failed: {why}"))
+}
+
+/// Keeps the last lines the daemon printed.
+async fn keep_tail(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(mut tail) = tail.lock() {
+            if tail.len() == STDERR_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.trim().to_owned());
+        }
+    }
+}
+
+/// 128 random bits, hex: the daemon's credentials for one run.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| StorageError::Failed(format!("cannot get random bytes: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[async_trait]
@@ -398,15 +553,13 @@ impl Storage for RcloneStorage {
         format!("rclone remote {}", self.config.remote)
     }
 
-    /// Checks that the binary is there and recent enough, before anything depends on it.
+    /// Checks that the binary is there and recent enough, then starts the daemon.
     async fn preflight(&mut self, _mode: PreflightMode) -> Result<Preflight> {
-        let stdout = self.call(&["version"], None).await?;
-        let text = String::from_utf8_lossy(&stdout);
-        let version = parse_version(&text).ok_or_else(|| {
+        let first_line = self.version().await?;
+        let version = parse_version(&first_line).ok_or_else(|| {
             StorageError::Config(format!(
-                "cannot tell the version of {} from {:?}",
+                "cannot tell the version of {} from {first_line:?}",
                 self.config.binary,
-                text.lines().next().unwrap_or_default()
             ))
         })?;
         if version < MIN_VERSION {
@@ -415,11 +568,12 @@ impl Storage for RcloneStorage {
                 self.config.binary, version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
             )));
         }
+        self.daemon().await?;
         Ok(Preflight::Ready)
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
-        let listed = self.stat_with_hashes(name).await?;
+        let listed = self.lookup(name, false).await?;
         if listed.is_dir {
             return Err(StorageError::Failed(format!("{name} is a directory")));
         }
@@ -430,10 +584,24 @@ impl Storage for RcloneStorage {
     }
 
     async fn list(&self) -> Result<Vec<ObjectMeta>> {
-        let mut objects: Vec<ObjectMeta> = self
-            .listing(None)
-            .await?
+        self.probe_root().await?;
+        let answer = self
+            .rc_ok(
+                "operations/list",
+                json!({
+                    "fs": self.config.remote,
+                    "remote": "",
+                    "opt": {"filesOnly": true, "noMimeType": true},
+                }),
+            )
+            .await?;
+        let listed: Vec<Listed> = parse_json(
+            answer.get("list").cloned().unwrap_or(Value::Null),
+            "operations/list",
+        )?;
+        let mut objects: Vec<ObjectMeta> = listed
             .into_iter()
+            .filter(|entry| !entry.is_dir)
             .map(|entry| ObjectMeta {
                 name: entry.name,
                 size: entry.size.max(0) as u64,
@@ -449,13 +617,17 @@ impl Storage for RcloneStorage {
         let meta = self.stat(name).await?;
         let local_err = |e| StorageError::from_io("a local temporary file", e);
         let staging = tempfile::tempdir().map_err(local_err)?;
-        let local = staging.path().join("object");
-        self.call(
-            &["copyto", &self.path_of(name), &local.to_string_lossy()],
-            None,
+        self.rc_ok(
+            "operations/copyfile",
+            json!({
+                "srcFs": self.config.remote,
+                "srcRemote": name,
+                "dstFs": staging.path().to_string_lossy(),
+                "dstRemote": "object",
+            }),
         )
         .await?;
-        let file = std::fs::File::open(&local).map_err(local_err)?;
+        let file = std::fs::File::open(staging.path().join("object")).map_err(local_err)?;
         let size = file.metadata().map_err(local_err)?.len();
         if size != meta.size {
             return Err(StorageError::Transient(format!(
@@ -490,15 +662,18 @@ impl Storage for RcloneStorage {
 
     async fn delete(&self, name: &str) -> Result<()> {
         self.stat(name).await?;
-        self.call(&["deletefile", &self.path_of(name)], None)
-            .await
-            .map(|_| ())
+        self.rc_ok(
+            "operations/deletefile",
+            json!({"fs": self.config.remote, "remote": name}),
+        )
+        .await
+        .map(drop)
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        StorageError::Failed(format!("rclone {what} printed something unexpected: {e}"))
+fn parse_json<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| {
+        StorageError::Failed(format!("rclone {what} answered something unexpected: {e}"))
     })
 }
 
@@ -507,32 +682,6 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
     let version = text.lines().next()?.split_whitespace().nth(1)?;
     let mut parts = version.trim_start_matches('v').split(['.', '-']);
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
-/// The bytes transferred so far, from a `--use-json-log` stats line.
-fn transferred_bytes(line: &str) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    value.get("stats")?.get("bytes")?.as_u64()
-}
-
-/// The message of a `--use-json-log` line, or the line itself.
-fn readable(line: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|value| value.get("msg")?.as_str().map(|msg| msg.trim().to_owned()))
-        .unwrap_or_else(|| line.trim().to_owned())
-}
-
-/// Escapes rclone filter glob characters in a literal name.
-fn glob_escape(name: &str) -> String {
-    let mut escaped = String::with_capacity(name.len());
-    for c in name.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 #[cfg(test)]
@@ -547,29 +696,5 @@ mod tests {
         );
         assert_eq!(parse_version("rclone v1.60.1-DEV\n"), Some((1, 60)));
         assert_eq!(parse_version("something else"), None);
-    }
-
-    #[test]
-    fn progress_comes_from_json_stats_lines() {
-        let line = r#"{"level":"notice","msg":"\nTransferred: 3 B","stats":{"bytes":1234,"totalBytes":9999}}"#;
-        assert_eq!(transferred_bytes(line), Some(1234));
-        assert_eq!(transferred_bytes("2026/01/01 NOTICE: plain"), None);
-        assert_eq!(readable(line), "Transferred: 3 B");
-    }
-
-    #[test]
-    fn object_paths_join_every_kind_of_remote() {
-        let at = |remote: &str| {
-            RcloneStorage::new(&RcloneConfig {
-                remote: remote.into(),
-                ..Default::default()
-            })
-            .unwrap()
-            .path_of("c14_index.txt")
-        };
-        assert_eq!(at("s3:bucket/replays"), "s3:bucket/replays/c14_index.txt");
-        assert_eq!(at("gdrive:"), "gdrive:c14_index.txt");
-        assert_eq!(at(":ftp,host=h:dir/"), ":ftp,host=h:dir/c14_index.txt");
-        assert_eq!(at("/srv/backup"), "/srv/backup/c14_index.txt");
     }
 }

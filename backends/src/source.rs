@@ -101,14 +101,24 @@ impl Source {
     }
 
     /// Streams the whole file from its start. On a growing file the stream follows the writer
-    /// and ends only when the file is complete; it fails if the writer gives up.
+    /// (the file need not exist before its first report) and ends only when the file is
+    /// complete; it fails if the writer gives up.
     pub async fn reader(&self) -> Result<ObjectReader> {
+        let Some(mut growth) = self.growth.clone() else {
+            let file = tokio::fs::File::open(&self.path)
+                .await
+                .map_err(|e| self.error(e))?;
+            return Ok(Box::new(file));
+        };
+        // The writer may create the file after the upload starts: it exists once the writer
+        // has reported something.
+        growth
+            .wait_for(|g| g.readable() > 0 || matches!(g, Growth::Complete(_)))
+            .await
+            .map_err(|_| self.error(abandoned()))?;
         let file = tokio::fs::File::open(&self.path)
             .await
             .map_err(|e| self.error(e))?;
-        let Some(growth) = self.growth.clone() else {
-            return Ok(Box::new(file));
-        };
         let follower = Follower {
             file,
             growth,
@@ -176,12 +186,14 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("archive");
-        let mut file = std::fs::File::create(&path).unwrap();
         let (source, feed) = Source::growing(&path);
         let reading = tokio::spawn({
             let source = source.clone();
             async move { read_all(&source).await }
         });
+        tokio::task::yield_now().await;
+        // Created after the reader started, as the packer does.
+        let mut file = std::fs::File::create(&path).unwrap();
         let mut expected = Vec::new();
         for step in 0..20u8 {
             let piece = vec![step; 100_000];
