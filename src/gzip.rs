@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -51,6 +51,7 @@ pub struct Written {
 pub type OnWritten = Box<dyn Fn(u64) + Send>;
 
 type Job = (u64, Vec<u8>);
+type Done = (u64, Member);
 
 pub struct ParallelGzip {
     block: Vec<u8>,
@@ -65,7 +66,7 @@ impl ParallelGzip {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let (jobs, queue) = sync_channel::<Job>(threads);
         let queue = Arc::new(Mutex::new(queue));
-        let (done, members) = sync_channel::<Job>(threads * 2);
+        let (done, members) = sync_channel::<Done>(threads * 2);
         let workers = (0..threads)
             .map(|_| {
                 let queue = Arc::clone(&queue);
@@ -148,7 +149,7 @@ impl Drop for ParallelGzip {
     }
 }
 
-fn compress_blocks(queue: &Mutex<Receiver<Job>>, done: &SyncSender<Job>, level: Level) {
+fn compress_blocks(queue: &Mutex<Receiver<Job>>, done: &SyncSender<Done>, level: Level) {
     loop {
         let job = queue
             .lock()
@@ -162,52 +163,84 @@ fn compress_blocks(queue: &Mutex<Receiver<Job>>, done: &SyncSender<Job>, level: 
             Level::Auto if worth_compressing(&block) => 1,
             Level::Auto => 0,
         };
-        if done.send((sequence, member(&block, level))).is_err() {
+        if done.send((sequence, Member::new(block, level))).is_err() {
             return;
         }
     }
 }
 
-/// One complete gzip member holding `block`.
-fn member(block: &[u8], level: u32) -> Vec<u8> {
-    if level == 0 {
-        return stored_member(block);
-    }
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(block.len() + 64),
-        Compression::new(level),
-    );
-    encoder
-        .write_all(block)
-        .and_then(|()| encoder.finish())
-        .expect("writing to memory cannot fail")
+/// One complete gzip member, ready to be written.
+enum Member {
+    Deflated(Vec<u8>),
+    /// Stored deflate blocks (RFC 1951 section 3.2.4): the block goes to the file as it is,
+    /// between framing made when it is written, so it is never copied again. zlib's level 0
+    /// produces the same format several times slower.
+    Stored {
+        block: Vec<u8>,
+        crc: u32,
+    },
 }
 
-/// A gzip member of stored deflate blocks (RFC 1951 section 3.2.4): framing around a copy,
-/// as fast as memory. zlib's level 0 produces the same format several times slower.
-fn stored_member(block: &[u8]) -> Vec<u8> {
-    const MAX_STORED: usize = 65_535;
-    let blocks = block.len().div_ceil(MAX_STORED).max(1);
-    let mut out = Vec::with_capacity(block.len() + 5 * blocks + 18);
-    // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown (as flate2 writes it).
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-    let mut chunks = block.chunks(MAX_STORED).peekable();
-    if chunks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+/// Largest stored deflate block.
+const MAX_STORED: usize = 65_535;
+
+impl Member {
+    fn new(block: Vec<u8>, level: u32) -> Self {
+        if level == 0 {
+            let crc = crc32fast::hash(&block);
+            return Member::Stored { block, crc };
+        }
+        let mut encoder = GzEncoder::new(
+            Vec::with_capacity(block.len() + 64),
+            Compression::new(level),
+        );
+        let member = encoder
+            .write_all(&block)
+            .and_then(|()| encoder.finish())
+            .expect("writing to memory cannot fail");
+        Member::Deflated(member)
     }
-    while let Some(chunk) = chunks.next() {
-        let last = chunks.peek().is_none();
-        let len = chunk.len() as u16;
-        out.push(u8::from(last));
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(chunk);
+
+    /// The framing of a stored member: the gzip header, a 5-byte header per deflate block,
+    /// and the trailer, in that order (see [`Member::pieces`]).
+    fn framing(block: &[u8], crc: u32) -> Vec<u8> {
+        let blocks = block.len().div_ceil(MAX_STORED).max(1);
+        let mut framing = Vec::with_capacity(10 + 5 * blocks + 8);
+        // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown (as flate2 writes it).
+        framing.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        for index in 0..blocks {
+            let len = (block.len() - index * MAX_STORED).min(MAX_STORED) as u16;
+            framing.push(u8::from(index + 1 == blocks));
+            framing.extend_from_slice(&len.to_le_bytes());
+            framing.extend_from_slice(&(!len).to_le_bytes());
+        }
+        framing.extend_from_slice(&crc.to_le_bytes());
+        framing.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        framing
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(block);
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&(block.len() as u32).to_le_bytes());
-    out
+
+    /// The member's bytes as slices, in file order; `framing` holds a stored member's framing.
+    fn pieces<'a>(&'a self, framing: &'a mut Vec<u8>) -> Vec<IoSlice<'a>> {
+        match self {
+            Member::Deflated(member) => vec![IoSlice::new(member)],
+            Member::Stored { block, crc } => {
+                *framing = Member::framing(block, *crc);
+                let (header, rest) = framing.split_at(10);
+                let (headers, trailer) = rest.split_at(rest.len() - 8);
+                let mut pieces = vec![IoSlice::new(header)];
+                let chunks = block
+                    .chunks(MAX_STORED)
+                    .map(Some)
+                    .chain(std::iter::repeat(None));
+                for (head, chunk) in headers.chunks(5).zip(chunks) {
+                    pieces.push(IoSlice::new(head));
+                    pieces.extend(chunk.map(IoSlice::new));
+                }
+                pieces.push(IoSlice::new(trailer));
+                pieces
+            }
+        }
+    }
 }
 
 /// Whether compressing `block` is worth it, from the byte entropy of samples of it: what
@@ -244,19 +277,23 @@ fn worth_compressing(block: &[u8]) -> bool {
 /// block each, so they go to the file unbuffered: what is reported written is in the file.
 fn write_in_order(
     mut file: File,
-    members: &Receiver<Job>,
+    members: &Receiver<Done>,
     on_written: &dyn Fn(u64),
 ) -> io::Result<Written> {
     let mut hasher = DigestHasher::blake3();
     let mut bytes = 0u64;
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
+    let mut framing = Vec::new();
     for (sequence, member) in members {
         waiting.insert(sequence, member);
         while let Some(member) = waiting.remove(&next) {
-            file.write_all(&member)?;
-            hasher.update(&member);
-            bytes += member.len() as u64;
+            let mut pieces = member.pieces(&mut framing);
+            for piece in &pieces {
+                hasher.update(piece);
+                bytes += piece.len() as u64;
+            }
+            write_all_pieces(&mut file, &mut pieces)?;
             next += 1;
             on_written(bytes);
         }
@@ -268,6 +305,19 @@ fn write_in_order(
         bytes,
         digest: hasher.finish(),
     })
+}
+
+/// Writes every slice, with as few system calls as the file takes.
+fn write_all_pieces(file: &mut File, mut pieces: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !pieces.is_empty() {
+        match file.write_vectored(pieces) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut pieces, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -345,8 +395,15 @@ mod tests {
     fn stored_members_match_what_zlib_decodes() {
         for len in [0, 1, 65_535, 65_536, 200_000] {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let member = Member::new(data.clone(), 0);
+            let mut framing = Vec::new();
+            let bytes: Vec<u8> = member
+                .pieces(&mut framing)
+                .iter()
+                .flat_map(|piece| piece.to_vec())
+                .collect();
             let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&stored_member(&data)[..])
+            flate2::read::GzDecoder::new(&bytes[..])
                 .read_to_end(&mut back)
                 .unwrap();
             assert!(back == data, "length {len}");

@@ -450,6 +450,7 @@ async fn finish(
         ),
     };
     let spool_file = settings.work_dir.join("spool").join(&journal.archive_name);
+    let mut index_copy = None;
     if !committed {
         if upload == Upload::Unknown && !ensure_uploaded(storage, journal, &spool_file).await? {
             tracing::warn!(
@@ -487,14 +488,25 @@ async fn finish(
         // The copy is history, not part of the commit: the archive is already safe, so a
         // failed copy is reported and the run goes on. Two runs within one second share the
         // name, and then the later copy (a superset) replaces the earlier one.
-        let copy = format!("{}_{INDEX_NAME}", journal.timestamp);
-        if let Err(e) = storage.write(&copy, &new_index, WriteMode::Replace).await {
-            tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
-        }
+        index_copy = Some((format!("{}_{INDEX_NAME}", journal.timestamp), new_index));
     }
 
-    let replays = journal.replays_in(&settings.temp_dir);
-    let kept = clean_temp_folder(&replays);
+    // The archive is committed: the history copy and the cleaning of the temp folder are
+    // independent, and go on side by side.
+    let write_copy = async {
+        if let Some((copy, new_index)) = &index_copy
+            && let Err(e) = storage.write(copy, new_index, WriteMode::Replace).await
+        {
+            tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
+        }
+    };
+    let replays = Arc::new(journal.replays_in(&settings.temp_dir));
+    let cleaning = tokio::task::spawn_blocking({
+        let replays = Arc::clone(&replays);
+        move || clean_temp_folder(&replays)
+    });
+    let ((), kept) = tokio::join!(write_copy, cleaning);
+    let kept = kept.context("the cleaning of the temp folder stopped unexpectedly")?;
     let _ = std::fs::remove_file(&spool_file);
     Journal::remove(&settings.work_dir)?;
     Ok(Some(Archived {

@@ -553,9 +553,11 @@ impl Storage for RcloneStorage {
         format!("rclone remote {}", self.config.remote)
     }
 
-    /// Checks that the binary is there and recent enough, then starts the daemon.
+    /// Checks that the binary is there and recent enough, and starts the daemon meanwhile
+    /// (the version's verdict comes first: an old binary may not run the daemon at all).
     async fn preflight(&mut self, _mode: PreflightMode) -> Result<Preflight> {
-        let first_line = self.version().await?;
+        let (first_line, daemon) = tokio::join!(self.version(), self.daemon());
+        let first_line = first_line?;
         let version = parse_version(&first_line).ok_or_else(|| {
             StorageError::Config(format!(
                 "cannot tell the version of {} from {first_line:?}",
@@ -568,7 +570,7 @@ impl Storage for RcloneStorage {
                 self.config.binary, version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
             )));
         }
-        self.daemon().await?;
+        daemon?;
         Ok(Preflight::Ready)
     }
 
