@@ -9,6 +9,8 @@
 # oiseau-ftp and oiseau-rclone (a whole run on the ftp / rclone backends), and, for the plain
 # transfer of the same archive, curl-ftp (`curl -T`) and rclone-copyto. They need oiseau-run
 # in the same METHODS, listed first (its archive is what the plain uploads send).
+# oiseau-levelN is `oiseau run` with `compression = N` (0-9); pigz-N is `tar cf - | pigz -p 2 -N`
+# (needs pigz).
 # CORPUS_DIR defaults to target/bench/corpus-500mb. When it does not exist it is generated with
 # gen_replays.py (GEN_REPLAYS=path/to/gen_replays.py; by default the copy in ../shared/tools).
 # RUNS (default 3) sets the repetitions; SIZE_MB (default 500) the size of a generated corpus.
@@ -53,6 +55,19 @@ ftp_server() {
     export FTP_PASSWORD=bench-password
 }
 
+# local_run NAME COMPRESSION: a whole `oiseau run` on the local backend, on a fresh deployment
+# whose temp folder is a hard-linked copy of the corpus. COMPRESSION is the setting's TOML value.
+local_run() {
+    local name=$1 compression=$2
+    deploy="$scratch/deploy-$name"
+    rm -rf "$deploy"; mkdir -p "$deploy"
+    cp -al "$corpus" "$deploy/temp"
+    printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\ncompression = %s\n[storage.local]\npath = "backup"\n' "$compression" > "$deploy/settings.toml"
+    "$oiseau" --config "$deploy/settings.toml" init >/dev/null
+    sync
+    measure "$name" "$oiseau" --config "$deploy/settings.toml" run
+}
+
 # remote_run NAME BACKEND_TABLE: a whole `oiseau run` on a fresh deployment against the server.
 remote_run() {
     local name=$1 table=$2
@@ -81,16 +96,17 @@ for run in $(seq "$runs"); do
         rm -f "$scratch/out.tar.gz" "$scratch/out.tar"
         case $method in
         oiseau-run)
-            # A fresh deployment whose temp folder is a hard-linked copy of the corpus.
-            deploy="$scratch/deploy"
-            rm -rf "$deploy"; mkdir -p "$deploy"
-            cp -al "$corpus" "$deploy/temp"
-            printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\n[storage.local]\npath = "backup"\n' > "$deploy/settings.toml"
-            "$oiseau" --config "$deploy/settings.toml" init >/dev/null
-            sync
-            measure "$method" "$oiseau" --config "$deploy/settings.toml" run
+            local_run "$method" '"auto"'
             archive_bytes=$(find "$deploy/backup" -name '*.tar.gz' -printf '%s')
             archive=$(find "$deploy/backup" -name '*.tar.gz')
+            ;;
+        oiseau-level[0-9])
+            local_run "$method" "${method#oiseau-level}"
+            ;;
+        pigz-[0-9])
+            command -v pigz >/dev/null || { echo "$method needs pigz: apt-get install pigz" >&2; exit 1; }
+            sync
+            measure "$method" sh -c 'tar cf - --hard-dereference -C "$2" . | pigz -p 2 "-$3" > "$1" && sync "$1"' sh "$scratch/out.tar.gz" "$corpus" "${method#pigz-}"
             ;;
         oiseau-ftp)
             ftp_server

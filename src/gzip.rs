@@ -14,6 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -47,8 +48,8 @@ pub struct Written {
     pub digest: ArchiveDigest,
 }
 
-/// Told the size of the file each time a member is in it.
-pub type OnWritten = Box<dyn Fn(u64) + Send>;
+/// Given each member's bytes once they are in the file, with the file's new size.
+pub type OnWritten = Box<dyn Fn(Vec<Bytes>, u64) + Send>;
 
 type Job = (u64, Vec<u8>);
 type Done = (u64, Member);
@@ -202,7 +203,7 @@ impl Member {
     }
 
     /// The framing of a stored member: the gzip header, a 5-byte header per deflate block,
-    /// and the trailer, in that order (see [`Member::pieces`]).
+    /// and the trailer, in that order (see [`Member::into_pieces`]).
     fn framing(block: &[u8], crc: u32) -> Vec<u8> {
         let blocks = block.len().div_ceil(MAX_STORED).max(1);
         let mut framing = Vec::with_capacity(10 + 5 * blocks + 8);
@@ -219,24 +220,26 @@ impl Member {
         framing
     }
 
-    /// The member's bytes as slices, in file order; `framing` holds a stored member's framing.
-    fn pieces<'a>(&'a self, framing: &'a mut Vec<u8>) -> Vec<IoSlice<'a>> {
+    /// The member's bytes in file order, as pieces sharing the member's buffers: written with
+    /// one writev, then handed to an upload without a copy.
+    fn into_pieces(self) -> Vec<Bytes> {
         match self {
-            Member::Deflated(member) => vec![IoSlice::new(member)],
+            Member::Deflated(member) => vec![Bytes::from(member)],
             Member::Stored { block, crc } => {
-                *framing = Member::framing(block, *crc);
-                let (header, rest) = framing.split_at(10);
-                let (headers, trailer) = rest.split_at(rest.len() - 8);
-                let mut pieces = vec![IoSlice::new(header)];
-                let chunks = block
-                    .chunks(MAX_STORED)
-                    .map(Some)
-                    .chain(std::iter::repeat(None));
-                for (head, chunk) in headers.chunks(5).zip(chunks) {
-                    pieces.push(IoSlice::new(head));
-                    pieces.extend(chunk.map(IoSlice::new));
+                let framing = Bytes::from(Member::framing(&block, crc));
+                let block = Bytes::from(block);
+                let blocks = (framing.len() - 18) / 5;
+                let mut pieces = Vec::with_capacity(2 * blocks + 2);
+                pieces.push(framing.slice(..10));
+                for index in 0..blocks {
+                    pieces.push(framing.slice(10 + 5 * index..15 + 5 * index));
+                    let start = index * MAX_STORED;
+                    let end = block.len().min(start + MAX_STORED);
+                    if start < end {
+                        pieces.push(block.slice(start..end));
+                    }
                 }
-                pieces.push(IoSlice::new(trailer));
+                pieces.push(framing.slice(framing.len() - 8..));
                 pieces
             }
         }
@@ -278,24 +281,24 @@ fn worth_compressing(block: &[u8]) -> bool {
 fn write_in_order(
     mut file: File,
     members: &Receiver<Done>,
-    on_written: &dyn Fn(u64),
+    on_written: &dyn Fn(Vec<Bytes>, u64),
 ) -> io::Result<Written> {
     let mut hasher = DigestHasher::blake3();
     let mut bytes = 0u64;
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
-    let mut framing = Vec::new();
     for (sequence, member) in members {
         waiting.insert(sequence, member);
         while let Some(member) = waiting.remove(&next) {
-            let mut pieces = member.pieces(&mut framing);
+            let pieces = member.into_pieces();
+            let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
             for piece in &pieces {
                 hasher.update(piece);
                 bytes += piece.len() as u64;
             }
-            write_all_pieces(&mut file, &mut pieces)?;
+            write_all_pieces(&mut file, &mut slices)?;
             next += 1;
-            on_written(bytes);
+            on_written(pieces, bytes);
         }
     }
     if !waiting.is_empty() {
@@ -332,9 +335,11 @@ mod tests {
         let on_written: OnWritten = {
             let reports = Arc::clone(&reports);
             let path = path.clone();
-            Box::new(move |len| {
-                // What is reported is already in the file, for a reader following it.
-                assert!(std::fs::metadata(&path).unwrap().len() >= len);
+            Box::new(move |pieces: Vec<Bytes>, len| {
+                // What is handed over is already in the file, at the end of its `len` bytes.
+                let file = std::fs::read(&path).unwrap();
+                let handed = pieces.concat();
+                assert!(file[..len as usize].ends_with(&handed));
                 reports.lock().unwrap().push(len);
             })
         };
@@ -395,13 +400,7 @@ mod tests {
     fn stored_members_match_what_zlib_decodes() {
         for len in [0, 1, 65_535, 65_536, 200_000] {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let member = Member::new(data.clone(), 0);
-            let mut framing = Vec::new();
-            let bytes: Vec<u8> = member
-                .pieces(&mut framing)
-                .iter()
-                .flat_map(|piece| piece.to_vec())
-                .collect();
+            let bytes = Member::new(data.clone(), 0).into_pieces().concat();
             let mut back = Vec::new();
             flate2::read::GzDecoder::new(&bytes[..])
                 .read_to_end(&mut back)

@@ -274,7 +274,14 @@ mod tests {
         ]);
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}, Box::new(|_| {})).unwrap();
+        let packed = pack(
+            &scan.replays,
+            &out,
+            Level::Auto,
+            &|_| {},
+            Box::new(|_, _| {}),
+        )
+        .unwrap();
 
         assert!(packed.hashes.iter().all(Option::is_some));
         assert_eq!(
@@ -310,7 +317,14 @@ mod tests {
         std::fs::remove_file(dir.path().join("replay_2.osr")).unwrap();
         std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(&scan.replays, &out, Level::Auto, &|_| {}, Box::new(|_| {})).unwrap();
+        let packed = pack(
+            &scan.replays,
+            &out,
+            Level::Auto,
+            &|_| {},
+            Box::new(|_, _| {}),
+        )
+        .unwrap();
         let kept: Vec<bool> = packed.hashes.iter().map(Option::is_some).collect();
         assert_eq!(kept, [true, false, false], "replays 2 and 3 are left out");
         assert_eq!(unpack(&out).len(), 1);
@@ -322,7 +336,16 @@ mod tests {
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
         std::fs::write(&out, b"earlier").unwrap();
-        assert!(pack(&scan.replays, &out, Level::Auto, &|_| {}, Box::new(|_| {})).is_err());
+        assert!(
+            pack(
+                &scan.replays,
+                &out,
+                Level::Auto,
+                &|_| {},
+                Box::new(|_, _| {})
+            )
+            .is_err()
+        );
         assert_eq!(std::fs::read(&out).unwrap(), b"earlier");
     }
 }

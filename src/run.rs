@@ -351,7 +351,7 @@ async fn pack_to_spool(
     let progress_bar = bar.clone();
     let on_written: OnWritten = {
         let feed = Arc::clone(feed);
-        Box::new(move |len| feed.written(len))
+        Box::new(move |pieces, len| feed.appended(pieces, len))
     };
     let out = out.to_owned();
     tracing::info!(

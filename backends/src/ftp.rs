@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use suppaftp::FtpError;
 use suppaftp::list::{File as ListedFile, ListParser};
@@ -222,20 +223,15 @@ impl FtpStorage {
         partial: &str,
         progress: Progress<'_>,
     ) -> Result<u64> {
-        let mut file = source.reader().await?;
+        let mut chunks = source.chunks();
         let mut data = self
             .within("STOR", Some(partial), ftp.put_with_stream(partial))
             .await?;
-        let mut buffer = vec![0u8; CHUNK];
         let mut sent = 0u64;
-        loop {
-            let n = file.read(&mut buffer).await.map_err(|e| source.error(e))?;
-            if n == 0 {
-                break;
-            }
-            self.data_step("upload", partial, data.write_all(&buffer[..n]))
+        while let Some(chunk) = chunks.try_next().await? {
+            self.data_step("upload", partial, data.write_all(&chunk))
                 .await?;
-            sent += n as u64;
+            sent += chunk.len() as u64;
             progress(sent);
         }
         self.within("the end of the upload", Some(partial), data.finish())

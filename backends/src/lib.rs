@@ -23,7 +23,7 @@ use tokio::io::AsyncRead;
 
 pub use error::StorageError;
 pub use secret::Secret;
-pub use source::{Source, SourceFeed};
+pub use source::{Chunks, Source, SourceFeed};
 
 /// Result of every storage operation.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use opendal::{ErrorKind, Operator, services};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::{
@@ -36,9 +36,6 @@ pub struct LocalStorage {
     root: PathBuf,
     op: Operator,
 }
-
-/// Bytes read from the source file per write call during an upload.
-const UPLOAD_CHUNK: usize = 1 << 20;
 
 impl LocalStorage {
     pub fn new(config: &LocalConfig) -> Result<Self> {
@@ -89,7 +86,7 @@ impl LocalStorage {
     }
 
     async fn copy(&self, source: &Source, partial: &str, progress: Progress<'_>) -> Result<u64> {
-        let mut file = source.reader().await?;
+        let mut chunks = source.chunks();
         let mut writer = self
             .op
             .writer(partial)
@@ -97,20 +94,20 @@ impl LocalStorage {
             .map_err(|e| map_err(partial, e))?;
         let mut sent = 0u64;
         loop {
-            let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
-            let n = (&mut file)
-                .take(UPLOAD_CHUNK as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(|e| source.error(e))?;
-            if n == 0 {
-                break;
-            }
+            let chunk = match chunks.try_next().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            };
+            let n = chunk.len() as u64;
             if let Err(e) = writer.write(chunk).await {
                 let _ = writer.abort().await;
                 return Err(map_err(partial, e));
             }
-            sent += n as u64;
+            sent += n;
             progress(sent);
         }
         writer.close().await.map_err(|e| map_err(partial, e))?;

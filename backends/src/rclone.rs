@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{OnceCell, mpsc};
 
@@ -68,8 +69,7 @@ const STDERR_TAIL: usize = 8;
 /// How long the daemon may take to answer its first call.
 const STARTUP: Duration = Duration::from_secs(15);
 
-/// Bytes of an upload read ahead of what the daemon has taken.
-const UPLOAD_CHUNK: usize = 256 * 1024;
+/// Chunks of an upload read ahead of what the daemon has taken.
 const UPLOAD_CHUNKS_AHEAD: usize = 4;
 
 #[derive(Debug)]
@@ -368,30 +368,28 @@ impl RcloneStorage {
         progress: Progress<'_>,
     ) -> Result<()> {
         let daemon = self.daemon().await?;
-        let mut reader = source.reader().await?;
-        let (chunks, body) = mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_CHUNKS_AHEAD);
-        // Reads the source ahead of the request; a failed read ends the body with an error, so
-        // the daemon sees a broken upload rather than a short file.
+        let mut chunks = source.chunks();
+        let (forward, body) = mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_CHUNKS_AHEAD);
+        // Hands the source's chunks to the request, counting them; a failed read ends the
+        // body with an error, so the daemon sees a broken upload rather than a short file.
         let pump = async move {
             let mut sent = 0u64;
             loop {
-                let mut chunk = vec![0u8; UPLOAD_CHUNK];
-                let read = reader.read(&mut chunk).await;
-                match read {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        if chunks.send(Ok(Bytes::from(chunk))).await.is_err() {
-                            return;
-                        }
-                        sent += n as u64;
-                        progress(sent);
-                    }
+                let next = chunks.try_next().await;
+                let chunk = match next {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => return,
                     Err(e) => {
-                        let _ = chunks.send(Err(e)).await;
+                        let _ = forward.send(Err(std::io::Error::other(e))).await;
                         return;
                     }
+                };
+                let n = chunk.len() as u64;
+                if forward.send(Ok(chunk)).await.is_err() {
+                    return;
                 }
+                sent += n;
+                progress(sent);
             }
         };
         let body = futures_util::stream::unfold(body, |mut body| async move {

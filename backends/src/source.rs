@@ -1,26 +1,45 @@
 //! The local file an upload reads: a finished file, or the archive the packer is still
 //! writing. Reading a growing file lets the upload run alongside the packing instead of after
-//! it, while the file on disk stays the one copy of the bytes, so a retry starts again from its
-//! beginning and memory stays flat.
+//! it, while the file on disk stays the one complete copy of the bytes, so a retry starts again
+//! from its beginning and memory stays flat.
+//!
+//! The writer also hands each piece it appends to the readers in memory, so an upload that
+//! keeps up sends the packer's own buffers without reading the file back. Only the last few
+//! pieces are kept; a reader that falls behind (or starts again) reads the file instead.
 
+use std::collections::VecDeque;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
+use futures_util::stream::BoxStream;
 use tokio::sync::watch;
 
-use crate::{ObjectReader, Result, StorageError};
+use crate::{Result, StorageError};
 
-/// Bytes read from a growing file at a time.
+/// Bytes read from a file at a time.
 const CHUNK: usize = 256 * 1024;
+
+/// Bytes of recent pieces kept in memory for readers that keep up with the writer.
+const RECENT_BYTES: usize = 4 << 20;
+
+/// A stream of an upload's bytes, in order.
+pub type Chunks = BoxStream<'static, Result<Bytes>>;
 
 /// Where an upload's bytes come from.
 #[derive(Debug, Clone)]
 pub struct Source {
     path: PathBuf,
     /// `None` for a finished file.
-    growth: Option<watch::Receiver<Growth>>,
+    growth: Option<Growing>,
+}
+
+#[derive(Debug, Clone)]
+struct Growing {
+    state: watch::Receiver<Growth>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 /// How far the writer of a growing file has got.
@@ -40,22 +59,76 @@ impl Growth {
     }
 }
 
+/// The latest pieces appended to a growing file, each with its offset in the file.
+#[derive(Debug, Default)]
+struct Recent {
+    pieces: VecDeque<(u64, Bytes)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, offset: u64, piece: Bytes) {
+        self.bytes += piece.len();
+        self.pieces.push_back((offset, piece));
+        while self.bytes > RECENT_BYTES {
+            let Some((_, dropped)) = self.pieces.pop_front() else {
+                break;
+            };
+            self.bytes -= dropped.len();
+        }
+    }
+
+    /// The bytes from `offset` on, if they are still held: the rest of the piece holding it.
+    /// Pieces before it are dropped: the reader is past them.
+    fn take_from(&mut self, offset: u64) -> Option<Bytes> {
+        while let Some((start, piece)) = self.pieces.front() {
+            let end = start + piece.len() as u64;
+            if end <= offset {
+                self.bytes -= piece.len();
+                self.pieces.pop_front();
+                continue;
+            }
+            if *start > offset {
+                return None;
+            }
+            let (start, piece) = self.pieces.pop_front()?;
+            self.bytes -= piece.len();
+            return Some(piece.slice((offset - start) as usize..));
+        }
+        None
+    }
+}
+
 /// The writer's side of a growing [`Source`]. Dropping it before [`SourceFeed::complete`]
 /// abandons the file: uploads reading it fail and never commit a partial object.
 #[derive(Debug)]
-pub struct SourceFeed(watch::Sender<Growth>);
+pub struct SourceFeed {
+    state: watch::Sender<Growth>,
+    recent: Arc<Mutex<Recent>>,
+}
 
 impl SourceFeed {
-    /// The first `len` bytes are in the file (not merely buffered): readers may have them.
-    pub fn written(&self, len: u64) {
-        self.0.send_replace(Growth::Writing(len));
+    /// `pieces` were just written to the file (not merely buffered), which is now `len` bytes
+    /// long: readers may have them, from memory while they keep up.
+    pub fn appended(&self, pieces: impl IntoIterator<Item = Bytes>, len: u64) {
+        if let Ok(mut recent) = self.recent.lock() {
+            let mut offset = len;
+            let pieces: Vec<Bytes> = pieces.into_iter().collect();
+            offset -= pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+            for piece in pieces {
+                let size = piece.len() as u64;
+                recent.push(offset, piece);
+                offset += size;
+            }
+        }
+        self.state.send_replace(Growth::Writing(len));
     }
 
     /// The file is whole at `len` bytes; uploads reading it may finish. The caller decides when:
     /// the run first makes its journal durable, so no archive reaches its final name on the
     /// storage before the next run could account for it.
     pub fn complete(&self, len: u64) {
-        self.0.send_replace(Growth::Complete(len));
+        self.state.send_replace(Growth::Complete(len));
     }
 }
 
@@ -70,12 +143,16 @@ impl Source {
 
     /// A file still being written: the feed reports its progress to every reader.
     pub fn growing(path: impl Into<PathBuf>) -> (Self, SourceFeed) {
-        let (sender, receiver) = watch::channel(Growth::Writing(0));
+        let (state, receiver) = watch::channel(Growth::Writing(0));
+        let recent = Arc::new(Mutex::new(Recent::default()));
         let source = Source {
             path: path.into(),
-            growth: Some(receiver),
+            growth: Some(Growing {
+                state: receiver,
+                recent: Arc::clone(&recent),
+            }),
         };
-        (source, SourceFeed(sender))
+        (source, SourceFeed { state, recent })
     }
 
     pub fn path(&self) -> &Path {
@@ -89,9 +166,9 @@ impl Source {
                 .await
                 .map(|meta| meta.len())
                 .map_err(|e| self.error(e)),
-            Some(growth) => {
-                let mut growth = growth.clone();
-                let complete = growth
+            Some(growing) => {
+                let mut state = growing.state.clone();
+                let complete = state
                     .wait_for(|g| matches!(g, Growth::Complete(_)))
                     .await
                     .map(|g| g.readable());
@@ -103,31 +180,16 @@ impl Source {
     /// Streams the whole file from its start. On a growing file the stream follows the writer
     /// (the file need not exist before its first report) and ends only when the file is
     /// complete; it fails if the writer gives up.
-    pub async fn reader(&self) -> Result<ObjectReader> {
-        let Some(mut growth) = self.growth.clone() else {
-            let file = tokio::fs::File::open(&self.path)
-                .await
-                .map_err(|e| self.error(e))?;
-            return Ok(Box::new(file));
-        };
-        // The writer may create the file after the upload starts: it exists once the writer
-        // has reported something.
-        growth
-            .wait_for(|g| g.readable() > 0 || matches!(g, Growth::Complete(_)))
-            .await
-            .map_err(|_| self.error(abandoned()))?;
-        let file = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(|e| self.error(e))?;
-        let follower = Follower {
-            file,
-            growth,
+    pub fn chunks(&self) -> Chunks {
+        let reader = Follower {
+            source: self.clone(),
+            file: None,
             read: 0,
         };
-        let chunks = futures_util::stream::try_unfold(follower, Follower::next_chunk);
-        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(
-            chunks,
-        ))))
+        Box::pin(futures_util::stream::try_unfold(
+            reader,
+            Follower::next_chunk,
+        ))
     }
 
     /// An error met reading the source, naming the local file.
@@ -140,45 +202,90 @@ fn abandoned() -> io::Error {
     io::Error::other("the file was abandoned before it was complete")
 }
 
-/// Reads a growing file up to what its writer reported, waiting for more.
+/// Reads a source in order: a finished file to its end, a growing one up to what its writer
+/// reported, waiting for more.
 struct Follower {
-    file: tokio::fs::File,
-    growth: watch::Receiver<Growth>,
+    source: Source,
+    /// Opened on the first read: a growing file may not exist before then.
+    file: Option<Arc<std::fs::File>>,
     read: u64,
 }
 
 impl Follower {
-    async fn next_chunk(mut self) -> io::Result<Option<(Bytes, Self)>> {
-        let read = self.read;
-        let growth = *self
-            .growth
-            .wait_for(|g| g.readable() > read || matches!(g, Growth::Complete(_)))
-            .await
-            .map_err(|_| abandoned())?;
-        let available = growth.readable() - read;
-        if available == 0 {
+    async fn next_chunk(mut self) -> Result<Option<(Bytes, Self)>> {
+        let available = match &self.source.growth {
+            None => u64::MAX,
+            Some(growing) => {
+                let read = self.read;
+                let mut state = growing.state.clone();
+                let growth = *state
+                    .wait_for(|g| g.readable() > read || matches!(g, Growth::Complete(_)))
+                    .await
+                    .map_err(|_| self.source.error(abandoned()))?;
+                let available = growth.readable() - read;
+                if available == 0 {
+                    return Ok(None);
+                }
+                let recent = growing
+                    .recent
+                    .lock()
+                    .ok()
+                    .and_then(|mut r| r.take_from(read));
+                if let Some(piece) = recent {
+                    self.read += piece.len() as u64;
+                    return Ok(Some((piece, self)));
+                }
+                available
+            }
+        };
+        let chunk = self.read_file(available.min(CHUNK as u64) as usize).await?;
+        if chunk.is_empty() {
             return Ok(None);
         }
-        let mut chunk = vec![0u8; available.min(CHUNK as u64) as usize];
-        self.file.read_exact(&mut chunk).await?;
         self.read += chunk.len() as u64;
-        Ok(Some((Bytes::from(chunk), self)))
+        Ok(Some((chunk, self)))
+    }
+
+    /// Up to `len` bytes of the file from where the reader is (fewer only at its end).
+    async fn read_file(&mut self, len: usize) -> Result<Bytes> {
+        let file = match &self.file {
+            Some(file) => Arc::clone(file),
+            None => {
+                let opened =
+                    std::fs::File::open(self.source.path()).map_err(|e| self.source.error(e))?;
+                Arc::clone(self.file.insert(Arc::new(opened)))
+            }
+        };
+        let offset = self.read;
+        let read = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let mut chunk = vec![0u8; len];
+            let mut filled = 0;
+            while filled < len {
+                match file.read_at(&mut chunk[filled..], offset + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            chunk.truncate(filled);
+            Ok(chunk)
+        })
+        .await
+        .map_err(|e| self.source.error(io::Error::other(e)))?
+        .map_err(|e| self.source.error(e))?;
+        Ok(Bytes::from(read))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::TryStreamExt;
 
     async fn read_all(source: &Source) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        source
-            .reader()
-            .await?
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| source.error(e))?;
-        Ok(bytes)
+        let chunks: Vec<Bytes> = source.chunks().try_collect().await?;
+        Ok(chunks.concat())
     }
 
     #[tokio::test]
@@ -195,18 +302,28 @@ mod tests {
         // Created after the reader started, as the packer does.
         let mut file = std::fs::File::create(&path).unwrap();
         let mut expected = Vec::new();
-        for step in 0..20u8 {
+        for step in 0..60u8 {
             let piece = vec![step; 100_000];
             file.write_all(&piece).unwrap();
             expected.extend_from_slice(&piece);
-            feed.written(expected.len() as u64);
-            tokio::task::yield_now().await;
+            // Some pieces only in the file, the others also in memory, as a slow reader sees
+            // when the recent pieces have moved on.
+            if step % 3 == 0 {
+                feed.appended([Bytes::from(piece)], expected.len() as u64);
+            } else {
+                feed.appended([], expected.len() as u64);
+            }
+            if step % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
         }
         // Bytes beyond what was reported are not read, even when they are in the file.
         file.write_all(b"not yet").unwrap();
         feed.complete(expected.len() as u64);
-        assert_eq!(reading.await.unwrap().unwrap(), expected);
+        assert!(reading.await.unwrap().unwrap() == expected);
         assert_eq!(source.len().await.unwrap(), expected.len() as u64);
+        // A second reader (a retry) reads it all again.
+        assert!(read_all(&source).await.unwrap() == expected);
     }
 
     #[tokio::test]
@@ -215,11 +332,26 @@ mod tests {
         let path = dir.path().join("archive");
         std::fs::write(&path, b"half").unwrap();
         let (source, feed) = Source::growing(&path);
-        feed.written(4);
+        feed.appended([Bytes::from_static(b"half")], 4);
         drop(feed);
         let err = read_all(&source).await.unwrap_err();
         assert!(err.to_string().contains("abandoned"), "{err}");
         assert!(!err.is_transient(), "abandoning is final: {err}");
         assert!(source.len().await.is_err());
+    }
+
+    #[test]
+    fn recent_pieces_serve_a_reader_from_any_offset_they_hold() {
+        let mut recent = Recent::default();
+        recent.push(0, Bytes::from_static(b"abcd"));
+        recent.push(4, Bytes::from_static(b"efgh"));
+        assert_eq!(recent.take_from(2).as_deref(), Some(&b"cd"[..]));
+        assert_eq!(recent.take_from(4).as_deref(), Some(&b"efgh"[..]));
+        assert_eq!(recent.take_from(8), None);
+        recent.push(100, Bytes::from_static(b"later"));
+        assert_eq!(recent.take_from(8), None, "a gap is read from the file");
+        let big = Bytes::from(vec![0u8; RECENT_BYTES]);
+        recent.push(105, big);
+        assert_eq!(recent.take_from(100), None, "the oldest pieces make room");
     }
 }
