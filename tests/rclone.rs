@@ -63,6 +63,24 @@ async fn a_backup_lands_on_a_local_path_remote() {
 }
 
 #[tokio::test]
+async fn an_http_proxy_in_the_environment_never_sees_the_daemon() {
+    // A proxy that answers nothing: were the daemon's calls sent through it, the run would fail
+    // (and the proxy would see the daemon's password).
+    let dead_proxy = format!("http://127.0.0.1:{}", free_port());
+    let remote = tempfile::tempdir().unwrap();
+    let d = rclone_deployment(&remote.path().display().to_string(), "rclone");
+    let env = [
+        ("HTTP_PROXY", dead_proxy.as_str()),
+        ("http_proxy", dead_proxy.as_str()),
+        ("ALL_PROXY", dead_proxy.as_str()),
+    ];
+    d.oiseau_async(&["init"], &env).await.expect_code(0);
+    d.add_replays(&[1, 2]);
+    d.oiseau_async(&["run"], &env).await.expect_code(0);
+    assert_eq!(std::fs::read(remote.path().join(INDEX)).unwrap(), b"1\t2\n");
+}
+
+#[tokio::test]
 async fn a_backup_lands_on_an_ftp_remote_with_the_password_only_in_the_environment() {
     let server = FtpServer::start();
     std::fs::create_dir(server.root.join("replays")).unwrap();

@@ -84,7 +84,7 @@ pub struct RcloneStorage {
 /// A running `rclone rcd`, killed when dropped (and by the kernel if oiseau dies first).
 #[derive(Debug)]
 struct Daemon {
-    _child: Child,
+    child: Child,
     base_url: String,
     user: String,
     password: Secret,
@@ -204,12 +204,14 @@ impl RcloneStorage {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
         tokio::spawn(keep_tail(stderr, Arc::clone(&stderr_tail)));
+        // Straight to loopback: an operator's HTTP_PROXY must never see the daemon's password.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .timeout(self.config.timeout)
             .build()
             .map_err(|e| StorageError::Failed(format!("cannot set up an HTTP client: {e}")))?;
         let mut daemon = Daemon {
-            _child: child,
+            child,
             base_url: format!("http://{address}/"),
             user,
             password,
@@ -218,10 +220,10 @@ impl RcloneStorage {
         };
         let deadline = Instant::now() + STARTUP;
         loop {
-            if daemon.call("rc/noop", &json!({})).await.is_ok() {
+            if matches!(daemon.call("rc/noop", &json!({})).await, Ok(Ok(_))) {
                 return Ok(daemon);
             }
-            if let Ok(Some(status)) = daemon._child.try_wait() {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
                 return Err(StorageError::Failed(format!(
                     "rclone rcd stopped ({status}): {}",
                     daemon.tail()
