@@ -82,6 +82,9 @@ remote_run() {
 # measure NAME COMMAND...: runs COMMAND under GNU time, appends "wall_seconds max_rss_kib".
 measure() {
     local name=$1; shift
+    # Let the writeback and block freeing of the previous method finish first: on ext4 they go
+    # on after `sync` returns and slow whatever runs next.
+    sync; sleep 1
     /usr/bin/time -v -o "$scratch/time.txt" "$@" >/dev/null 2>"$scratch/stderr.txt" || {
         cat "$scratch/stderr.txt" >&2; echo "$name failed" >&2; exit 1; }
     awk -v name="$name" '
