@@ -260,6 +260,11 @@ mod tests {
         dir
     }
 
+    /// `pack` without progress reports.
+    fn pack_quietly(replays: &[Replay], out: &Path) -> Result<Packed> {
+        pack(replays, out, Level::Auto, &|_| {}, Box::new(|_, _| {}))
+    }
+
     fn unpack(archive: &Path) -> Vec<(String, Vec<u8>, u64)> {
         let gz = flate2::read::MultiGzDecoder::new(File::open(archive).unwrap());
         let mut tar = tar::Archive::new(gz);
@@ -286,14 +291,7 @@ mod tests {
         ]);
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(
-            &scan.replays,
-            &out,
-            Level::Auto,
-            &|_| {},
-            Box::new(|_, _| {}),
-        )
-        .unwrap();
+        let packed = pack_quietly(&scan.replays, &out).unwrap();
 
         assert!(packed.hashes.iter().all(Option::is_some));
         assert_eq!(
@@ -329,14 +327,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("replay_2.osr")).unwrap();
         std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
         let out = dir.path().join("out.tar.gz");
-        let packed = pack(
-            &scan.replays,
-            &out,
-            Level::Auto,
-            &|_| {},
-            Box::new(|_, _| {}),
-        )
-        .unwrap();
+        let packed = pack_quietly(&scan.replays, &out).unwrap();
         let kept: Vec<bool> = packed.hashes.iter().map(Option::is_some).collect();
         assert_eq!(kept, [true, false, false], "replays 2 and 3 are left out");
         assert_eq!(unpack(&out).len(), 1);
@@ -348,16 +339,7 @@ mod tests {
         let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
         let out = dir.path().join("out.tar.gz");
         std::fs::write(&out, b"earlier").unwrap();
-        assert!(
-            pack(
-                &scan.replays,
-                &out,
-                Level::Auto,
-                &|_| {},
-                Box::new(|_, _| {})
-            )
-            .is_err()
-        );
+        assert!(pack_quietly(&scan.replays, &out).is_err());
         assert_eq!(std::fs::read(&out).unwrap(), b"earlier");
     }
 }

@@ -59,15 +59,20 @@ impl Growth {
     }
 }
 
-/// The latest pieces appended to a growing file, each with its offset in the file.
+/// The latest pieces appended to a growing file, each with its offset in the file, kept only
+/// while someone reads the file (the local backend never does: it links the finished file).
 #[derive(Debug, Default)]
 struct Recent {
     pieces: VecDeque<(u64, Bytes)>,
     bytes: usize,
+    readers: usize,
 }
 
 impl Recent {
     fn push(&mut self, offset: u64, piece: Bytes) {
+        if self.readers == 0 {
+            return;
+        }
         self.bytes += piece.len();
         self.pieces.push_back((offset, piece));
         while self.bytes > RECENT_BYTES {
@@ -181,10 +186,15 @@ impl Source {
     /// (the file need not exist before its first report) and ends only when the file is
     /// complete; it fails if the writer gives up.
     pub fn chunks(&self) -> Chunks {
+        let reading = self
+            .growth
+            .as_ref()
+            .map(|growing| Reading::new(&growing.recent));
         let reader = Follower {
             source: self.clone(),
             file: None,
             read: 0,
+            _reading: reading,
         };
         Box::pin(futures_util::stream::try_unfold(
             reader,
@@ -209,6 +219,32 @@ struct Follower {
     /// Opened on the first read: a growing file may not exist before then.
     file: Option<Arc<std::fs::File>>,
     read: u64,
+    _reading: Option<Reading>,
+}
+
+/// Counts a reader of a growing file for as long as it lives, so that recent pieces are kept
+/// for it.
+struct Reading(Arc<Mutex<Recent>>);
+
+impl Reading {
+    fn new(recent: &Arc<Mutex<Recent>>) -> Self {
+        if let Ok(mut recent) = recent.lock() {
+            recent.readers += 1;
+        }
+        Reading(Arc::clone(recent))
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if let Ok(mut recent) = self.0.lock() {
+            recent.readers -= 1;
+            if recent.readers == 0 {
+                recent.pieces.clear();
+                recent.bytes = 0;
+            }
+        }
+    }
 }
 
 impl Follower {
@@ -342,7 +378,10 @@ mod tests {
 
     #[test]
     fn recent_pieces_serve_a_reader_from_any_offset_they_hold() {
-        let mut recent = Recent::default();
+        let mut recent = Recent {
+            readers: 1,
+            ..Recent::default()
+        };
         recent.push(0, Bytes::from_static(b"abcd"));
         recent.push(4, Bytes::from_static(b"efgh"));
         assert_eq!(recent.take_from(2).as_deref(), Some(&b"cd"[..]));
@@ -353,5 +392,22 @@ mod tests {
         let big = Bytes::from(vec![0u8; RECENT_BYTES]);
         recent.push(105, big);
         assert_eq!(recent.take_from(100), None, "the oldest pieces make room");
+    }
+
+    #[test]
+    fn no_pieces_are_kept_without_a_reader() {
+        let (source, feed) = Source::growing("/nonexistent");
+        let recent = &source.growth.as_ref().unwrap().recent;
+        feed.appended([Bytes::from_static(b"kept for nobody")], 15);
+        assert_eq!(recent.lock().unwrap().bytes, 0);
+        let chunks = source.chunks();
+        feed.appended([Bytes::from_static(b"kept")], 19);
+        assert_eq!(recent.lock().unwrap().bytes, 4);
+        drop(chunks);
+        assert_eq!(
+            recent.lock().unwrap().bytes,
+            0,
+            "released with the last reader"
+        );
     }
 }

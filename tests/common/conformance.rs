@@ -55,6 +55,24 @@ async fn grow(
     }
 }
 
+/// Uploads `bytes` as `name` from a growing source that [`grow`] writes meanwhile.
+async fn upload_while_growing(
+    storage: &dyn Storage,
+    dir: &Path,
+    bytes: &[u8],
+    name: &str,
+    complete: bool,
+) -> backends::Result<ObjectMeta> {
+    let path = dir.join(format!("{name}.growing"));
+    std::fs::write(&path, b"").unwrap();
+    let (source, feed) = Source::growing(&path);
+    let (uploaded, ()) = tokio::join!(
+        storage.upload(&source, name, WriteMode::CreateNew, &|_| {}),
+        grow(storage, &path, feed, bytes, name, complete),
+    );
+    uploaded
+}
+
 /// Runs every clause of the contract against `storage`, whose root must be empty.
 pub async fn check(storage: &mut dyn Storage) {
     assert_eq!(
@@ -176,25 +194,7 @@ pub async fn check(storage: &mut dyn Storage) {
 
     // A source still being written is streamed as it grows, and gets its final name only once
     // it is complete.
-    let growing_path = dir.join("growing");
-    std::fs::write(&growing_path, b"").unwrap();
-    let (growing, feed) = Source::growing(&growing_path);
-    let (uploaded, ()) = tokio::join!(
-        storage.upload(
-            &growing,
-            "3_replays_3.tar.gz",
-            WriteMode::CreateNew,
-            &|_| {}
-        ),
-        grow(
-            storage,
-            &growing_path,
-            feed,
-            &big,
-            "3_replays_3.tar.gz",
-            true
-        ),
-    );
+    let uploaded = upload_while_growing(storage, dir, &big, "3_replays_3.tar.gz", true).await;
     assert_eq!(uploaded.unwrap().size, big.len() as u64, "{who}");
     assert!(
         storage.read("3_replays_3.tar.gz").await.unwrap() == big,
@@ -204,25 +204,8 @@ pub async fn check(storage: &mut dyn Storage) {
 
     // A source abandoned halfway fails its upload and leaves nothing behind, not even a
     // partial object.
-    let abandoned_path = dir.join("abandoned");
-    std::fs::write(&abandoned_path, b"").unwrap();
-    let (abandoned, feed) = Source::growing(&abandoned_path);
-    let (refused, ()) = tokio::join!(
-        storage.upload(
-            &abandoned,
-            "4_replays_4.tar.gz",
-            WriteMode::CreateNew,
-            &|_| {}
-        ),
-        grow(
-            storage,
-            &abandoned_path,
-            feed,
-            &big[..1_000_000],
-            "4_replays_4.tar.gz",
-            false
-        ),
-    );
+    let refused =
+        upload_while_growing(storage, dir, &big[..1_000_000], "4_replays_4.tar.gz", false).await;
     assert!(refused.is_err(), "{who}: an abandoned source was uploaded");
     assert!(
         storage
