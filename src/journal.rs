@@ -45,6 +45,19 @@ pub struct JournalReplay {
     pub blake3: ReplayHash,
 }
 
+impl JournalReplay {
+    /// The replay as a file of `temp_dir`, with the size and mtime it was packed with. Made one
+    /// at a time where needed: a batch can hold 100,000 replays.
+    pub fn in_folder(&self, temp_dir: &Path) -> Replay {
+        Replay {
+            id: self.id,
+            path: temp_dir.join(&self.name),
+            size: self.size,
+            mtime: UNIX_EPOCH + Duration::new(self.mtime_secs, self.mtime_nanos),
+        }
+    }
+}
+
 impl Journal {
     pub fn path(work_dir: &Path) -> PathBuf {
         work_dir.join(FILE_NAME)
@@ -57,20 +70,6 @@ impl Journal {
         }
     }
 
-    /// The replays as files of `temp_dir`, with the size and mtime they were packed with.
-    pub fn replays_in(&self, temp_dir: &Path) -> Vec<Replay> {
-        self.replays
-            .iter()
-            .map(|r| Replay {
-                id: r.id,
-                name: r.name.clone(),
-                path: temp_dir.join(&r.name),
-                size: r.size,
-                mtime: UNIX_EPOCH + Duration::new(r.mtime_secs, r.mtime_nanos),
-            })
-            .collect()
-    }
-
     /// The packed replays: those of `replays` that have a hash.
     pub fn replays_from(replays: &[Replay], hashes: &[Option<ReplayHash>]) -> Vec<JournalReplay> {
         replays
@@ -80,7 +79,7 @@ impl Journal {
                 let since_epoch = replay.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
                 Some(JournalReplay {
                     id: replay.id,
-                    name: replay.name.clone(),
+                    name: replay.name().to_owned(),
                     size: replay.size,
                     mtime_secs: since_epoch.as_secs(),
                     mtime_nanos: since_epoch.subsec_nanos(),
@@ -173,7 +172,7 @@ mod tests {
         assert_eq!(Journal::load(dir.path()).unwrap(), None);
         sample().save(dir.path()).unwrap();
         assert_eq!(Journal::load(dir.path()).unwrap(), Some(sample()));
-        let replay = &sample().replays_in(Path::new("/t"))[0];
+        let replay = &sample().replays[0].in_folder(Path::new("/t"));
         assert_eq!(replay.path, Path::new("/t/replay_42.osr"));
         assert_eq!(
             replay.mtime,

@@ -121,7 +121,7 @@ fn write_archive(
             continue;
         };
         let mut header = tar::Header::new_ustar();
-        header.set_path(&replay.name)?;
+        header.set_path(replay.name())?;
         header.set_size(replay.size);
         header.set_mode(0o644);
         header.set_mtime(
@@ -157,7 +157,7 @@ fn open_unchanged(replay: &Replay) -> Result<Option<File>> {
     let file = match File::open(&replay.path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            tracing::warn!(replay = %replay.name, "vanished since the scan; left out");
+            tracing::warn!(replay = %replay.name(), "vanished since the scan; left out");
             return Ok(None);
         }
         Err(e) => {
@@ -171,7 +171,7 @@ fn open_unchanged(replay: &Replay) -> Result<Option<File>> {
     };
     let meta = file.metadata()?;
     if meta.len() != replay.size || meta.modified()? != replay.mtime {
-        tracing::warn!(replay = %replay.name, "changed since the scan; left for the next run");
+        tracing::warn!(replay = %replay.name(), "changed since the scan; left for the next run");
         return Ok(None);
     }
     Ok(Some(file))

@@ -21,7 +21,7 @@ use crate::commands::ready_storage;
 use crate::digest::ArchiveDigest;
 use crate::gzip::{Level, OnWritten};
 use crate::index::{INDEX_NAME, Index};
-use crate::journal::{Journal, unix_now};
+use crate::journal::{Journal, JournalReplay, unix_now};
 use crate::manifest::{Manifest, manifest_name};
 use crate::notify::{Notifier, escape};
 use crate::pack::{Packed, pack};
@@ -134,7 +134,14 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
                 journal.archive_name
             );
             let ready = ready_storage(settings, mode).await?;
-            resumed = finish(ready.as_ref(), settings, &journal, Upload::Unknown, started).await?;
+            resumed = finish(
+                ready.as_ref(),
+                settings,
+                &Arc::new(journal),
+                Upload::Unknown,
+                started,
+            )
+            .await?;
             // The interrupted run may have left a partial upload behind.
             tidy_storage(ready.as_ref(), &read_index(ready.as_ref()).await?).await?;
             tidied = true;
@@ -190,10 +197,16 @@ async fn backup(settings: &Settings, options: RunOptions, started: Instant) -> R
     }
 
     let journal = pack_and_upload(storage.as_ref(), settings, plan).await?;
-    finish(storage.as_ref(), settings, &journal, Upload::Done, started)
-        .await?
-        .map(RunReport::Archived)
-        .ok_or_else(|| anyhow!("the archive just uploaded could not be committed"))
+    finish(
+        storage.as_ref(),
+        settings,
+        &Arc::new(journal),
+        Upload::Done,
+        started,
+    )
+    .await?
+    .map(RunReport::Archived)
+    .ok_or_else(|| anyhow!("the archive just uploaded could not be committed"))
 }
 
 /// `<unix_time>_replays_<id>.tar.gz`, the original tool's archive name.
@@ -421,7 +434,7 @@ fn ensure_free_space(spool_dir: &Path, plan: &Plan) -> Result<()> {
 async fn finish(
     storage: &dyn Storage,
     settings: &Settings,
-    journal: &Journal,
+    journal: &Arc<Journal>,
     upload: Upload,
     started: Instant,
 ) -> Result<Option<Archived>> {
@@ -500,10 +513,10 @@ async fn finish(
             tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
         }
     };
-    let replays = Arc::new(journal.replays_in(&settings.temp_dir));
     let cleaning = tokio::task::spawn_blocking({
-        let replays = Arc::clone(&replays);
-        move || clean_temp_folder(&replays)
+        let journal = Arc::clone(journal);
+        let temp_dir = settings.temp_dir.clone();
+        move || clean_temp_folder(&temp_dir, &journal.replays)
     });
     let ((), kept) = tokio::join!(write_copy, cleaning);
     let kept = kept.context("the cleaning of the temp folder stopped unexpectedly")?;
@@ -512,8 +525,8 @@ async fn finish(
     Ok(Some(Archived {
         archive_id: journal.archive_id,
         archive_name: journal.archive_name.clone(),
-        replays: replays.len(),
-        replay_bytes: replays.iter().map(|r| r.size).sum(),
+        replays: journal.replays.len(),
+        replay_bytes: journal.replays.iter().map(|r| r.size).sum(),
         archive_bytes: journal.archive_size,
         kept,
         duration: started.elapsed(),
@@ -652,12 +665,13 @@ async fn spool_is_intact(spool_file: &Path, journal: &Journal) -> Result<bool> {
 
 /// Deletes the archived replays that are still exactly what was packed, and returns how many
 /// were kept because they changed (they go into a later archive: duplicated, never lost).
-fn clean_temp_folder(archived: &[Replay]) -> usize {
+fn clean_temp_folder(temp_dir: &Path, archived: &[JournalReplay]) -> usize {
     let mut kept = 0;
-    for (done, replay) in archived.iter().enumerate() {
+    for (done, packed) in archived.iter().enumerate() {
         if done * 2 == archived.len() {
             fault::point("mid-cleanup");
         }
+        let replay = packed.in_folder(temp_dir);
         match replay.is_unchanged() {
             Ok(true) => {
                 if let Err(e) = std::fs::remove_file(&replay.path) {

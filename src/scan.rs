@@ -10,13 +10,22 @@ use anyhow::{Context, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
     pub id: u64,
-    pub name: String,
+    /// `<temp_dir>/replay_<id>.osr`: the name is its last part (a batch can hold 100,000
+    /// replays, so it is not kept twice).
     pub path: PathBuf,
     pub size: u64,
     pub mtime: SystemTime,
 }
 
 impl Replay {
+    /// The file name, `replay_<id>.osr` (the scan only takes such ASCII names).
+    pub fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default()
+    }
+
     /// Whether the file on disk still has the size and mtime it was scanned with.
     pub fn is_unchanged(&self) -> std::io::Result<bool> {
         let meta = std::fs::symlink_metadata(&self.path)?;
@@ -84,14 +93,13 @@ pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {
         }
         scan.replays.push(Replay {
             id,
-            name: name.to_string_lossy().into_owned(),
             path: entry.path(),
             size: meta.len(),
             mtime,
         });
     }
     scan.replays
-        .sort_by(|a, b| a.id.cmp(&b.id).then(a.name.cmp(&b.name)));
+        .sort_by(|a, b| a.id.cmp(&b.id).then(a.name().cmp(b.name())));
     Ok(scan)
 }
 
