@@ -100,6 +100,8 @@ pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {
     }
     scan.replays
         .sort_by(|a, b| a.id.cmp(&b.id).then(a.name().cmp(b.name())));
+    // The list lives through the packing; grown by doubling, it may hold twice its room.
+    scan.replays.shrink_to_fit();
     Ok(scan)
 }
 
