@@ -464,6 +464,7 @@ async fn finish(
     };
     let spool_file = settings.work_dir.join("spool").join(&journal.archive_name);
     let mut index_copy = None;
+    let mut removing_spool = None;
     if !committed {
         if upload == Upload::Unknown && !ensure_uploaded(storage, journal, &spool_file).await? {
             tracing::warn!(
@@ -476,6 +477,7 @@ async fn finish(
             return Ok(None);
         }
         fault::point("after-upload");
+        removing_spool = Some(remove_in_background(spool_file.clone()));
         let manifest = manifest_name(&journal.archive_name);
         let staged = tempfile::NamedTempFile::new_in(&settings.work_dir)
             .context("cannot stage the manifest in work_dir")?;
@@ -518,9 +520,9 @@ async fn finish(
         let temp_dir = settings.temp_dir.clone();
         move || clean_temp_folder(&temp_dir, &journal.replays)
     });
-    let ((), kept) = tokio::join!(write_copy, cleaning);
+    let removing_spool = removing_spool.unwrap_or_else(|| remove_in_background(spool_file));
+    let ((), kept, _) = tokio::join!(write_copy, cleaning, removing_spool);
     let kept = kept.context("the cleaning of the temp folder stopped unexpectedly")?;
-    let _ = std::fs::remove_file(&spool_file);
     Journal::remove(&settings.work_dir)?;
     Ok(Some(Archived {
         archive_id: journal.archive_id,
@@ -661,6 +663,19 @@ async fn spool_is_intact(spool_file: &Path, journal: &Journal) -> Result<bool> {
     .context("the spool check stopped unexpectedly")?
     .with_context(|| format!("cannot read the spool file {}", spool_file.display()))?;
     Ok(digest.is_some_and(|digest| digest == journal.digest))
+}
+
+/// Removes the spool copy of an archive that is safe on the storage, beside the rest of the
+/// run: removing a large file whose pages are being written back waits for the disk (4.5 s
+/// for 5 GB here), and nothing else depends on it.
+fn remove_in_background(spool_file: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_file(&spool_file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove the spool file {}: {e}", spool_file.display());
+        }
+    })
 }
 
 /// Deletes the archived replays that are still exactly what was packed, and returns how many
