@@ -604,16 +604,15 @@ async fn upload_archive(
     bar.finish_and_clear();
     match uploaded {
         Ok(stored) => Ok(stored),
-        // An earlier attempt of the retried upload may have landed after all.
-        Err(StorageError::AlreadyExists { .. })
-            if storage
-                .stat(name)
-                .await
-                .ok()
-                .zip(source.len().await.ok())
-                .is_some_and(|(stored, size)| stored.size == size) =>
-        {
-            Ok(storage.stat(name).await?)
+        Err(e @ StorageError::AlreadyExists { .. }) => {
+            // An earlier attempt of the retried upload may have landed after all.
+            let landed = match (storage.stat(name).await, source.len().await) {
+                (Ok(stored), Ok(size)) if stored.size == size => Some(stored),
+                _ => None,
+            };
+            landed
+                .ok_or(e)
+                .with_context(|| format!("cannot upload {name} to {where_to}"))
         }
         Err(e) => Err(e).with_context(|| format!("cannot upload {name} to {where_to}")),
     }
