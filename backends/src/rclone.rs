@@ -40,9 +40,9 @@ pub struct RcloneConfig {
     pub binary: String,
     /// An rclone config file; empty for rclone's own lookup.
     pub config: String,
-    /// Extra flags for every call, e.g. `["--s3-storage-class", "GLACIER"]`.
+    /// Extra flags for the daemon, e.g. `["--s3-storage-class", "GLACIER"]`.
     pub flags: Vec<String>,
-    /// Bound on each rclone call.
+    /// Bound on each operation, a whole upload included.
     #[serde(with = "crate::duration")]
     pub timeout: Duration,
 }
