@@ -66,6 +66,7 @@ local_run() {
     "$oiseau" --config "$deploy/settings.toml" init >/dev/null
     sync
     measure "$name" "$oiseau" --config "$deploy/settings.toml" run
+    output=$(find "$deploy/backup" -name '*.tar.gz')
 }
 
 # remote_run NAME BACKEND_TABLE: a whole `oiseau run` on a fresh deployment against the server.
@@ -77,6 +78,7 @@ remote_run() {
     "$oiseau" --config "$scratch/remote/settings.toml" init >/dev/null
     sync
     measure "$name" "$oiseau" --config "$scratch/remote/settings.toml" run
+    output=$(find "$scratch/ftp" -name '*_replays_*.tar.gz')
 }
 
 # measure NAME COMMAND...: runs COMMAND under GNU time, appends "wall_seconds max_rss_kib".
@@ -100,8 +102,7 @@ for run in $(seq "$runs"); do
         case $method in
         oiseau-run)
             local_run "$method" '"auto"'
-            archive_bytes=$(find "$deploy/backup" -name '*.tar.gz' -printf '%s')
-            archive=$(find "$deploy/backup" -name '*.tar.gz')
+            archive=$output
             ;;
         oiseau-level[0-9])
             local_run "$method" "${method#oiseau-level}"
@@ -110,6 +111,7 @@ for run in $(seq "$runs"); do
             command -v pigz >/dev/null || { echo "$method needs pigz: apt-get install pigz" >&2; exit 1; }
             sync
             measure "$method" sh -c 'tar cf - --hard-dereference -C "$2" . | pigz -p 2 "-$3" > "$1" && sync "$1"' sh "$scratch/out.tar.gz" "$corpus" "${method#pigz-}"
+            output=$scratch/out.tar.gz
             ;;
         oiseau-ftp)
             ftp_server
@@ -123,19 +125,23 @@ for run in $(seq "$runs"); do
             ftp_server
             rm -rf "$scratch/ftp"/*
             measure "$method" curl -sS --netrc-file "$scratch/netrc" -T "$archive" "ftp://127.0.0.1:$ftp_port/plain.tar.gz"
+            output=$scratch/ftp/plain.tar.gz
             ;;
         rclone-copyto)
             ftp_server
             rm -rf "$scratch/ftp"/*
             measure "$method" "$rclone" copyto "$archive" ":ftp,host=127.0.0.1,port=$ftp_port,user=bench:plain.tar.gz"
+            output=$scratch/ftp/plain.tar.gz
             ;;
         tar-czf)
             sync
             measure "$method" sh -c 'tar czf "$1" --hard-dereference -C "$2" . && sync "$1"' sh "$scratch/out.tar.gz" "$corpus"
+            output=$scratch/out.tar.gz
             ;;
         tar-cf)
             sync
             measure "$method" sh -c 'tar cf "$1" --hard-dereference -C "$2" . && sync "$1"' sh "$scratch/out.tar" "$corpus"
+            output=$scratch/out.tar
             ;;
         python-tarfile)
             sync
@@ -144,23 +150,27 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
     for name in sorted(os.listdir(sys.argv[2])):
         t.add(os.path.join(sys.argv[2], name), arcname=name)
 os.sync()' "$scratch/out.tar.gz" "$corpus"
+            output=$scratch/out.tar.gz
             ;;
         *) echo "unknown method $method" >&2; exit 1 ;;
         esac
+        echo "$method $(stat -c %s "$output")" >> "$scratch/sizes.txt"
     done
 done
 
 echo
-echo "corpus: $corpus, $files replays, $bytes bytes; oiseau's archive: ${archive_bytes:-?} bytes; $runs runs"
-python3 - "$scratch/results.txt" $methods <<'PY'
+echo "corpus: $corpus, $files replays, $bytes bytes; $runs runs"
+python3 - "$scratch/results.txt" "$scratch/sizes.txt" $methods <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-walls = {m: statistics.median(float(r[1]) for r in rows if r[0] == m) for m in sys.argv[2:]}
-print(f"{'method':<15} {'median wall':>12} {'vs tar-cf':>10} {'median max RSS':>15}")
-for name in sys.argv[2:]:
+sizes = {name: int(size) for name, size in (line.split() for line in open(sys.argv[2]))}
+methods = sys.argv[3:]
+walls = {m: statistics.median(float(r[1]) for r in rows if r[0] == m) for m in methods}
+print(f"{'method':<15} {'median wall':>12} {'vs tar-cf':>10} {'median max RSS':>15} {'output':>10}")
+for name in methods:
     rss = statistics.median(int(r[2]) for r in rows if r[0] == name)
     ratio = f"{walls[name] / walls['tar-cf']:.2f}x" if "tar-cf" in walls else "-"
-    print(f"{name:<15} {walls[name]:>11.2f}s {ratio:>10} {rss / 1024:>11.1f} MiB")
+    print(f"{name:<15} {walls[name]:>11.2f}s {ratio:>10} {rss / 1024:>11.1f} MiB {sizes[name] / 1e6:>7.1f} MB")
 # A remote run is held to 1.2x the larger of packing alone (the local run) and a plain upload.
 for run, plain in (("oiseau-ftp", "curl-ftp"), ("oiseau-rclone", "rclone-copyto")):
     if {run, plain, "oiseau-run"} <= walls.keys():
