@@ -35,7 +35,7 @@ const BLOCK: usize = 1 << 20;
 const SAMPLE: usize = 4 * 1024;
 const SAMPLES: usize = 8;
 /// A block is compressed only when its sample's byte entropy promises to shrink it to this
-/// share (percent) or less. Deflating a block costs about fifty times a stored copy: on the
+/// share of its size or less. Deflating a block costs about fifty times a stored copy: on the
 /// generated replay corpus, compressing the blocks that shrank by 3 % or more took a quarter
 /// of the run and saved 0.15 % of the archive. Compressible files (text, logs, uncompressed
 /// binaries) promise far more than 10 % and are still compressed.
