@@ -107,6 +107,13 @@ struct Listed {
 /// An answer of the daemon that is an error: rclone's message.
 struct Refusal(String);
 
+/// How a start of the daemon ended.
+enum Start {
+    Ready(Daemon),
+    /// It stopped before answering; why, with the end of what it printed.
+    Stopped(String),
+}
+
 impl RcloneStorage {
     pub fn new(config: &RcloneConfig) -> Result<Self> {
         if config.remote.trim().is_empty() {
@@ -182,12 +189,30 @@ impl RcloneStorage {
     }
 
     async fn daemon(&self) -> Result<&Daemon> {
-        self.daemon.get_or_try_init(|| self.start_daemon()).await
+        self.daemon
+            .get_or_try_init(|| async {
+                // The port is found free before rclone binds it: another program may take it
+                // in between, and rclone then stops at once. Two more ports are tried.
+                let mut attempts = 1;
+                loop {
+                    match self.start_daemon().await? {
+                        Start::Ready(daemon) => return Ok(daemon),
+                        Start::Stopped(why) if attempts == 3 => {
+                            return Err(StorageError::Failed(why));
+                        }
+                        Start::Stopped(why) => {
+                            tracing::debug!("{why}; starting it again on another port");
+                            attempts += 1;
+                        }
+                    }
+                }
+            })
+            .await
     }
 
     /// Starts `rclone rcd` on a free loopback port with credentials made for this run (passed
     /// in its environment), and waits until it answers.
-    async fn start_daemon(&self) -> Result<Daemon> {
+    async fn start_daemon(&self) -> Result<Start> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map_err(|e| StorageError::Failed(format!("cannot find a free loopback port: {e}")))?
@@ -221,10 +246,10 @@ impl RcloneStorage {
         let deadline = Instant::now() + STARTUP;
         loop {
             if matches!(daemon.call("rc/noop", &json!({})).await, Ok(Ok(_))) {
-                return Ok(daemon);
+                return Ok(Start::Ready(daemon));
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                return Err(StorageError::Failed(format!(
+                return Ok(Start::Stopped(format!(
                     "rclone rcd stopped ({status}): {}",
                     daemon.tail()
                 )));
