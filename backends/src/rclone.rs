@@ -109,7 +109,7 @@ struct Refusal(String);
 
 /// How a start of the daemon ended.
 enum Start {
-    Ready(Daemon),
+    Ready(Box<Daemon>),
     /// It stopped before answering; why, with the end of what it printed.
     Stopped(String),
 }
@@ -196,7 +196,7 @@ impl RcloneStorage {
                 let mut attempts = 1;
                 loop {
                     match self.start_daemon().await? {
-                        Start::Ready(daemon) => return Ok(daemon),
+                        Start::Ready(daemon) => return Ok(*daemon),
                         Start::Stopped(why) if attempts == 3 => {
                             return Err(StorageError::Failed(why));
                         }
@@ -246,7 +246,7 @@ impl RcloneStorage {
         let deadline = Instant::now() + STARTUP;
         loop {
             if matches!(daemon.call("rc/noop", &json!({})).await, Ok(Ok(_))) {
-                return Ok(Start::Ready(daemon));
+                return Ok(Start::Ready(Box::new(daemon)));
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 return Ok(Start::Stopped(format!(
