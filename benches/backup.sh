@@ -55,29 +55,28 @@ ftp_server() {
     export FTP_PASSWORD=bench-password
 }
 
-# local_run NAME COMPRESSION: a whole `oiseau run` on the local backend, on a fresh deployment
-# whose temp folder is a hard-linked copy of the corpus. COMPRESSION is the setting's TOML value.
+# timed_run NAME DIR TABLE: a whole `oiseau run` on a fresh deployment in DIR, whose temp folder
+# is a hard-linked copy of the corpus; TABLE is the rest of its settings.
+timed_run() {
+    local name=$1 dir=$2 table=$3
+    rm -rf "$dir"; mkdir -p "$dir"
+    cp -al "$corpus" "$dir/temp"
+    printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\n%b\n' "$table" > "$dir/settings.toml"
+    "$oiseau" --config "$dir/settings.toml" init >/dev/null
+    measure "$name" "$oiseau" --config "$dir/settings.toml" run
+}
+
+# local_run NAME COMPRESSION: on the local backend; COMPRESSION is the setting's TOML value.
 local_run() {
-    local name=$1 compression=$2
-    deploy="$scratch/deploy-$name"
-    rm -rf "$deploy"; mkdir -p "$deploy"
-    cp -al "$corpus" "$deploy/temp"
-    printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\ncompression = %s\n[storage.local]\npath = "backup"\n' "$compression" > "$deploy/settings.toml"
-    "$oiseau" --config "$deploy/settings.toml" init >/dev/null
-    sync
-    measure "$name" "$oiseau" --config "$deploy/settings.toml" run
+    deploy="$scratch/deploy-$1"
+    timed_run "$1" "$deploy" "compression = $2\n[storage.local]\npath = \"backup\""
     output=$(find "$deploy/backup" -name '*.tar.gz')
 }
 
-# remote_run NAME BACKEND_TABLE: a whole `oiseau run` on a fresh deployment against the server.
+# remote_run NAME BACKEND_TABLE: against the FTP server.
 remote_run() {
-    local name=$1 table=$2
-    rm -rf "$scratch/ftp"/* "$scratch/remote"; mkdir -p "$scratch/remote"
-    cp -al "$corpus" "$scratch/remote/temp"
-    printf 'temp_dir = "temp"\nthreshold = 1\nmin_age = "0s"\nwork_dir = "work"\n%b\n' "$table" > "$scratch/remote/settings.toml"
-    "$oiseau" --config "$scratch/remote/settings.toml" init >/dev/null
-    sync
-    measure "$name" "$oiseau" --config "$scratch/remote/settings.toml" run
+    rm -rf "$scratch/ftp"/*
+    timed_run "$1" "$scratch/remote" "$2"
     output=$(find "$scratch/ftp" -name '*_replays_*.tar.gz')
 }
 
