@@ -6,7 +6,7 @@
 //! upload what is missing, commit the index line, delete exactly the files it lists.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -46,15 +46,20 @@ pub struct JournalReplay {
 }
 
 impl JournalReplay {
-    /// The replay as a file of `temp_dir`, with the size and mtime it was packed with. Made one
-    /// at a time where needed: a batch can hold 100,000 replays.
-    pub fn in_folder(&self, temp_dir: &Path) -> Replay {
-        Replay {
-            id: self.id,
-            path: temp_dir.join(&self.name),
-            size: self.size,
-            mtime: UNIX_EPOCH + Duration::new(self.mtime_secs, self.mtime_nanos),
-        }
+    /// Whether the file of that name in `folder` is still a regular file with the size and
+    /// mtime it was packed with.
+    pub fn is_unchanged_in(&self, folder: &impl rustix::fd::AsFd) -> rustix::io::Result<bool> {
+        let stat = rustix::fs::statat(
+            folder,
+            self.name.as_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+                && u64::try_from(stat.st_size).ok() == Some(self.size)
+                && u64::try_from(stat.st_mtime).ok() == Some(self.mtime_secs)
+                && u32::try_from(stat.st_mtime_nsec).ok() == Some(self.mtime_nanos),
+        )
     }
 }
 
@@ -145,6 +150,7 @@ pub fn unix_now() -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn sample() -> Journal {
         Journal {
@@ -166,17 +172,34 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_is_unchanged_only_with_its_packed_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = std::fs::File::open(dir.path()).unwrap();
+        let packed = &sample().replays[0];
+        let path = dir.path().join(&packed.name);
+        let file = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &file, b"0123456789").unwrap();
+        file.set_modified(UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789))
+            .unwrap();
+        assert!(packed.is_unchanged_in(&folder).unwrap());
+        file.set_modified(UNIX_EPOCH + Duration::new(1_600_000_000, 0))
+            .unwrap();
+        assert!(!packed.is_unchanged_in(&folder).unwrap(), "another mtime");
+        std::fs::write(&path, b"01234567890").unwrap();
+        assert!(!packed.is_unchanged_in(&folder).unwrap(), "another size");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            packed.is_unchanged_in(&folder),
+            Err(rustix::io::Errno::NOENT)
+        );
+    }
+
+    #[test]
     fn a_saved_journal_loads_back_and_removal_ends_it() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Journal::load(dir.path()).unwrap(), None);
         sample().save(dir.path()).unwrap();
         assert_eq!(Journal::load(dir.path()).unwrap(), Some(sample()));
-        let replay = &sample().replays[0].in_folder(Path::new("/t"));
-        assert_eq!(replay.path, Path::new("/t/replay_42.osr"));
-        assert_eq!(
-            replay.mtime,
-            UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789)
-        );
         Journal::remove(dir.path()).unwrap();
         assert_eq!(Journal::load(dir.path()).unwrap(), None);
     }

@@ -25,12 +25,6 @@ impl Replay {
             .and_then(|name| name.to_str())
             .unwrap_or_default()
     }
-
-    /// Whether the file on disk still has the size and mtime it was scanned with.
-    pub fn is_unchanged(&self) -> std::io::Result<bool> {
-        let meta = std::fs::symlink_metadata(&self.path)?;
-        Ok(meta.is_file() && meta.len() == self.size && meta.modified()? == self.mtime)
-    }
 }
 
 /// What a scan found: the replays to pack, sorted by id, and what it left alone.
