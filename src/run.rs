@@ -307,8 +307,7 @@ async fn pack_and_upload(
     settings: &Settings,
     plan: Plan,
 ) -> Result<Journal> {
-    let spool_dir = settings.work_dir.join("spool");
-    let out = prepare_spool(&spool_dir, &plan)?;
+    let out = prepare_spool(&spool_dir(&settings.work_dir), &plan)?;
     let name = plan.archive_name.clone();
     let estimate = plan.bytes;
     let (source, feed) = Source::growing(&out);
@@ -341,6 +340,11 @@ async fn pack_and_upload(
     let journal = packed?;
     check_uploaded(storage, &journal, uploaded?)?;
     Ok(journal)
+}
+
+/// Where archives are packed before and while they are uploaded: `work_dir/spool`.
+fn spool_dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("spool")
 }
 
 /// The spool file for the plan's archive, in a spool folder cleared of stale files and with
@@ -462,7 +466,7 @@ async fn finish(
             journal_path.display()
         ),
     };
-    let spool_file = settings.work_dir.join("spool").join(&journal.archive_name);
+    let spool_file = spool_dir(&settings.work_dir).join(&journal.archive_name);
     let mut index_copy = None;
     let mut removing_spool = None;
     if !committed {

@@ -268,11 +268,7 @@ impl RcloneStorage {
     /// One operation through the daemon. An error answer is rclone's word on the operation;
     /// a daemon that does not answer is an error of its own.
     async fn rc(&self, method: &str, params: Value) -> Result<std::result::Result<Value, Refusal>> {
-        let daemon = self.daemon().await?;
-        let started = Instant::now();
-        let answer = daemon.call(method, &params).await;
-        tracing::debug!(method, elapsed = ?started.elapsed(), "rclone rc");
-        answer
+        self.daemon().await?.call(method, &params).await
     }
 
     /// Like [`RcloneStorage::rc`], with an error answer turned into an error naming the call.
@@ -424,21 +420,15 @@ impl RcloneStorage {
         });
         let file = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
             .file_name(partial.to_owned());
+        let method = "operations/uploadfile";
         let request = daemon
-            .request("operations/uploadfile")
+            .request(method)
             .query(&[("fs", self.config.remote.as_str()), ("remote", "")])
-            .multipart(reqwest::multipart::Form::new().part("file", file))
-            .send();
-        let ((), answer) = tokio::join!(pump, async {
-            match request.await {
-                Ok(response) => Ok(answer_of(response).await),
-                Err(e) => Err(daemon.unreachable("operations/uploadfile", e)),
-            }
-        });
-        match answer? {
-            Ok(_) => Ok(()),
-            Err(refusal) => Err(refused("operations/uploadfile", refusal)),
-        }
+            .multipart(reqwest::multipart::Form::new().part("file", file));
+        let ((), answer) = tokio::join!(pump, daemon.send(method, request));
+        answer?
+            .map(drop)
+            .map_err(|refusal| refused(method, refusal))
     }
 
     async fn send(
@@ -451,14 +441,7 @@ impl RcloneStorage {
     ) -> Result<ObjectMeta> {
         self.stream_in(source, partial, progress).await?;
         let sent = source.len().await?;
-        let uploaded = self.lookup(partial, false).await?;
-        if uploaded.size != sent as i64 {
-            return Err(StorageError::SizeMismatch {
-                name: partial.to_owned(),
-                expected: sent,
-                found: uploaded.size.max(0) as u64,
-            });
-        }
+        expect_size(&self.lookup(partial, false).await?, partial, sent)?;
         // Checked again just before the move: a move replaces silently.
         if mode == WriteMode::CreateNew && self.exists(name).await? {
             return Err(StorageError::AlreadyExists {
@@ -472,13 +455,7 @@ impl RcloneStorage {
         )
         .await?;
         let stored = self.lookup(name, true).await?;
-        if stored.size != sent as i64 {
-            return Err(StorageError::SizeMismatch {
-                name: name.to_owned(),
-                expected: sent,
-                found: stored.size.max(0) as u64,
-            });
-        }
+        expect_size(&stored, name, sent)?;
         self.check_hash(&stored, source.path()).await?;
         progress(sent);
         Ok(ObjectMeta {
@@ -500,10 +477,22 @@ impl Daemon {
         method: &str,
         params: &Value,
     ) -> Result<std::result::Result<Value, Refusal>> {
-        match self.request(method).json(params).send().await {
+        self.send(method, self.request(method).json(params)).await
+    }
+
+    /// Sends a request made by [`Daemon::request`] and reads the daemon's answer.
+    async fn send(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<std::result::Result<Value, Refusal>> {
+        let started = Instant::now();
+        let answer = match request.send().await {
             Ok(response) => Ok(answer_of(response).await),
             Err(e) => Err(self.unreachable(method, e)),
-        }
+        };
+        tracing::debug!(method, elapsed = ?started.elapsed(), "rclone rc");
+        answer
     }
 
     /// The daemon did not answer: it stopped, or the call outlived the timeout.
@@ -544,6 +533,19 @@ async fn answer_of(response: reqwest::Response) -> std::result::Result<Value, Re
             .and_then(Value::as_str)
             .map_or_else(|| status.to_string(), str::to_owned),
     ))
+}
+
+/// Fails unless the remote lists `sent` bytes for `name` (a size it does not know, -1, never
+/// matches).
+fn expect_size(listed: &Listed, name: &str, sent: u64) -> Result<()> {
+    if listed.size == sent as i64 {
+        return Ok(());
+    }
+    Err(StorageError::SizeMismatch {
+        name: name.to_owned(),
+        expected: sent,
+        found: listed.size.max(0) as u64,
+    })
 }
 
 /// rclone has already retried what it could (`--retries`, `--low-level-retries`).

@@ -115,11 +115,9 @@ pub struct SourceFeed {
 impl SourceFeed {
     /// `pieces` were just written to the file (not merely buffered), which is now `len` bytes
     /// long: readers may have them, from memory while they keep up.
-    pub fn appended(&self, pieces: impl IntoIterator<Item = Bytes>, len: u64) {
+    pub fn appended(&self, pieces: Vec<Bytes>, len: u64) {
         if let Ok(mut recent) = self.recent.lock() {
-            let mut offset = len;
-            let pieces: Vec<Bytes> = pieces.into_iter().collect();
-            offset -= pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+            let mut offset = len - pieces.iter().map(|p| p.len() as u64).sum::<u64>();
             for piece in pieces {
                 let size = piece.len() as u64;
                 recent.push(offset, piece);
@@ -345,9 +343,9 @@ mod tests {
             // Some pieces only in the file, the others also in memory, as a slow reader sees
             // when the recent pieces have moved on.
             if step % 3 == 0 {
-                feed.appended([Bytes::from(piece)], expected.len() as u64);
+                feed.appended(vec![Bytes::from(piece)], expected.len() as u64);
             } else {
-                feed.appended([], expected.len() as u64);
+                feed.appended(vec![], expected.len() as u64);
             }
             if step % 7 == 0 {
                 tokio::task::yield_now().await;
@@ -368,7 +366,7 @@ mod tests {
         let path = dir.path().join("archive");
         std::fs::write(&path, b"half").unwrap();
         let (source, feed) = Source::growing(&path);
-        feed.appended([Bytes::from_static(b"half")], 4);
+        feed.appended(vec![Bytes::from_static(b"half")], 4);
         drop(feed);
         let err = read_all(&source).await.unwrap_err();
         assert!(err.to_string().contains("abandoned"), "{err}");
@@ -398,10 +396,10 @@ mod tests {
     fn no_pieces_are_kept_without_a_reader() {
         let (source, feed) = Source::growing("/nonexistent");
         let recent = &source.growth.as_ref().unwrap().recent;
-        feed.appended([Bytes::from_static(b"kept for nobody")], 15);
+        feed.appended(vec![Bytes::from_static(b"kept for nobody")], 15);
         assert_eq!(recent.lock().unwrap().bytes, 0);
         let chunks = source.chunks();
-        feed.appended([Bytes::from_static(b"kept")], 19);
+        feed.appended(vec![Bytes::from_static(b"kept")], 19);
         assert_eq!(recent.lock().unwrap().bytes, 4);
         drop(chunks);
         assert_eq!(

@@ -39,9 +39,9 @@ async fn grow(
         // Every other piece is also handed over in memory, as the packer does while the
         // upload keeps up; the others are read back from the file.
         if index % 2 == 0 {
-            feed.appended([bytes::Bytes::copy_from_slice(piece)], written);
+            feed.appended(vec![bytes::Bytes::copy_from_slice(piece)], written);
         } else {
-            feed.appended([], written);
+            feed.appended(vec![], written);
         }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
