@@ -6,6 +6,7 @@
 //! (and optionally delete) outdated archives, then either start an unarchive and come back
 //! later, or take the bucket's FTP credentials. After that every operation is FTP.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,10 +14,11 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ftp::{FtpConfig, FtpStorage};
+use crate::ftp::{FtpConfig, FtpDriver};
+use crate::layers::Timeout;
 use crate::{
-    ObjectMeta, ObjectReader, Preflight, PreflightMode, Progress, Result, Secret, Source, Storage,
-    StorageError, WriteMode,
+    Backend, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode,
+    Progress, PutOptions, Readiness, Result, Secret, Source, StorageError,
 };
 
 /// `[storage.c14]`
@@ -43,47 +45,63 @@ impl Default for C14Config {
     }
 }
 
+pub static BACKEND: Backend = Backend {
+    name: "c14",
+    env: &[("ONLINE_API_KEY", "api_key"), ("C14_SYNC_NAME", "sync_name")],
+    open: |config| {
+        // The bucket is an FTP server: its sessions follow `[storage.ftp] timeout`.
+        let ftp_timeout = config.table::<FtpConfig>("ftp")?.timeout;
+        let driver = C14Driver::new(&config.table(BACKEND.name)?, ftp_timeout)?;
+        Ok(Arc::new(Timeout::new(Arc::new(driver), ftp_timeout)))
+    },
+    effective: crate::effective::<C14Config>,
+};
+
 /// How long one API call may take.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
-pub struct C14Storage {
+pub struct C14Driver {
     api: Api,
     sync_name: String,
     delete_outdated: bool,
     /// Timeout of the bucket's FTP sessions.
     ftp_timeout: Duration,
-    /// The open bucket, once the preflight found it.
-    bucket: Option<FtpStorage>,
-    /// When the open bucket is archived again, as the API says.
-    open_until: Option<String>,
+    /// The open bucket, once [`Driver::prepare`] found it.
+    bucket: OnceLock<OpenBucket>,
 }
 
-impl C14Storage {
+#[derive(Debug)]
+struct OpenBucket {
+    ftp: FtpDriver,
+    /// When the bucket is archived again, as the API says.
+    until: Option<String>,
+}
+
+impl C14Driver {
     pub fn new(config: &C14Config, ftp_timeout: Duration) -> Result<Self> {
         if config.api_key.is_empty() {
-            return Err(StorageError::Config(
-                "storage.c14.api_key is empty; set it or ONLINE_API_KEY".into(),
+            return Err(StorageError::config(
+                "storage.c14.api_key is empty; set it or ONLINE_API_KEY",
             ));
         }
         if config.sync_name.trim().is_empty() {
-            return Err(StorageError::Config(
-                "storage.c14.sync_name is empty; set it or C14_SYNC_NAME".into(),
+            return Err(StorageError::config(
+                "storage.c14.sync_name is empty; set it or C14_SYNC_NAME",
             ));
         }
-        Ok(C14Storage {
+        Ok(C14Driver {
             api: Api::new(&config.api_url, config.api_key.clone())?,
             sync_name: config.sync_name.clone(),
             delete_outdated: config.delete_outdated,
             ftp_timeout,
-            bucket: None,
-            open_until: None,
+            bucket: OnceLock::new(),
         })
     }
 
-    fn bucket(&self) -> Result<&FtpStorage> {
-        self.bucket.as_ref().ok_or_else(|| {
-            StorageError::Failed(format!(
+    fn bucket(&self) -> Result<&FtpDriver> {
+        self.bucket.get().map(|open| &open.ftp).ok_or_else(|| {
+            StorageError::other(format!(
                 "{}: the bucket is not open; the preflight must succeed first",
                 self.describe()
             ))
@@ -107,7 +125,7 @@ impl C14Storage {
             }
         }
         if matching.is_empty() {
-            return Err(StorageError::Config(format!(
+            return Err(StorageError::config(format!(
                 "online.net has no C14 archive named {:?} (found: {}); check storage.c14.sync_name",
                 self.sync_name,
                 if others.is_empty() {
@@ -156,13 +174,13 @@ impl C14Storage {
     }
 
     /// Starts an unarchive of `archive` into its first location.
-    async fn unarchive(&self, archive: &Archive) -> Result<Preflight> {
+    async fn unarchive(&self, archive: &Archive) -> Result<Readiness> {
         let locations: Vec<Location> = self
             .api
             .json(Method::GET, &format!("{}/location", archive.reference))
             .await?;
         let location = locations.first().ok_or_else(|| {
-            StorageError::Failed(format!(
+            StorageError::other(format!(
                 "online.net lists no location to unarchive C14 archive {:?} into",
                 archive.name
             ))
@@ -174,11 +192,11 @@ impl C14Storage {
         });
         let path = format!("{}/unarchive", archive.reference);
         match self.api.call(Method::POST, &path, Some(body)).await {
-            Ok(_) => Ok(Preflight::Pending(format!(
+            Ok(_) => Ok(Readiness::Pending(format!(
                 "unarchive started for C14 archive {:?} at {}; the backup goes on once the bucket is open",
                 archive.name, location.name
             ))),
-            Err(ApiError::Status(StatusCode::CONFLICT, _)) => Ok(Preflight::Pending(format!(
+            Err(ApiError::Status(StatusCode::CONFLICT, _)) => Ok(Readiness::Pending(format!(
                 "unarchive of C14 archive {:?} already requested; still waiting for the bucket",
                 archive.name
             ))),
@@ -186,26 +204,26 @@ impl C14Storage {
         }
     }
 
-    fn open_bucket(&self, archive: &Archive, bucket: Bucket) -> Result<FtpStorage> {
+    fn open_bucket(&self, archive: &Archive, bucket: Bucket) -> Result<FtpDriver> {
         let credentials = bucket
             .credentials
             .into_iter()
             .find(|c| c.protocol.eq_ignore_ascii_case("ftp"))
             .ok_or_else(|| {
-                StorageError::Failed(format!(
+                StorageError::other(format!(
                     "the open bucket of C14 archive {:?} offers no FTP credentials",
                     archive.name
                 ))
             })?;
         let mut url = url::Url::parse(&credentials.uri).map_err(|e| {
-            StorageError::Failed(format!(
+            StorageError::other(format!(
                 "the bucket's FTP address {:?} is not a URL: {e}",
                 credentials.uri
             ))
         })?;
         let _ = url.set_password(None);
         let _ = url.set_username(&credentials.login);
-        FtpStorage::new(&FtpConfig {
+        FtpDriver::new(&FtpConfig {
             url: url.to_string(),
             password: credentials.password,
             timeout: self.ftp_timeout,
@@ -214,28 +232,35 @@ impl C14Storage {
 }
 
 #[async_trait]
-impl Storage for C14Storage {
+impl Driver for C14Driver {
     fn describe(&self) -> String {
-        match &self.bucket {
-            Some(bucket) => format!(
+        match self.bucket.get() {
+            Some(open) => format!(
                 "C14 archive {:?} through {}",
                 self.sync_name,
-                bucket.describe()
+                open.ftp.describe()
             ),
             None => format!("C14 archive {:?} ({})", self.sync_name, self.api.base),
         }
     }
 
-    fn condition(&self) -> Option<String> {
-        let until = self.open_until.as_deref().unwrap_or("an unknown date");
-        self.bucket
-            .as_ref()
-            .map(|_| format!("bucket open until {until}"))
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            needs_warm_up: true,
+            ..FtpDriver::CAPABILITIES
+        }
     }
 
-    async fn preflight(&mut self, mode: PreflightMode) -> Result<Preflight> {
-        if self.bucket.is_some() {
-            return Ok(Preflight::Ready);
+    fn condition(&self) -> Option<String> {
+        self.bucket.get().map(|open| {
+            let until = open.until.as_deref().unwrap_or("an unknown date");
+            format!("bucket open until {until}")
+        })
+    }
+
+    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+        if self.bucket.get().is_some() {
+            return Ok(Readiness::Ready);
         }
         self.api
             .json::<serde_json::Value>(Method::GET, "/api/v1/user")
@@ -243,7 +268,7 @@ impl Storage for C14Storage {
         let archives = self.sync_archives().await?;
         let (newest, outdated) = archives.split_first().expect("at least one archive");
         if let Some(busy) = archives.iter().find(|a| a.status != "active") {
-            return Ok(Preflight::Pending(format!(
+            return Ok(Readiness::Pending(format!(
                 "C14 archive {:?} ({}) is {}: an operation is in progress; still waiting",
                 busy.name, busy.reference, busy.status
             )));
@@ -252,13 +277,13 @@ impl Storage for C14Storage {
         let bucket_path = format!("{}/bucket", newest.reference);
         let bucket = match self.api.json::<Bucket>(Method::GET, &bucket_path).await {
             Ok(bucket) => bucket,
-            Err(StorageError::NotFound { .. }) if mode == PreflightMode::Inspect => {
-                return Ok(Preflight::Pending(format!(
+            Err(e) if e.kind() == ErrorKind::NotFound && mode == PreflightMode::Inspect => {
+                return Ok(Readiness::Pending(format!(
                     "the bucket of C14 archive {:?} is closed; a run will start an unarchive",
                     newest.name
                 )));
             }
-            Err(StorageError::NotFound { .. }) => return self.unarchive(newest).await,
+            Err(e) if e.kind() == ErrorKind::NotFound => return self.unarchive(newest).await,
             Err(e) => return Err(e),
         };
         if let Some(until) = &bucket.archival_date {
@@ -267,9 +292,11 @@ impl Storage for C14Storage {
                 newest.name
             );
         }
-        self.open_until = bucket.archival_date.clone();
-        self.bucket = Some(self.open_bucket(newest, bucket)?);
-        Ok(Preflight::Ready)
+        let until = bucket.archival_date.clone();
+        let ftp = self.open_bucket(newest, bucket)?;
+        // Two tasks preparing at once find the same bucket: the first one's is kept.
+        let _ = self.bucket.set(OpenBucket { ftp, until });
+        Ok(Readiness::Ready)
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
@@ -280,18 +307,22 @@ impl Storage for C14Storage {
         self.bucket()?.list().await
     }
 
-    async fn open(&self, name: &str) -> Result<ObjectReader> {
-        self.bucket()?.open(name).await
+    async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
+        self.bucket()?.read(name, range).await
     }
 
-    async fn upload(
+    async fn put(
         &self,
-        source: &Source,
         name: &str,
-        mode: WriteMode,
+        source: &Source,
+        options: PutOptions,
         progress: Progress<'_>,
-    ) -> Result<ObjectMeta> {
-        self.bucket()?.upload(source, name, mode, progress).await
+    ) -> Result<u64> {
+        self.bucket()?.put(name, source, options, progress).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.bucket()?.rename(from, to).await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
@@ -312,7 +343,7 @@ struct Archive {
 impl Archive {
     fn created(&self) -> Result<chrono::DateTime<chrono::FixedOffset>> {
         chrono::DateTime::parse_from_rfc3339(&self.creation_date).map_err(|e| {
-            StorageError::Failed(format!(
+            StorageError::other(format!(
                 "online.net API: archive {} has a creation_date {:?} that is not ISO 8601 ({e})",
                 self.reference, self.creation_date
             ))
@@ -364,24 +395,22 @@ impl ApiError {
     fn into_storage(self, api: &Api, path: &str) -> StorageError {
         match self {
             ApiError::Status(status, _) if status == StatusCode::NOT_FOUND => {
-                StorageError::NotFound {
-                    name: path.to_owned(),
-                }
+                StorageError::not_found(path)
             }
             ApiError::Status(status, text)
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
             {
-                StorageError::Auth(format!(
+                StorageError::new(ErrorKind::Denied, format!(
                     "online.net API refused the key (HTTP {status}: {text}); check storage.c14.api_key or ONLINE_API_KEY"
                 ))
             }
             ApiError::Status(status, text) if status.is_server_error() => {
-                StorageError::Transient(format!("online.net API {path}: HTTP {status}: {text}"))
+                StorageError::temporary(format!("online.net API {path}: HTTP {status}: {text}"))
             }
             ApiError::Status(status, text) => {
-                StorageError::Failed(format!("online.net API {path}: HTTP {status}: {text}"))
+                StorageError::other(format!("online.net API {path}: HTTP {status}: {text}"))
             }
-            ApiError::Network(e) => StorageError::Transient(format!(
+            ApiError::Network(e) => StorageError::temporary(format!(
                 "cannot reach the online.net API at {}: {e}",
                 api.base
             )),
@@ -394,7 +423,7 @@ impl Api {
         let client = reqwest::Client::builder()
             .timeout(API_TIMEOUT)
             .build()
-            .map_err(|e| StorageError::Config(format!("cannot set up HTTPS: {e}")))?;
+            .map_err(|e| StorageError::config(format!("cannot set up HTTPS: {e}")))?;
         Ok(Api {
             client,
             base: base.trim_end_matches('/').to_owned(),
@@ -438,7 +467,7 @@ impl Api {
             .await
             .map_err(|e| e.into_storage(self, path))?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            StorageError::Failed(format!("online.net API {path}: unexpected answer ({e})"))
+            StorageError::other(format!("online.net API {path}: unexpected answer ({e})"))
         })
     }
 }

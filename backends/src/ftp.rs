@@ -1,28 +1,30 @@
 //! FTP and explicit FTPS (`ftps://`), with suppaftp.
 //!
-//! Each operation opens its own session (connect, login, binary mode, change to the root),
-//! so a server that drops idle connections between the steps of a run costs nothing. Every
-//! connect, reply and data read or write is bounded by `timeout`: a dead server fails the
-//! operation promptly instead of hanging the run.
+//! A logged-in session is kept between operations and checked with `NOOP` before it is used
+//! again: a login can cost seconds (password hashing on the server, a TLS handshake), and a
+//! server that dropped the idle session costs one fresh login. Every connect, reply and data
+//! read or write is bounded by `timeout`: a dead server fails the operation promptly instead of
+//! hanging the run.
 
 use std::future::Future;
-use std::io::SeekFrom;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use suppaftp::FtpError;
 use suppaftp::list::{File as ListedFile, ListParser};
-use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
+use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream, AsyncRustlsStream, TransferStream};
 use suppaftp::tokio_rustls::{TlsConnector, rustls};
 use suppaftp::types::FileType;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::layers::Timeout;
 use crate::{
-    ObjectMeta, ObjectReader, Progress, Result, Secret, Source, Storage, StorageError, WriteMode,
-    partial_name,
+    Backend, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Progress,
+    PutOptions, Result, Secret, Source, StorageError,
 };
 
 /// `[storage.ftp]`
@@ -48,13 +50,25 @@ impl Default for FtpConfig {
     }
 }
 
-/// Size of the chunks read from the file being uploaded and from the data connection.
+pub static BACKEND: Backend = Backend {
+    name: "ftp",
+    env: &[("FTP_PASSWORD", "password")],
+    open: |config| {
+        let ftp: FtpConfig = config.table(BACKEND.name)?;
+        let driver = FtpDriver::new(&ftp)?;
+        Ok(Arc::new(Timeout::new(Arc::new(driver), ftp.timeout)))
+    },
+    effective: crate::effective::<FtpConfig>,
+};
+
+/// Size of the chunks read from the data connection.
 const CHUNK: usize = 256 * 1024;
 
 type Session = AsyncRustlsFtpStream;
+type Transfer = TransferStream<AsyncRustlsStream>;
 
 #[derive(Debug)]
-pub struct FtpStorage {
+pub struct FtpDriver {
     tls: bool,
     host: String,
     port: u16,
@@ -63,11 +77,40 @@ pub struct FtpStorage {
     /// Directory on the server, `""` for the login directory.
     root: String,
     timeout: Duration,
+    /// A logged-in session left by the last operation, for the next one.
+    idle: Idle,
 }
 
-impl FtpStorage {
+/// The kept session; suppaftp's sessions have no `Debug`.
+#[derive(Default)]
+struct Idle(Mutex<Option<Session>>);
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Idle")
+    }
+}
+
+/// What a streaming download needs once the driver has handed it out.
+struct Steps {
+    name: String,
+    timeout: Duration,
+}
+
+impl FtpDriver {
+    /// Plain FTP: `RNFR`/`RNTO` and `REST`; no atomic create, no hashes.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        atomic_create: false,
+        atomic_replace: false,
+        rename: true,
+        ranged_read: true,
+        server_side_hash: false,
+        storage_classes: false,
+        needs_warm_up: false,
+    };
+
     pub fn new(config: &FtpConfig) -> Result<Self> {
-        let bad = |why: String| StorageError::Config(format!("storage.ftp.url: {why}"));
+        let bad = |why: String| StorageError::config(format!("storage.ftp.url: {why}"));
         if config.url.is_empty() {
             return Err(bad("empty; set it to ftp://user@host:21/dir".into()));
         }
@@ -95,7 +138,7 @@ impl FtpStorage {
             user => decode(user)?,
         };
         let root = decode(url.path().trim_end_matches('/'))?;
-        Ok(FtpStorage {
+        Ok(FtpDriver {
             tls,
             host,
             port: url.port().unwrap_or(21),
@@ -103,6 +146,7 @@ impl FtpStorage {
             password: config.password.clone(),
             root,
             timeout: config.timeout,
+            idle: Idle::default(),
         })
     }
 
@@ -124,41 +168,80 @@ impl FtpStorage {
         match tokio::time::timeout(self.timeout, step).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.classify(what, name, e)),
-            Err(_) => Err(StorageError::Transient(format!(
+            Err(_) => Err(StorageError::temporary(format!(
                 "no answer to {what} within {}",
                 humantime::format_duration(self.timeout)
-            ))),
+            ))
+            .with_object(name.unwrap_or_default())),
         }
     }
 
     fn classify(&self, what: &str, name: Option<&str>, err: FtpError) -> StorageError {
-        match err {
+        let error = match &err {
             FtpError::UnexpectedResponse(response) => {
                 let code = response.status.code();
                 let text = String::from_utf8_lossy(&response.body).trim().to_owned();
                 match (code, name) {
-                    (530, _) => StorageError::Auth(format!(
-                        "login of user {} refused ({text}); check the user and storage.ftp.password",
-                        self.user
-                    )),
-                    (550, Some(name)) => StorageError::NotFound {
-                        name: name.to_owned(),
-                    },
+                    (530, _) => StorageError::new(
+                        ErrorKind::Denied,
+                        format!(
+                            "login of user {} refused ({text}); check the user and storage.ftp.password",
+                            self.user
+                        ),
+                    ),
+                    (550, Some(name)) => StorageError::not_found(name),
                     (421 | 425 | 426 | 450 | 451, _) => {
-                        StorageError::Transient(format!("{what} failed: {text}"))
+                        StorageError::temporary(format!("{what} failed: {text}"))
                     }
-                    (452 | 552, _) => StorageError::Failed(format!(
+                    (452 | 552, _) => StorageError::other(format!(
                         "{what} failed, the server is out of space: {text}"
                     )),
-                    _ => StorageError::Failed(format!("{what} failed: {text}")),
+                    _ => StorageError::other(format!("{what} failed: {text}")),
                 }
             }
-            FtpError::ConnectionError(e) => StorageError::Transient(format!("{what} failed: {e}")),
-            other => StorageError::Failed(format!("{what} failed: {other}")),
+            FtpError::ConnectionError(e) => StorageError::temporary(format!("{what} failed: {e}")),
+            other => StorageError::other(format!("{what} failed: {other}")),
+        };
+        error
+            .with_object(name.unwrap_or_default())
+            .with_source(err)
+    }
+
+    /// A logged-in session in the root: the idle one if it still answers, else a new one.
+    async fn session(&self) -> Result<Session> {
+        let idle = self.idle.0.lock().ok().and_then(|mut idle| idle.take());
+        if let Some(mut ftp) = idle {
+            if self.within("NOOP", None, ftp.noop()).await.is_ok() {
+                return Ok(ftp);
+            }
+            tracing::debug!("the idle FTP session was dropped by the server; logging in again");
+        }
+        self.connect().await
+    }
+
+    /// Keeps a session that ended its operation cleanly for the next one.
+    fn release(&self, ftp: Session) {
+        if let Ok(mut idle) = self.idle.0.lock() {
+            *idle = Some(ftp);
         }
     }
 
-    async fn session(&self) -> Result<Session> {
+    /// Runs `operation` on a session and keeps the session if the operation got an answer
+    /// from the server (an error reply included); one that broke off is dropped.
+    async fn with_session<T>(
+        &self,
+        operation: impl AsyncFnOnce(&mut Session) -> Result<T>,
+    ) -> Result<T> {
+        let mut ftp = self.session().await?;
+        let result = operation(&mut ftp).await;
+        match &result {
+            Err(e) if e.is_temporary() => {}
+            _ => self.release(ftp),
+        }
+        result
+    }
+
+    async fn connect(&self) -> Result<Session> {
         let address = self.address();
         let connect = async {
             tokio::net::TcpStream::connect(&address)
@@ -193,25 +276,22 @@ impl FtpStorage {
         if !self.root.is_empty() {
             self.within("CWD", Some(&self.root), ftp.cwd(&self.root))
                 .await
-                .map_err(|e| match e {
-                    StorageError::NotFound { name } => StorageError::Config(format!(
-                        "directory {name} does not exist on the FTP server; create it or fix storage.ftp.url"
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => StorageError::config(format!(
+                        "directory {} does not exist on the FTP server; create it or fix storage.ftp.url",
+                        self.root
                     )),
-                    other => other,
+                    _ => e,
                 })?;
         }
         Ok(ftp)
-    }
-
-    async fn close(&self, mut ftp: Session) {
-        let _ = tokio::time::timeout(self.timeout, ftp.quit()).await;
     }
 
     /// The size of `name`, or `None` when the server has no such file.
     async fn size_of(&self, ftp: &mut Session, name: &str) -> Result<Option<u64>> {
         match self.within("SIZE", Some(name), ftp.size(name)).await {
             Ok(size) => Ok(Some(size as u64)),
-            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -220,86 +300,22 @@ impl FtpStorage {
         &self,
         ftp: &mut Session,
         source: &Source,
-        partial: &str,
+        name: &str,
         progress: Progress<'_>,
     ) -> Result<u64> {
         let mut chunks = source.chunks();
         let mut data = self
-            .within("STOR", Some(partial), ftp.put_with_stream(partial))
+            .within("STOR", Some(name), ftp.put_with_stream(name))
             .await?;
         let mut sent = 0u64;
         while let Some(chunk) = chunks.try_next().await? {
-            self.data_step("upload", partial, data.write_all(&chunk))
-                .await?;
+            data_step(self.timeout, "upload", name, data.write_all(&chunk)).await?;
             sent += chunk.len() as u64;
             progress(sent);
         }
-        self.within("the end of the upload", Some(partial), data.finish())
+        self.within("the end of the upload", Some(name), data.finish())
             .await?;
         Ok(sent)
-    }
-
-    /// One read or write on a data connection, bounded by the timeout: a stall fails the
-    /// transfer, a slow but moving one does not.
-    async fn data_step<T>(
-        &self,
-        what: &str,
-        name: &str,
-        step: impl Future<Output = std::io::Result<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, step).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(StorageError::Transient(format!(
-                "{what} of {name} broke off: {e}"
-            ))),
-            Err(_) => Err(StorageError::Transient(format!(
-                "{what} of {name} stalled for {}",
-                humantime::format_duration(self.timeout)
-            ))),
-        }
-    }
-
-    async fn rename_into_place(
-        &self,
-        ftp: &mut Session,
-        partial: &str,
-        name: &str,
-        mode: WriteMode,
-    ) -> Result<()> {
-        if mode == WriteMode::CreateNew && self.size_of(ftp, name).await?.is_some() {
-            return Err(StorageError::AlreadyExists {
-                name: name.to_owned(),
-            });
-        }
-        match self
-            .within("RNFR/RNTO", None, ftp.rename(partial, name))
-            .await
-        {
-            Ok(()) => Ok(()),
-            // Some servers refuse to rename onto an existing file; replacing then takes a
-            // delete first (a moment without the object, but never a partial one).
-            Err(_) if mode == WriteMode::Replace && self.size_of(ftp, name).await?.is_some() => {
-                self.within("DELE", Some(name), ftp.rm(name)).await?;
-                self.within("RNFR/RNTO", None, ftp.rename(partial, name))
-                    .await
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removes a partial upload after a failure, in a fresh session since the failed one may
-    /// be unusable. Best effort: a leftover is reported, and never carries a final name.
-    async fn remove_partial(&self, partial: &str) {
-        let removal = async {
-            let mut ftp = self.session().await?;
-            let result = self.within("DELE", Some(partial), ftp.rm(partial)).await;
-            self.close(ftp).await;
-            result
-        };
-        match removal.await {
-            Ok(()) | Err(StorageError::NotFound { .. }) => {}
-            Err(e) => tracing::warn!("cannot remove the partial upload {partial}: {e}"),
-        }
     }
 
     async fn listing(&self, ftp: &mut Session) -> Result<Vec<ListedFile>> {
@@ -309,7 +325,7 @@ impl FtpStorage {
                 .filter_map(|line| ListParser::parse_mlsd(line).ok())
                 .collect()),
             // Servers without MLSD: the classic LIST, in Unix or DOS style.
-            Err(StorageError::Failed(_)) => {
+            Err(e) if e.kind() == ErrorKind::Other && !e.is_temporary() => {
                 let lines = self.within("LIST", None, ftp.list(None)).await?;
                 Ok(lines
                     .iter()
@@ -325,8 +341,79 @@ impl FtpStorage {
     }
 }
 
+/// One read or write on a data connection, bounded by the timeout: a stall fails the
+/// transfer, a slow but moving one does not.
+async fn data_step<T>(
+    timeout: Duration,
+    what: &str,
+    name: &str,
+    step: impl Future<Output = std::io::Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, step).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(StorageError::temporary(format!("{what} of {name} broke off: {e}"))
+            .with_object(name)
+            .with_source(e)),
+        Err(_) => Err(StorageError::temporary(format!(
+            "{what} of {name} stalled for {}",
+            humantime::format_duration(timeout)
+        ))
+        .with_object(name)),
+    }
+}
+
+/// A download in progress: the session, its data connection and how much is still wanted.
+struct Download {
+    ftp: Session,
+    data: Transfer,
+    steps: Steps,
+    /// Bytes of the range not yet handed out.
+    wanted: u64,
+    /// Whether the range runs to the end of the object: the transfer is then completed and
+    /// its reply checked; otherwise it is abandoned once the range is read (an early abort).
+    to_end: bool,
+}
+
+impl Download {
+    async fn next_chunk(mut self) -> std::io::Result<Option<(Bytes, Self)>> {
+        let into_io = std::io::Error::other;
+        if self.wanted == 0 {
+            if self.to_end {
+                let completed = tokio::time::timeout(self.steps.timeout, self.data.finish()).await;
+                if !matches!(completed, Ok(Ok(()))) {
+                    return Err(into_io(StorageError::temporary(format!(
+                        "the download of {} did not complete",
+                        self.steps.name
+                    ))));
+                }
+                let _ = tokio::time::timeout(self.steps.timeout, self.ftp.quit()).await;
+            }
+            return Ok(None);
+        }
+        let len = usize::try_from(self.wanted.min(CHUNK as u64)).unwrap_or(CHUNK);
+        let mut buffer = vec![0u8; len];
+        let n = data_step(
+            self.steps.timeout,
+            "download",
+            &self.steps.name,
+            self.data.read(&mut buffer),
+        )
+        .await
+        .map_err(into_io)?;
+        if n == 0 {
+            return Err(into_io(StorageError::temporary(format!(
+                "download of {} ended {} bytes early",
+                self.steps.name, self.wanted
+            ))));
+        }
+        buffer.truncate(n);
+        self.wanted -= n as u64;
+        Ok(Some((Bytes::from(buffer), self)))
+    }
+}
+
 #[async_trait]
-impl Storage for FtpStorage {
+impl Driver for FtpDriver {
     fn describe(&self) -> String {
         let scheme = if self.tls { "ftps" } else { "ftp" };
         format!(
@@ -337,133 +424,115 @@ impl Storage for FtpStorage {
         )
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Self::CAPABILITIES
+    }
+
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
-        let mut ftp = self.session().await?;
-        let size = self.size_of(&mut ftp, name).await;
-        self.close(ftp).await;
-        match size? {
-            Some(size) => Ok(ObjectMeta {
-                name: name.to_owned(),
-                size,
-            }),
-            None => Err(StorageError::NotFound {
-                name: name.to_owned(),
-            }),
-        }
+        let size = self
+            .with_session(async |ftp| self.size_of(ftp, name).await)
+            .await?;
+        size.map(|size| ObjectMeta::new(name, size))
+            .ok_or_else(|| StorageError::not_found(name))
     }
 
     async fn list(&self) -> Result<Vec<ObjectMeta>> {
-        let mut ftp = self.session().await?;
-        let listed = self.listing(&mut ftp).await;
-        self.close(ftp).await;
-        let mut objects: Vec<ObjectMeta> = listed?
+        let listed = self
+            .with_session(async |ftp| self.listing(ftp).await)
+            .await?;
+        let mut objects: Vec<ObjectMeta> = listed
             .into_iter()
             .filter(|file| file.is_file())
-            .map(|file| ObjectMeta {
-                name: file.name().to_owned(),
-                size: file.size() as u64,
-            })
+            .map(|file| ObjectMeta::new(file.name(), file.size() as u64))
             .collect();
         objects.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(objects)
     }
 
-    /// Downloads into an unnamed local temporary file, then streams from it: the transfer's
-    /// completion reply and its size are checked before a byte is handed out, so a download
-    /// cut short can never pass for a whole object.
-    async fn open(&self, name: &str) -> Result<ObjectReader> {
+    /// `REST` to the range's start, `RETR`, and only the range's bytes read: a range that
+    /// ends before the object does closes the session there instead of reading the rest.
+    async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
         let mut ftp = self.session().await?;
         let Some(size) = self.size_of(&mut ftp, name).await? else {
-            self.close(ftp).await;
-            return Err(StorageError::NotFound {
-                name: name.to_owned(),
-            });
+            self.release(ftp);
+            return Err(StorageError::not_found(name));
         };
-        let local_err = |e| StorageError::from_io("a local temporary file", e);
-        let mut local = tokio::fs::File::from_std(tempfile::tempfile().map_err(local_err)?);
-        let mut data = self
+        let wanted = range.len_within(size);
+        let start = usize::try_from(range.start).map_err(|_| {
+            StorageError::other(format!("{range} of {name} is beyond this machine's reach"))
+        })?;
+        if start > 0 {
+            self.within("REST", Some(name), ftp.resume_transfer(start))
+                .await?;
+        }
+        let data = self
             .within("RETR", Some(name), ftp.retr_as_stream(name))
             .await?;
-        let mut buffer = vec![0u8; CHUNK];
-        let mut received = 0u64;
-        loop {
-            let n = self
-                .data_step("download", name, data.read(&mut buffer))
-                .await?;
-            if n == 0 {
-                break;
-            }
-            local.write_all(&buffer[..n]).await.map_err(local_err)?;
-            received += n as u64;
-        }
-        self.within("the end of the download", Some(name), data.finish())
-            .await?;
-        self.close(ftp).await;
-        if received != size {
-            return Err(StorageError::Transient(format!(
-                "download of {name} ended after {received} of {size} bytes"
-            )));
-        }
-        local.flush().await.map_err(local_err)?;
-        local.seek(SeekFrom::Start(0)).await.map_err(local_err)?;
-        Ok(Box::new(local))
+        let download = Download {
+            ftp,
+            data,
+            steps: Steps {
+                name: name.to_owned(),
+                timeout: self.timeout,
+            },
+            wanted,
+            to_end: range.start + wanted >= size,
+        };
+        let chunks = futures_util::stream::try_unfold(download, Download::next_chunk);
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(chunks))))
     }
 
-    async fn upload(
+    async fn put(
         &self,
-        source: &Source,
         name: &str,
-        mode: WriteMode,
+        source: &Source,
+        _options: PutOptions,
         progress: Progress<'_>,
-    ) -> Result<ObjectMeta> {
+    ) -> Result<u64> {
         let mut ftp = self.session().await?;
-        if mode == WriteMode::CreateNew && self.size_of(&mut ftp, name).await?.is_some() {
-            self.close(ftp).await;
-            return Err(StorageError::AlreadyExists {
-                name: name.to_owned(),
-            });
-        }
-        let partial = partial_name(name);
-        let result = async {
-            let sent = self.send(&mut ftp, source, &partial, progress).await?;
-            let on_server = self.size_of(&mut ftp, &partial).await?.unwrap_or(0);
-            if on_server != sent {
-                return Err(StorageError::SizeMismatch {
-                    name: partial.clone(),
-                    expected: sent,
-                    found: on_server,
-                });
+        match self.send(&mut ftp, source, name, progress).await {
+            Ok(sent) => {
+                self.release(ftp);
+                Ok(sent)
             }
-            self.rename_into_place(&mut ftp, &partial, name, mode)
-                .await?;
-            match self.size_of(&mut ftp, name).await? {
-                Some(size) if size == sent => Ok(ObjectMeta {
-                    name: name.to_owned(),
-                    size,
-                }),
-                found => Err(StorageError::SizeMismatch {
-                    name: name.to_owned(),
-                    expected: sent,
-                    found: found.unwrap_or(0),
-                }),
-            }
-        }
-        .await;
-        match &result {
-            Ok(_) => self.close(ftp).await,
-            Err(_) => {
+            Err(e) => {
+                // The failed session may be unusable: the removal gets a fresh one.
                 drop(ftp);
-                self.remove_partial(&partial).await;
+                let removal = self.with_session(async |ftp| {
+                    self.within("DELE", Some(name), ftp.rm(name)).await
+                });
+                match removal.await {
+                    Ok(()) => {}
+                    Err(removal) if removal.kind() == ErrorKind::NotFound => {}
+                    Err(removal) => {
+                        tracing::warn!("cannot remove the partial upload {name}: {removal}");
+                    }
+                }
+                Err(e)
             }
         }
-        result
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.with_session(async |ftp| {
+            match self.within("RNFR/RNTO", Some(from), ftp.rename(from, to)).await {
+                Ok(()) => Ok(()),
+                // Some servers refuse to rename onto an existing file; replacing then takes a
+                // delete first (a moment without the object, but never a partial one).
+                Err(e) if e.kind() != ErrorKind::NotFound && self.size_of(ftp, to).await?.is_some() => {
+                    self.within("DELE", Some(to), ftp.rm(to)).await?;
+                    self.within("RNFR/RNTO", Some(from), ftp.rename(from, to))
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
-        let mut ftp = self.session().await?;
-        let result = self.within("DELE", Some(name), ftp.rm(name)).await;
-        self.close(ftp).await;
-        result
+        self.with_session(async |ftp| self.within("DELE", Some(name), ftp.rm(name)).await)
+            .await
     }
 }
 
@@ -476,8 +545,8 @@ fn tls_connector() -> Result<AsyncRustlsConnector> {
         let _ = roots.add(cert);
     }
     if roots.is_empty() {
-        return Err(StorageError::Config(
-            "ftps:// needs trusted certificates and none were found; install ca-certificates or set SSL_CERT_FILE".into(),
+        return Err(StorageError::config(
+            "ftps:// needs trusted certificates and none were found; install ca-certificates or set SSL_CERT_FILE",
         ));
     }
     let config = rustls::ClientConfig::builder()

@@ -1,24 +1,30 @@
 //! A directory on this machine: what the demo and CI use, and what an operator with a mounted
 //! disk or NAS can use in production.
 
-use std::path::PathBuf;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use opendal::{ErrorKind, Operator, services};
+use opendal::{ErrorKind as OpendalKind, Operator, services};
 use serde::{Deserialize, Serialize};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::layers::Timeout;
 use crate::{
-    ObjectMeta, ObjectReader, Progress, Result, Source, Storage, StorageError, WriteMode,
-    partial_name,
+    Backend, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Progress, PutOptions,
+    Result, Source, StorageConfig, StorageError, partial_name,
 };
 
 /// `[storage.local]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalConfig {
-    /// The directory that holds the archives and the index; created when missing.
+    /// The directory that holds the archives and the index; created when missing. Relative
+    /// to the settings file's directory.
     pub path: PathBuf,
 }
 
@@ -30,68 +36,86 @@ impl Default for LocalConfig {
     }
 }
 
-/// Reads and writes through OpenDAL's `fs` service, which fsyncs every file it closes.
+impl LocalConfig {
+    /// The `[storage.local]` table, its path resolved from the settings file's directory.
+    pub fn from_storage(config: &StorageConfig) -> Result<Self> {
+        let mut local: LocalConfig = config.table(BACKEND.name)?;
+        local.path = config.base_dir.join(&local.path);
+        Ok(local)
+    }
+}
+
+/// A disk that stops answering (a hung network mount) fails the operation after this long.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub static BACKEND: Backend = Backend {
+    name: "local",
+    env: &[],
+    open: |config| {
+        let driver = LocalDriver::new(&LocalConfig::from_storage(config)?)?;
+        Ok(Arc::new(Timeout::new(Arc::new(driver), TIMEOUT)))
+    },
+    effective: crate::effective::<LocalConfig>,
+};
+
+/// Lists and streams through OpenDAL's `fs` service, which fsyncs every file it closes;
+/// creates, renames and removes with the system calls whose atomicity the contract needs.
 #[derive(Debug)]
-pub struct LocalStorage {
+pub struct LocalDriver {
     root: PathBuf,
     op: Operator,
 }
 
-impl LocalStorage {
+impl LocalDriver {
     pub fn new(config: &LocalConfig) -> Result<Self> {
         let root = std::path::absolute(&config.path).map_err(|e| {
-            StorageError::Config(format!("storage.local.path {}: {e}", config.path.display()))
+            StorageError::config(format!("storage.local.path {}: {e}", config.path.display()))
         })?;
         let root_str = root.to_str().ok_or_else(|| {
-            StorageError::Config(format!(
+            StorageError::config(format!(
                 "storage.local.path {} is not valid UTF-8; choose another directory",
                 root.display()
             ))
         })?;
         let op = Operator::new(services::Fs::default().root(root_str))
             .map_err(|e| map_err(root_str, e))?;
-        Ok(LocalStorage { root, op })
+        Ok(LocalDriver { root, op })
     }
 
-    /// Makes a rename durable: the file's bytes are synced by OpenDAL, the directory entry is
-    /// not, and a power cut after the rename could otherwise undo it.
-    fn sync_root_dir(&self) -> Result<()> {
-        std::fs::File::open(&self.root)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| StorageError::from_io(&self.root.display().to_string(), e))
-    }
-
-    /// Puts `source` under `partial`: a hard link when both are on the same filesystem (the
-    /// spool usually is, and the archive then costs no second write), a streamed copy
-    /// otherwise. Either way the bytes are on disk (fsynced) before the rename. A link needs
-    /// the whole file, so a growing source is waited for: on a local disk the copy would cost
-    /// more than the wait.
-    async fn send(&self, source: &Source, partial: &str, progress: Progress<'_>) -> Result<u64> {
-        let target = self.root.join(partial);
+    /// Writes `source` to the new file `staged`: a hard link when both are on the same
+    /// filesystem (the spool usually is, and the archive then costs no second write), a
+    /// streamed copy otherwise. Either way the bytes are on disk (fsynced) before the caller
+    /// gives them their name. A link needs the whole file, so a growing source is waited for:
+    /// on a local disk the copy would cost more than the wait.
+    async fn stage(&self, source: &Source, staged: &str, progress: Progress<'_>) -> Result<u64> {
         source.len().await?;
-        if std::fs::hard_link(source.path(), &target).is_ok() {
-            let synced = std::fs::File::open(&target).and_then(|file| {
-                file.sync_all()?;
-                Ok(file.metadata()?.len())
-            });
-            return match synced {
-                Ok(size) => {
-                    progress(size);
-                    Ok(size)
-                }
-                Err(e) => Err(StorageError::from_io(partial, e)),
-            };
+        let from = source.path().to_owned();
+        let target = self.root.join(staged);
+        let linked = blocking(staged, move || {
+            if std::fs::hard_link(&from, &target).is_err() {
+                return Ok(None);
+            }
+            let file = std::fs::File::open(&target)?;
+            file.sync_all()?;
+            Ok(Some(file.metadata()?.len()))
+        })
+        .await?;
+        match linked {
+            Some(size) => {
+                progress(size);
+                Ok(size)
+            }
+            None => self.copy(source, staged, progress).await,
         }
-        self.copy(source, partial, progress).await
     }
 
-    async fn copy(&self, source: &Source, partial: &str, progress: Progress<'_>) -> Result<u64> {
+    async fn copy(&self, source: &Source, staged: &str, progress: Progress<'_>) -> Result<u64> {
         let mut chunks = source.chunks();
         let mut writer = self
             .op
-            .writer(partial)
+            .writer(staged)
             .await
-            .map_err(|e| map_err(partial, e))?;
+            .map_err(|e| map_err(staged, e))?;
         let mut sent = 0u64;
         loop {
             let chunk = match chunks.try_next().await {
@@ -105,120 +129,159 @@ impl LocalStorage {
             let n = chunk.len() as u64;
             if let Err(e) = writer.write(chunk).await {
                 let _ = writer.abort().await;
-                return Err(map_err(partial, e));
+                return Err(map_err(staged, e));
             }
             sent += n;
             progress(sent);
         }
-        writer.close().await.map_err(|e| map_err(partial, e))?;
+        writer.close().await.map_err(|e| map_err(staged, e))?;
         Ok(sent)
+    }
+
+    /// Gives the staged file its name: a hard link, which fails if the name is taken, for a
+    /// create; a rename, which replaces in one step, otherwise. Then makes it durable: the
+    /// directory entry is synced, or a power cut could undo it.
+    async fn name_staged(&self, staged: &str, name: &str, if_absent: bool) -> Result<()> {
+        let root = self.root.clone();
+        let (staged_path, target) = (root.join(staged), root.join(name));
+        blocking(name, move || {
+            if if_absent {
+                std::fs::hard_link(&staged_path, &target)?;
+                std::fs::remove_file(&staged_path)?;
+            } else {
+                std::fs::rename(&staged_path, &target)?;
+            }
+            sync_dir(&root)
+        })
+        .await
     }
 }
 
+/// Runs blocking file system work off the async runtime, naming `name` in its error.
+async fn blocking<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::from_io(name, io::Error::other(e)))?
+        .map_err(|e| StorageError::from_io(name, e))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[async_trait]
-impl Storage for LocalStorage {
+impl Driver for LocalDriver {
     fn describe(&self) -> String {
         format!("local directory {}", self.root.display())
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_create: true,
+            atomic_replace: true,
+            rename: true,
+            ranged_read: true,
+            ..Capabilities::default()
+        }
+    }
+
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
-        let meta = self.op.stat(name).await.map_err(|e| map_err(name, e))?;
+        let meta = tokio::fs::metadata(self.root.join(name))
+            .await
+            .map_err(|e| StorageError::from_io(name, e))?;
         if !meta.is_file() {
-            return Err(StorageError::Failed(format!("{name} is not a file")));
+            return Err(StorageError::other(format!("{name} is not a file")).with_object(name));
         }
         Ok(ObjectMeta {
             name: name.to_owned(),
-            size: meta.content_length(),
+            size: meta.len(),
+            version: Some(format!(
+                "{}-{}.{}-{}",
+                meta.ino(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.len()
+            )),
         })
     }
 
     async fn list(&self) -> Result<Vec<ObjectMeta>> {
         if !self.root.is_dir() {
-            return Err(StorageError::NotFound {
-                name: self.root.display().to_string(),
-            });
+            return Err(StorageError::not_found(&self.root.display().to_string()));
         }
         let entries = self.op.list("/").await.map_err(|e| map_err("/", e))?;
         let mut objects: Vec<ObjectMeta> = entries
             .into_iter()
             .filter(|entry| entry.metadata().is_file())
-            .map(|entry| ObjectMeta {
-                name: entry.path().to_owned(),
-                size: entry.metadata().content_length(),
-            })
+            .map(|entry| ObjectMeta::new(entry.path(), entry.metadata().content_length()))
             .collect();
         objects.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(objects)
     }
 
-    async fn open(&self, name: &str) -> Result<ObjectReader> {
-        // OpenDAL opens lazily; asking first turns a missing file into NotFound here.
-        self.stat(name).await?;
-        let reader = self.op.reader(name).await.map_err(|e| map_err(name, e))?;
-        let stream = reader
-            .into_futures_async_read(..)
+    async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
+        let size = self.stat(name).await?.size;
+        let mut file = tokio::fs::File::open(self.root.join(name))
             .await
-            .map_err(|e| map_err(name, e))?;
-        Ok(Box::new(stream.compat()))
+            .map_err(|e| StorageError::from_io(name, e))?;
+        file.seek(io::SeekFrom::Start(range.start))
+            .await
+            .map_err(|e| StorageError::from_io(name, e))?;
+        Ok(Box::new(file.take(range.len_within(size))))
     }
 
-    async fn upload(
+    async fn put(
         &self,
-        source: &Source,
         name: &str,
-        mode: WriteMode,
+        source: &Source,
+        options: PutOptions,
         progress: Progress<'_>,
-    ) -> Result<ObjectMeta> {
-        if mode == WriteMode::CreateNew {
-            match self.stat(name).await {
-                Ok(_) => {
-                    return Err(StorageError::AlreadyExists {
-                        name: name.to_owned(),
-                    });
-                }
-                Err(StorageError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+    ) -> Result<u64> {
+        let staged = partial_name(name);
+        let result = async {
+            let sent = self.stage(source, &staged, progress).await?;
+            self.name_staged(&staged, name, options.if_absent).await?;
+            Ok(sent)
         }
-        let partial = partial_name(name);
-        let sent = match self.send(source, &partial, progress).await {
-            Ok(sent) => sent,
-            Err(e) => {
-                let _ = self.op.delete(&partial).await;
-                return Err(e);
-            }
-        };
-        self.op
-            .rename(&partial, name)
-            .await
-            .map_err(|e| map_err(name, e))?;
-        self.sync_root_dir()?;
-        let stored = self.stat(name).await?;
-        if stored.size != sent {
-            return Err(StorageError::SizeMismatch {
-                name: name.to_owned(),
-                expected: sent,
-                found: stored.size,
-            });
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(self.root.join(&staged));
         }
-        Ok(stored)
+        result
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let root = self.root.clone();
+        let (from_path, to_path) = (root.join(from), root.join(to));
+        blocking(from, move || {
+            std::fs::rename(from_path, to_path)?;
+            sync_dir(&root)
+        })
+        .await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
-        // OpenDAL's delete succeeds on a missing file; the contract says NotFound.
         self.stat(name).await?;
-        self.op.delete(name).await.map_err(|e| map_err(name, e))?;
-        self.sync_root_dir()
+        let root = self.root.clone();
+        let path = root.join(name);
+        blocking(name, move || {
+            std::fs::remove_file(path)?;
+            sync_dir(&root)
+        })
+        .await
     }
 }
 
 fn map_err(name: &str, err: opendal::Error) -> StorageError {
-    let name = name.to_owned();
-    match err.kind() {
-        ErrorKind::NotFound => StorageError::NotFound { name },
-        ErrorKind::AlreadyExists => StorageError::AlreadyExists { name },
-        ErrorKind::ConfigInvalid => StorageError::Config(format!("{name}: {err}")),
-        _ if err.is_temporary() => StorageError::Transient(format!("{name}: {err}")),
-        _ => StorageError::Failed(format!("{name}: {err}")),
-    }
+    let error = match err.kind() {
+        OpendalKind::NotFound => StorageError::not_found(name),
+        OpendalKind::AlreadyExists => StorageError::already_exists(name),
+        OpendalKind::ConfigInvalid => StorageError::config(format!("{name}: {err}")),
+        _ if err.is_temporary() => StorageError::temporary(format!("{name}: {err}")),
+        _ => StorageError::other(format!("{name}: {err}")),
+    };
+    error.with_object(name).with_source(err)
 }

