@@ -8,11 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use backends::{ObjectMeta, Storage, StorageError};
+use backends::{ErrorKind, ObjectMeta, Storage};
 
 use crate::index::{Index, IndexEntry};
-use crate::manifest::{Manifest, manifest_name};
-use crate::run::{archive_id_of, read_index};
+use crate::layout::{archive_id_of, manifest_name};
+use crate::manifest::Manifest;
+use crate::storage::read_index;
 
 /// One archive of the index, as found on the storage.
 #[derive(Debug)]
@@ -46,8 +47,8 @@ pub struct Catalog {
 impl Catalog {
     /// Reads the index, lists the storage and loads every manifest (from the cache when it
     /// has it).
-    pub async fn load(storage: &dyn Storage, work_dir: &Path) -> Result<Catalog> {
-        let index: Index = read_index(storage).await?;
+    pub async fn load(storage: &Storage, work_dir: &Path) -> Result<Catalog> {
+        let (index, _): (Index, _) = read_index(storage).await?;
         let objects = storage
             .list()
             .await
@@ -119,7 +120,7 @@ impl Catalog {
 }
 
 /// A manifest from the cache, or from the storage (and then cached).
-async fn fetch_manifest(storage: &dyn Storage, cache: &Path, archive: &str) -> Result<Manifest> {
+async fn fetch_manifest(storage: &Storage, cache: &Path, archive: &str) -> Result<Manifest> {
     let name = manifest_name(archive);
     let cached: PathBuf = cache.join(&name);
     if let Ok(bytes) = std::fs::read(&cached)
@@ -127,9 +128,9 @@ async fn fetch_manifest(storage: &dyn Storage, cache: &Path, archive: &str) -> R
     {
         return Ok(manifest);
     }
-    let bytes = match storage.read(&name).await {
-        Ok(bytes) => bytes,
-        Err(StorageError::NotFound { .. }) => {
+    let bytes = match storage.read_small(&name).await {
+        Ok((_, bytes)) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
             anyhow::bail!(
                 "{name} vanished from {} while being read",
                 storage.describe()

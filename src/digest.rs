@@ -13,8 +13,6 @@ use std::io::{self, Read};
 use aws_lc_rs::digest::{Context as Sha256Context, SHA256};
 use serde::{Deserialize, Serialize};
 
-use crate::pack::hex;
-
 /// Size of the buffer used to hash a file.
 const READ_BUFFER: usize = 1 << 20;
 
@@ -86,6 +84,68 @@ impl DigestHasher {
             self.update(&buffer[..n]);
         }
     }
+}
+
+/// BLAKE3 of a replay's bytes: what a restore checks a replay against. 32 bytes in memory (a
+/// batch can hold 100,000 replays), lowercase hex in files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayHash(pub [u8; 32]);
+
+impl std::fmt::Display for ReplayHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl serde::Serialize for ReplayHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ReplayHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let mut bytes = [0u8; 32];
+        let valid = text.len() == 64
+            && bytes.iter_mut().enumerate().all(|(i, byte)| {
+                u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                    .map(|value| *byte = value)
+                    .is_ok()
+            });
+        if valid {
+            Ok(ReplayHash(bytes))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{text:?} is not a BLAKE3 hash"
+            )))
+        }
+    }
+}
+
+/// Copies `reader` to `out` and returns the byte count and the BLAKE3 of what passed: how a
+/// replay read back from an archive is checked against its manifest.
+pub fn copy_with_blake3(
+    reader: &mut impl Read,
+    out: &mut impl io::Write,
+) -> io::Result<(u64, ReplayHash)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((size, ReplayHash(*hasher.finalize().as_bytes())));
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])?;
+        size += n as u64;
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@
 
 use std::fmt;
 
-/// Name of the index in the storage root.
-pub const INDEX_NAME: &str = "c14_index.txt";
+use crate::layout::INDEX_NAME;
 
 /// One archive as the index records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::ArchiveDigest;
+use crate::digest::ReplayHash;
 use crate::index::IndexEntry;
-use crate::pack::ReplayHash;
 use crate::scan::Replay;
 
 const FILE_NAME: &str = "journal.json";

@@ -8,13 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::ArchiveDigest;
+use crate::digest::ReplayHash;
 use crate::journal::Journal;
-use crate::pack::ReplayHash;
-
-/// The manifest's object name for an archive.
-pub fn manifest_name(archive_name: &str) -> String {
-    format!("{archive_name}.json")
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {

@@ -1,33 +1,39 @@
-//! Telegram notifications. A notification that cannot be sent is logged and never fails the
-//! run: the backup itself matters more than the message about it.
+//! Telegram notifications: a reporter that renders the run's events as the chat messages
+//! operators know. A message that cannot be sent is logged and never fails the run.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use backends::Secret;
 
-use crate::settings::TelegramSettings;
+use crate::events::{Event, Outcome, Reporter, Reporters, WaitCause};
+use crate::settings::{ByteSize, Settings, TelegramSettings};
 
 /// How long one message may take before it is given up.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Sends messages to the operators' chat, or nowhere when notifications are off.
-#[derive(Debug)]
-pub struct Notifier {
-    target: Option<Target>,
+/// The reporters the settings turn on.
+pub fn reporters(settings: &Settings) -> Reporters {
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    if let Some(telegram) = Telegram::new(&settings.telegram) {
+        reporters.push(Box::new(telegram));
+    }
+    Reporters::new(reporters)
 }
 
+/// Sends messages to the operators' chat.
 #[derive(Debug)]
-struct Target {
+pub struct Telegram {
     client: reqwest::Client,
     api_url: String,
     token: Secret,
     chat_id: String,
 }
 
-impl Notifier {
-    /// Notifications are on when both the token and the chat id are set.
-    pub fn new(settings: &TelegramSettings) -> Self {
-        let target = (!settings.token.is_empty() && !settings.chat_id.is_empty()).then(|| Target {
+impl Telegram {
+    /// On when both the token and the chat id are set.
+    pub fn new(settings: &TelegramSettings) -> Option<Self> {
+        (!settings.token.is_empty() && !settings.chat_id.is_empty()).then(|| Telegram {
             client: reqwest::Client::builder()
                 .timeout(SEND_TIMEOUT)
                 .build()
@@ -35,28 +41,20 @@ impl Notifier {
             api_url: settings.api_url.trim_end_matches('/').to_owned(),
             token: settings.token.clone(),
             chat_id: settings.chat_id.clone(),
-        });
-        Notifier { target }
+        })
     }
 
     /// Sends `html` (Telegram's HTML subset; escape what comes from elsewhere with [`escape`]).
-    pub async fn send(&self, html: &str) {
-        let Some(target) = &self.target else {
-            return;
-        };
-        let url = format!(
-            "{}/bot{}/sendMessage",
-            target.api_url,
-            target.token.expose()
-        );
+    async fn send(&self, html: &str) {
+        let url = format!("{}/bot{}/sendMessage", self.api_url, self.token.expose());
         let body = serde_json::json!({
-            "chat_id": target.chat_id,
+            "chat_id": self.chat_id,
             "text": html,
             "parse_mode": "HTML",
             "disable_web_page_preview": true,
         });
         // reqwest puts the URL, and so the token, in its errors: strip it before logging.
-        match target.client.post(url).json(&body).send().await {
+        match self.client.post(url).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
                 tracing::debug!("notification sent");
             }
@@ -68,6 +66,45 @@ impl Notifier {
             Err(e) => {
                 tracing::warn!(error = %e.without_url(), "cannot send the Telegram notification");
             }
+        }
+    }
+}
+
+/// The chat message for an event, if the chat hears of it: successes, waits for the storage
+/// and failures.
+fn render(event: &Event) -> Option<String> {
+    let Event::Finished(outcome) = event else {
+        return None;
+    };
+    match outcome {
+        Outcome::Done(done) => Some(format!(
+            "✅ <b>oiseau</b>: archived <code>{}</code>: {} replays, {}, in {}",
+            escape(&done.archive_name),
+            done.replays,
+            ByteSize(done.archive_bytes),
+            humantime::format_duration(Duration::from_secs(done.duration.as_secs())),
+        )),
+        Outcome::Waiting {
+            cause: WaitCause::Storage,
+            reason,
+        } => Some(format!("⏳ <b>oiseau</b>: {}", escape(reason))),
+        Outcome::Failed { error } => Some(format!(
+            "❌ <b>oiseau</b>: backup failed, nothing was deleted: {}",
+            escape(error)
+        )),
+        Outcome::Waiting {
+            cause: WaitCause::AnotherRun,
+            ..
+        }
+        | Outcome::NothingToDo { .. } => None,
+    }
+}
+
+#[async_trait]
+impl Reporter for Telegram {
+    async fn report(&self, event: &Event) {
+        if let Some(html) = render(event) {
+            self.send(&html).await;
         }
     }
 }
@@ -94,8 +131,32 @@ mod tests {
             chat_id: "1".into(),
             ..TelegramSettings::default()
         };
-        assert!(Notifier::new(&settings).target.is_none());
+        assert!(Telegram::new(&settings).is_none());
         settings.token = Secret::new("t");
-        assert!(Notifier::new(&settings).target.is_some());
+        assert!(Telegram::new(&settings).is_some());
+    }
+
+    #[test]
+    fn the_chat_hears_of_outcomes_worth_acting_on() {
+        let waiting = |cause| {
+            Event::Finished(Outcome::Waiting {
+                cause,
+                reason: "unarchive <started>".into(),
+            })
+        };
+        assert_eq!(
+            render(&waiting(WaitCause::Storage)).as_deref(),
+            Some("⏳ <b>oiseau</b>: unarchive &lt;started&gt;")
+        );
+        assert_eq!(render(&waiting(WaitCause::AnotherRun)), None);
+        assert_eq!(render(&Event::Started), None);
+        let failed = Event::Finished(Outcome::Failed {
+            error: "index line 2".into(),
+        });
+        assert!(
+            render(&failed)
+                .unwrap()
+                .starts_with("❌ <b>oiseau</b>: backup failed")
+        );
     }
 }

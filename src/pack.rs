@@ -9,49 +9,12 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail};
 
-use crate::digest::ArchiveDigest;
+use crate::digest::{ArchiveDigest, ReplayHash};
 use crate::gzip::{Level, OnWritten, ParallelGzip, Written};
 use crate::scan::Replay;
 
 /// Bytes of a replay read at a time.
 const READ_BUFFER: usize = 256 * 1024;
-
-/// BLAKE3 of a replay's bytes: what a restore checks a replay against. 32 bytes in memory (a
-/// batch can hold 100,000 replays), lowercase hex in files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplayHash(pub [u8; 32]);
-
-impl std::fmt::Display for ReplayHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex(&self.0))
-    }
-}
-
-impl serde::Serialize for ReplayHash {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ReplayHash {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let mut bytes = [0u8; 32];
-        let valid = text.len() == 64
-            && bytes.iter_mut().enumerate().all(|(i, byte)| {
-                u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                    .map(|value| *byte = value)
-                    .is_ok()
-            });
-        if valid {
-            Ok(ReplayHash(bytes))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "{text:?} is not a BLAKE3 hash"
-            )))
-        }
-    }
-}
 
 /// What ended up in an archive.
 #[derive(Debug)]
@@ -219,31 +182,6 @@ fn append_entry(
     let padding = (512 - replay.size % 512) % 512;
     out.write_all(&[0u8; 512][..padding as usize])?;
     Ok(ReplayHash(*hasher.finalize().as_bytes()))
-}
-
-/// Copies `reader` to `out` and returns the byte count and the BLAKE3 of what passed: how a
-/// replay read back from an archive is checked against its manifest.
-pub fn copy_with_blake3(
-    reader: &mut impl Read,
-    out: &mut impl io::Write,
-) -> io::Result<(u64, ReplayHash)> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buffer)?;
-        if n == 0 {
-            return Ok((size, ReplayHash(*hasher.finalize().as_bytes())));
-        }
-        hasher.update(&buffer[..n]);
-        out.write_all(&buffer[..n])?;
-        size += n as u64;
-    }
-}
-
-/// Lowercase hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -52,6 +52,14 @@ pub fn replay_id(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// [`scan`] as of now, off the async runtime: a folder can hold 100,000 files.
+pub async fn scan_now(dir: &Path, min_age: Duration) -> Result<Scan> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || scan(&dir, min_age, SystemTime::now()))
+        .await
+        .context("the scan of the temp folder stopped unexpectedly")?
+}
+
 /// Lists `dir` (not recursively). Symbolic links are never followed: what is archived and later
 /// deleted must be the file itself.
 pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {

@@ -109,19 +109,17 @@ impl Settings {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for path in [
-            &mut self.temp_dir,
-            &mut self.work_dir,
-            &mut self.storage.local.path,
-        ] {
+        for path in [&mut self.temp_dir, &mut self.work_dir] {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
         }
+        base.clone_into(&mut self.storage.base_dir);
     }
 
     /// The original tool's environment names win over the file, so existing deployments keep
-    /// their secrets where they are. An empty variable counts as unset.
+    /// their secrets where they are. An empty variable counts as unset. Each backend names its
+    /// own variables.
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         let get = |name: &str| env(name).filter(|value| !value.is_empty());
         if let Some(token) = get("TELEGRAM_TOKEN") {
@@ -130,18 +128,7 @@ impl Settings {
         if let Some(chat_id) = get("TELEGRAM_CHAT_ID") {
             self.telegram.chat_id = chat_id;
         }
-        if let Some(password) = get("FTP_PASSWORD") {
-            self.storage.ftp.password = Secret::new(password);
-        }
-        if let Some(key) = get("ONLINE_API_KEY") {
-            self.storage.c14.api_key = Secret::new(key);
-        }
-        if let Some(name) = get("C14_SYNC_NAME") {
-            self.storage.c14.sync_name = name;
-        }
-        if let Some(remote) = get("RCLONE_REMOTE") {
-            self.storage.rclone.remote = remote;
-        }
+        self.storage.apply_env(env);
     }
 
     fn validate(&self) -> Result<()> {
@@ -339,7 +326,8 @@ mod tests {
         let s = Settings::load(&path, true, &no_env).unwrap();
         assert_eq!(s.temp_dir, dir.path().join("incoming"));
         assert_eq!(s.work_dir, PathBuf::from("/var/lib/oiseau"));
-        assert_eq!(s.storage.local.path, dir.path().join("backup"));
+        let local = backends::local::LocalConfig::from_storage(&s.storage).unwrap();
+        assert_eq!(local.path, dir.path().join("backup"));
     }
 
     #[test]

@@ -2,20 +2,25 @@
 
 mod common;
 
-use backends::ftp::{FtpConfig, FtpStorage};
-use backends::local::{LocalConfig, LocalStorage};
-use backends::rclone::{RcloneConfig, RcloneStorage};
-use backends::{Secret, Storage, StorageError};
+use std::sync::Arc;
+
+use backends::ftp::{FtpConfig, FtpDriver};
+use backends::local::{LocalConfig, LocalDriver};
+use backends::memory::MemoryDriver;
+use backends::rclone::{RcloneConfig, RcloneDriver};
+use backends::{Capabilities, Driver, ErrorKind, Secret};
 use common::conformance;
 use common::ftp::{FTP_PASSWORD, FtpServer, PyFtpServer};
 
-fn ftp(url: String) -> FtpStorage {
-    FtpStorage::new(&FtpConfig {
-        url,
-        password: Secret::new(FTP_PASSWORD),
-        timeout: std::time::Duration::from_secs(10),
-    })
-    .unwrap()
+fn ftp(url: String) -> Arc<dyn Driver> {
+    Arc::new(
+        FtpDriver::new(&FtpConfig {
+            url,
+            password: Secret::new(FTP_PASSWORD),
+            timeout: std::time::Duration::from_secs(10),
+        })
+        .unwrap(),
+    )
 }
 
 /// Names in a server directory, to check that nothing is left under a temporary name.
@@ -26,56 +31,70 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test]
 async fn local_directory_keeps_the_contract() {
     let root = tempfile::tempdir().unwrap();
-    let mut storage = LocalStorage::new(&LocalConfig {
+    let driver = LocalDriver::new(&LocalConfig {
         path: root.path().to_owned(),
     })
     .unwrap();
-    conformance::check(&mut storage).await;
+    conformance::check(Arc::new(driver)).await;
     assert_eq!(names(root.path()), ["c14_index.txt"]);
 }
 
 #[tokio::test]
 async fn local_directory_that_vanished_is_an_error_not_an_empty_listing() {
     let root = tempfile::tempdir().unwrap();
-    let storage = LocalStorage::new(&LocalConfig {
+    let driver = LocalDriver::new(&LocalConfig {
         path: root.path().join("gone"),
     })
     .unwrap();
     std::fs::remove_dir_all(root.path()).unwrap();
-    assert!(matches!(
-        storage.list().await,
-        Err(StorageError::NotFound { .. })
-    ));
+    assert!(matches!(driver.list().await, Err(e) if e.kind() == ErrorKind::NotFound));
+}
+
+#[tokio::test]
+async fn memory_storage_keeps_the_contract_with_a_native_create() {
+    conformance::check(Arc::new(MemoryDriver::default())).await;
+}
+
+#[tokio::test]
+async fn memory_storage_keeps_the_contract_through_temporary_names() {
+    let rename_only = Capabilities {
+        rename: true,
+        ranged_read: true,
+        ..Capabilities::default()
+    };
+    conformance::check(Arc::new(MemoryDriver::with_capabilities(rename_only))).await;
 }
 
 #[tokio::test]
 async fn ftp_on_libunftp_keeps_the_contract() {
     let server = FtpServer::start();
     std::fs::create_dir(server.root.join("backup")).unwrap();
-    conformance::check(&mut ftp(server.url("backup"))).await;
+    conformance::check(ftp(server.url("backup"))).await;
     assert_eq!(names(&server.root.join("backup")), ["c14_index.txt"]);
 }
 
 #[tokio::test]
 async fn ftp_on_pyftpdlib_keeps_the_contract() {
     let server = PyFtpServer::start();
-    conformance::check(&mut ftp(server.url(""))).await;
+    conformance::check(ftp(server.url(""))).await;
     assert_eq!(names(server.root()), ["c14_index.txt"]);
 }
 
-fn rclone(remote: String, config: &str) -> RcloneStorage {
-    RcloneStorage::new(&RcloneConfig {
-        remote,
-        config: config.to_owned(),
-        ..Default::default()
-    })
-    .unwrap()
+fn rclone(remote: String, config: &str) -> Arc<dyn Driver> {
+    Arc::new(
+        RcloneDriver::new(&RcloneConfig {
+            remote,
+            config: config.to_owned(),
+            ..Default::default()
+        })
+        .unwrap(),
+    )
 }
 
 #[tokio::test]
 async fn rclone_local_path_keeps_the_contract() {
     let root = tempfile::tempdir().unwrap();
-    conformance::check(&mut rclone(root.path().display().to_string(), "")).await;
+    conformance::check(rclone(root.path().display().to_string(), "")).await;
     assert_eq!(names(root.path()), ["c14_index.txt"]);
 }
 
@@ -85,6 +104,6 @@ async fn rclone_ftp_remote_keeps_the_contract() {
     std::fs::create_dir(server.root.join("backup")).unwrap();
     let config = common::rclone::ftp_config_file(server.port);
     let config = config.path().to_str().unwrap();
-    conformance::check(&mut rclone("testftp:backup".into(), config)).await;
+    conformance::check(rclone("testftp:backup".into(), config)).await;
     assert_eq!(names(&server.root.join("backup")), ["c14_index.txt"]);
 }

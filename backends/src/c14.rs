@@ -47,7 +47,10 @@ impl Default for C14Config {
 
 pub static BACKEND: Backend = Backend {
     name: "c14",
-    env: &[("ONLINE_API_KEY", "api_key"), ("C14_SYNC_NAME", "sync_name")],
+    env: &[
+        ("ONLINE_API_KEY", "api_key"),
+        ("C14_SYNC_NAME", "sync_name"),
+    ],
     open: |config| {
         // The bucket is an FTP server: its sessions follow `[storage.ftp] timeout`.
         let ftp_timeout = config.table::<FtpConfig>("ftp")?.timeout;
@@ -400,9 +403,12 @@ impl ApiError {
             ApiError::Status(status, text)
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
             {
-                StorageError::new(ErrorKind::Denied, format!(
-                    "online.net API refused the key (HTTP {status}: {text}); check storage.c14.api_key or ONLINE_API_KEY"
-                ))
+                StorageError::new(
+                    ErrorKind::Denied,
+                    format!(
+                        "online.net API refused the key (HTTP {status}: {text}); check storage.c14.api_key or ONLINE_API_KEY"
+                    ),
+                )
             }
             ApiError::Status(status, text) if status.is_server_error() => {
                 StorageError::temporary(format!("online.net API {path}: HTTP {status}: {text}"))

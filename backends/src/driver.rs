@@ -78,7 +78,10 @@ impl ByteRange {
 
     /// How many bytes the range covers in an object of `size` bytes.
     pub fn len_within(self, size: u64) -> u64 {
-        self.end.unwrap_or(size).min(size).saturating_sub(self.start)
+        self.end
+            .unwrap_or(size)
+            .min(size)
+            .saturating_sub(self.start)
     }
 }
 
@@ -224,11 +227,10 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// Moves `from` to `to` on the server, replacing `to` (see [`Capabilities::rename`]).
     async fn rename(&self, from: &str, _to: &str) -> Result<()> {
-        Err(StorageError::other(format!(
-            "{} cannot rename objects",
-            self.describe()
-        ))
-        .with_object(from))
+        Err(
+            StorageError::other(format!("{} cannot rename objects", self.describe()))
+                .with_object(from),
+        )
     }
 
     /// Removes one object; [`crate::ErrorKind::NotFound`] when it does not exist.

@@ -16,7 +16,9 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use suppaftp::FtpError;
 use suppaftp::list::{File as ListedFile, ListParser};
-use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream, AsyncRustlsStream, TransferStream};
+use suppaftp::tokio::{
+    AsyncRustlsConnector, AsyncRustlsFtpStream, AsyncRustlsStream, TransferStream,
+};
 use suppaftp::tokio_rustls::{TlsConnector, rustls};
 use suppaftp::types::FileType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -202,9 +204,7 @@ impl FtpDriver {
             FtpError::ConnectionError(e) => StorageError::temporary(format!("{what} failed: {e}")),
             other => StorageError::other(format!("{what} failed: {other}")),
         };
-        error
-            .with_object(name.unwrap_or_default())
-            .with_source(err)
+        error.with_object(name.unwrap_or_default()).with_source(err)
     }
 
     /// A logged-in session in the root: the idle one if it still answers, else a new one.
@@ -351,9 +351,11 @@ async fn data_step<T>(
 ) -> Result<T> {
     match tokio::time::timeout(timeout, step).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(StorageError::temporary(format!("{what} of {name} broke off: {e}"))
-            .with_object(name)
-            .with_source(e)),
+        Ok(Err(e)) => Err(
+            StorageError::temporary(format!("{what} of {name} broke off: {e}"))
+                .with_object(name)
+                .with_source(e),
+        ),
         Err(_) => Err(StorageError::temporary(format!(
             "{what} of {name} stalled for {}",
             humantime::format_duration(timeout)
@@ -479,7 +481,9 @@ impl Driver for FtpDriver {
             to_end: range.start + wanted >= size,
         };
         let chunks = futures_util::stream::try_unfold(download, Download::next_chunk);
-        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(chunks))))
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(
+            chunks,
+        ))))
     }
 
     async fn put(
@@ -498,9 +502,8 @@ impl Driver for FtpDriver {
             Err(e) => {
                 // The failed session may be unusable: the removal gets a fresh one.
                 drop(ftp);
-                let removal = self.with_session(async |ftp| {
-                    self.within("DELE", Some(name), ftp.rm(name)).await
-                });
+                let removal = self
+                    .with_session(async |ftp| self.within("DELE", Some(name), ftp.rm(name)).await);
                 match removal.await {
                     Ok(()) => {}
                     Err(removal) if removal.kind() == ErrorKind::NotFound => {}
@@ -515,11 +518,17 @@ impl Driver for FtpDriver {
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.with_session(async |ftp| {
-            match self.within("RNFR/RNTO", Some(from), ftp.rename(from, to)).await {
+            match self
+                .within("RNFR/RNTO", Some(from), ftp.rename(from, to))
+                .await
+            {
                 Ok(()) => Ok(()),
                 // Some servers refuse to rename onto an existing file; replacing then takes a
                 // delete first (a moment without the object, but never a partial one).
-                Err(e) if e.kind() != ErrorKind::NotFound && self.size_of(ftp, to).await?.is_some() => {
+                Err(e)
+                    if e.kind() != ErrorKind::NotFound
+                        && self.size_of(ftp, to).await?.is_some() =>
+                {
                     self.within("DELE", Some(to), ftp.rm(to)).await?;
                     self.within("RNFR/RNTO", Some(from), ftp.rename(from, to))
                         .await

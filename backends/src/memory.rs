@@ -108,7 +108,9 @@ impl Driver for MemoryDriver {
         let size = bytes.len() as u64;
         let start = usize::try_from(range.start.min(size)).unwrap_or(usize::MAX);
         let len = usize::try_from(range.len_within(size)).unwrap_or(usize::MAX);
-        Ok(Box::new(std::io::Cursor::new(bytes.slice(start..start + len))))
+        Ok(Box::new(std::io::Cursor::new(
+            bytes.slice(start..start + len),
+        )))
     }
 
     async fn put(

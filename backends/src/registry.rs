@@ -105,7 +105,10 @@ impl StorageConfig {
 }
 
 fn find(name: &str) -> Option<&'static Backend> {
-    BACKENDS.iter().copied().find(|backend| backend.name == name)
+    BACKENDS
+        .iter()
+        .copied()
+        .find(|backend| backend.name == name)
 }
 
 fn names() -> String {
@@ -193,7 +196,10 @@ mod tests {
     #[test]
     fn unknown_tables_keys_and_backends_are_named() {
         let err = parse("backend = \"s4\"").unwrap_err().to_string();
-        assert!(err.contains("\"s4\" is not one of local, ftp, c14, rclone"), "{err}");
+        assert!(
+            err.contains("\"s4\" is not one of local, ftp, c14, rclone"),
+            "{err}"
+        );
         let err = parse("[ftpp]\nurl = \"x\"").unwrap_err().to_string();
         assert!(err.contains("unknown key storage.ftpp"), "{err}");
         let err = parse("[rclone]\nremot = \"x\"").unwrap_err().to_string();

@@ -370,7 +370,7 @@ mod tests {
         drop(feed);
         let err = read_all(&source).await.unwrap_err();
         assert!(err.to_string().contains("abandoned"), "{err}");
-        assert!(!err.is_transient(), "abandoning is final: {err}");
+        assert!(!err.is_temporary(), "abandoning is final: {err}");
         assert!(source.len().await.is_err());
     }
 

@@ -6,9 +6,11 @@ use std::path::Path;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use backends::{
-    ObjectMeta, PARTIAL_SUFFIX, Preflight, PreflightMode, Source, SourceFeed, Storage,
-    StorageError, WriteMode,
+    ByteRange, Driver, ErrorKind, ObjectMeta, PARTIAL_SUFFIX, PreflightMode, PutOptions, Readiness,
+    Source, SourceFeed, Storage, WriteMode, WriteOptions,
 };
 use tokio::io::AsyncReadExt;
 
@@ -22,7 +24,7 @@ fn local_file(dir: &Path, name: &str, bytes: &[u8]) -> Source {
 /// checks that nothing carries `name` on the storage meanwhile. Completes the file only when
 /// `complete`, and otherwise abandons it.
 async fn grow(
-    storage: &dyn Storage,
+    storage: &Storage,
     path: &Path,
     feed: SourceFeed,
     bytes: &[u8],
@@ -46,7 +48,7 @@ async fn grow(
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
-        matches!(storage.stat(name).await, Err(StorageError::NotFound { .. })),
+        is(storage.stat(name).await, ErrorKind::NotFound),
         "{}: {name} has its final name before its source is complete",
         storage.describe()
     );
@@ -57,7 +59,7 @@ async fn grow(
 
 /// Uploads `bytes` as `name` from a growing source that [`grow`] writes meanwhile.
 async fn upload_while_growing(
-    storage: &dyn Storage,
+    storage: &Storage,
     dir: &Path,
     bytes: &[u8],
     name: &str,
@@ -66,20 +68,44 @@ async fn upload_while_growing(
     let path = dir.join(format!("{name}.growing"));
     std::fs::write(&path, b"").unwrap();
     let (source, feed) = Source::growing(&path);
+    let options = WriteOptions::archive();
     let (uploaded, ()) = tokio::join!(
-        storage.upload(&source, name, WriteMode::CreateNew, &|_| {}),
+        storage.upload(&source, name, &options, &|_| {}),
         grow(storage, &path, feed, bytes, name, complete),
     );
     uploaded
 }
 
-/// Runs every clause of the contract against `storage`, whose root must be empty.
-pub async fn check(storage: &mut dyn Storage) {
+/// Whether `result` failed with an error of `kind`.
+fn is<T>(result: backends::Result<T>, kind: ErrorKind) -> bool {
+    matches!(result, Err(e) if e.kind() == kind)
+}
+
+/// Reads an object, or a range of it, whole.
+async fn read(storage: &Storage, name: &str, range: ByteRange) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    storage
+        .read(name, range)
+        .await
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .await
+        .unwrap();
+    bytes
+}
+
+fn hot(mode: WriteMode) -> WriteOptions {
+    WriteOptions::hot(mode)
+}
+
+/// Runs every clause of the contract against `driver`, whose root must be empty: through
+/// the shared commit path, and the capabilities it declares on the driver itself.
+pub async fn check(driver: Arc<dyn Driver>) {
+    let storage = &Storage::new(Arc::clone(&driver));
     assert_eq!(
-        storage.preflight(PreflightMode::Prepare).await.unwrap(),
-        Preflight::Ready
+        storage.prepare(PreflightMode::Prepare).await.unwrap(),
+        Readiness::Ready
     );
-    let storage = &*storage;
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let who = storage.describe();
@@ -90,22 +116,17 @@ pub async fn check(storage: &mut dyn Storage) {
         Vec::<ObjectMeta>::new(),
         "{who}"
     );
-    assert!(matches!(
-        storage.stat("absent").await,
-        Err(StorageError::NotFound { .. })
+    assert!(is(storage.stat("absent").await, ErrorKind::NotFound));
+    assert!(is(
+        storage.read("absent", ByteRange::ALL).await,
+        ErrorKind::NotFound
     ));
-    assert!(matches!(
-        storage.open("absent").await,
-        Err(StorageError::NotFound { .. })
+    assert!(is(
+        storage.read("absent", ByteRange::new(10, 5)).await,
+        ErrorKind::NotFound
     ));
-    assert!(matches!(
-        storage.read("absent").await,
-        Err(StorageError::NotFound { .. })
-    ));
-    assert!(matches!(
-        storage.delete("absent").await,
-        Err(StorageError::NotFound { .. })
-    ));
+    assert!(is(storage.read_small("absent").await, ErrorKind::NotFound));
+    assert!(is(storage.delete("absent").await, ErrorKind::NotFound));
 
     // Upload streams a file in, reports its progress, and the bytes read back are the same.
     let big: Vec<u8> = (0..3_000_000u32)
@@ -117,22 +138,43 @@ pub async fn check(storage: &mut dyn Storage) {
         .upload(
             &source,
             "1_replays_1.tar.gz",
-            WriteMode::CreateNew,
+            &WriteOptions::archive(),
             &|sent| last_progress.store(sent, std::sync::atomic::Ordering::Relaxed),
         )
         .await
         .unwrap();
     assert_eq!(meta.size, big.len() as u64);
     assert_eq!(last_progress.into_inner(), big.len() as u64);
-    let mut streamed = Vec::new();
-    storage
-        .open("1_replays_1.tar.gz")
-        .await
-        .unwrap()
-        .read_to_end(&mut streamed)
-        .await
-        .unwrap();
+    let streamed = read(storage, "1_replays_1.tar.gz", ByteRange::ALL).await;
     assert!(streamed == big, "{who}: streamed bytes differ");
+
+    // Ranged reads return exactly the bytes asked for: inside, at the end, past the end.
+    for (start, len) in [
+        (0, 1),
+        (1_234_567, 300_000),
+        (2_999_000, 1_000),
+        (2_999_990, 100),
+    ] {
+        let part = read(storage, "1_replays_1.tar.gz", ByteRange::new(start, len)).await;
+        let end = usize::try_from(start + len).unwrap().min(big.len());
+        let start = usize::try_from(start).unwrap();
+        assert!(
+            part == big[start..end],
+            "{who}: bytes {start}..{end} differ"
+        );
+    }
+    let tail = read(
+        storage,
+        "1_replays_1.tar.gz",
+        ByteRange {
+            start: 2_000_000,
+            end: None,
+        },
+    )
+    .await;
+    assert!(tail == big[2_000_000..], "{who}: the tail differs");
+    let past = read(storage, "1_replays_1.tar.gz", ByteRange::new(3_000_000, 10)).await;
+    assert!(past.is_empty(), "{who}: a range past the end reads nothing");
     assert_eq!(
         storage.stat("1_replays_1.tar.gz").await.unwrap().size,
         big.len() as u64
@@ -141,10 +183,15 @@ pub async fn check(storage: &mut dyn Storage) {
     // An archive is never overwritten, and a refused upload leaves the original intact.
     let other = local_file(dir, "other", b"something else");
     let refused = storage
-        .upload(&other, "1_replays_1.tar.gz", WriteMode::CreateNew, &|_| {})
+        .upload(
+            &other,
+            "1_replays_1.tar.gz",
+            &WriteOptions::archive(),
+            &|_| {},
+        )
         .await;
     assert!(
-        matches!(refused, Err(StorageError::AlreadyExists { .. })),
+        matches!(&refused, Err(e) if e.kind() == ErrorKind::AlreadyExists),
         "{who}: {refused:?}"
     );
     assert_eq!(
@@ -154,39 +201,59 @@ pub async fn check(storage: &mut dyn Storage) {
 
     // 0-byte objects exist and read back empty (a new index is empty).
     storage
-        .write("c14_index.txt", b"", WriteMode::CreateNew)
+        .write("c14_index.txt", b"", &hot(WriteMode::CreateNew))
         .await
         .unwrap();
     assert_eq!(storage.stat("c14_index.txt").await.unwrap().size, 0);
-    assert_eq!(storage.read("c14_index.txt").await.unwrap(), b"");
+    assert_eq!(storage.read_small("c14_index.txt").await.unwrap().1, b"");
 
     // Replace swaps the whole object.
     storage
-        .write("c14_index.txt", b"1\t10\n", WriteMode::Replace)
+        .write("c14_index.txt", b"1\t10\n", &hot(WriteMode::Replace))
         .await
         .unwrap();
+    let (read_at, _) = storage.read_small("c14_index.txt").await.unwrap();
     storage
-        .write("c14_index.txt", b"1\t10\n2\t20\n", WriteMode::Replace)
+        .write("c14_index.txt", b"1\t10\n2\t20\n", &hot(WriteMode::Replace))
         .await
         .unwrap();
     assert_eq!(
-        storage.read("c14_index.txt").await.unwrap(),
+        storage.read_small("c14_index.txt").await.unwrap().1,
         b"1\t10\n2\t20\n"
     );
 
+    // A replace conditional on the version read earlier fails once another write came in
+    // between, and leaves the newer object alone; on the current version it goes through.
+    let stale = storage
+        .write(
+            "c14_index.txt",
+            b"1\t10\n2\t99\n",
+            &hot(WriteMode::ReplaceIfUnchanged(read_at.version_token())),
+        )
+        .await;
+    assert!(is(stale, ErrorKind::ConditionFailed), "{who}");
+    assert_eq!(
+        storage.read_small("c14_index.txt").await.unwrap().1,
+        b"1\t10\n2\t20\n"
+    );
+    let current = storage.stat("c14_index.txt").await.unwrap().version_token();
+    storage
+        .write(
+            "c14_index.txt",
+            b"1\t10\n2\t20\n",
+            &hot(WriteMode::ReplaceIfUnchanged(current)),
+        )
+        .await
+        .unwrap();
+
     // Listing shows finished objects, sorted, with their sizes, and no partial uploads.
     let listed = storage.list().await.unwrap();
+    let sizes: Vec<(&str, u64)> = listed.iter().map(|o| (o.name.as_str(), o.size)).collect();
     assert_eq!(
-        listed,
-        vec![
-            ObjectMeta {
-                name: "1_replays_1.tar.gz".into(),
-                size: big.len() as u64
-            },
-            ObjectMeta {
-                name: "c14_index.txt".into(),
-                size: 10
-            },
+        sizes,
+        [
+            ("1_replays_1.tar.gz", big.len() as u64),
+            ("c14_index.txt", 10)
         ],
         "{who}"
     );
@@ -197,7 +264,7 @@ pub async fn check(storage: &mut dyn Storage) {
     let uploaded = upload_while_growing(storage, dir, &big, "3_replays_3.tar.gz", true).await;
     assert_eq!(uploaded.unwrap().size, big.len() as u64, "{who}");
     assert!(
-        storage.read("3_replays_3.tar.gz").await.unwrap() == big,
+        storage.read_small("3_replays_3.tar.gz").await.unwrap().1 == big,
         "{who}: grown bytes differ"
     );
     storage.delete("3_replays_3.tar.gz").await.unwrap();
@@ -222,21 +289,21 @@ pub async fn check(storage: &mut dyn Storage) {
         .upload(
             &Source::file(dir.join("no-such-file")),
             "2_replays_2.tar.gz",
-            WriteMode::CreateNew,
+            &WriteOptions::archive(),
             &|_| {},
         )
         .await;
     assert!(missing.is_err());
-    assert!(matches!(
+    assert!(is(
         storage.stat("2_replays_2.tar.gz").await,
-        Err(StorageError::NotFound { .. })
+        ErrorKind::NotFound
     ));
 
     // Delete removes exactly one object.
     storage.delete("1_replays_1.tar.gz").await.unwrap();
-    assert!(matches!(
+    assert!(is(
         storage.stat("1_replays_1.tar.gz").await,
-        Err(StorageError::NotFound { .. })
+        ErrorKind::NotFound
     ));
     let names: Vec<String> = storage
         .list()
@@ -246,4 +313,86 @@ pub async fn check(storage: &mut dyn Storage) {
         .map(|o| o.name)
         .collect();
     assert_eq!(names, ["c14_index.txt"]);
+
+    check_capabilities(driver.as_ref(), dir).await;
+}
+
+/// The capabilities the driver declares, checked on the driver itself; each one checked
+/// leaves the storage as it found it.
+async fn check_capabilities(driver: &dyn Driver, dir: &Path) {
+    let capabilities = driver.capabilities();
+    let who = driver.describe();
+    assert!(
+        capabilities.atomic_create || capabilities.rename,
+        "{who}: with neither an atomic create nor a rename, nothing can be committed safely"
+    );
+    let first = local_file(dir, "first", b"first");
+    let second = local_file(dir, "second", b"second, longer");
+    if capabilities.atomic_create {
+        let create = PutOptions {
+            if_absent: true,
+            ..PutOptions::default()
+        };
+        assert_eq!(
+            driver
+                .put("created", &first, create, &|_| {})
+                .await
+                .unwrap(),
+            5
+        );
+        let refused = driver.put("created", &second, create, &|_| {}).await;
+        assert!(
+            is(refused, ErrorKind::AlreadyExists),
+            "{who}: replaced an object"
+        );
+        assert_eq!(driver.stat("created").await.unwrap().size, 5, "{who}");
+        driver.delete("created").await.unwrap();
+    }
+    if capabilities.atomic_replace {
+        let plain = PutOptions::default();
+        driver
+            .put("replaced", &first, plain, &|_| {})
+            .await
+            .unwrap();
+        driver
+            .put("replaced", &second, plain, &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(driver.stat("replaced").await.unwrap().size, 14, "{who}");
+        driver.delete("replaced").await.unwrap();
+    }
+    if capabilities.rename {
+        let plain = PutOptions::default();
+        driver.put("from", &second, plain, &|_| {}).await.unwrap();
+        driver.put("to", &first, plain, &|_| {}).await.unwrap();
+        driver.rename("from", "to").await.unwrap();
+        assert_eq!(
+            driver.stat("to").await.unwrap().size,
+            14,
+            "{who}: rename replaces"
+        );
+        assert!(is(driver.stat("from").await, ErrorKind::NotFound), "{who}");
+        driver.delete("to").await.unwrap();
+    }
+    if capabilities.server_side_hash {
+        driver
+            .put("hashed", &first, PutOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        driver.check_hash("hashed", first.path()).await.unwrap();
+        let mismatch = driver.check_hash("hashed", second.path()).await;
+        assert!(
+            mismatch.is_err(),
+            "{who}: a different local file passed the hash check"
+        );
+        driver.delete("hashed").await.unwrap();
+    }
+    let names: Vec<String> = driver
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(names, ["c14_index.txt"], "{who}");
 }

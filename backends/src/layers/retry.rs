@@ -78,7 +78,12 @@ impl Retry {
         self
     }
 
-    async fn attempt<T, F, Fut>(&self, operation: &'static str, object: &str, mut call: F) -> Result<T>
+    async fn attempt<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        object: &str,
+        mut call: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,

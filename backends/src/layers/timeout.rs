@@ -32,15 +32,17 @@ impl Timeout {
         object: &str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::time::timeout(self.limit, call).await.unwrap_or_else(|_| {
-            Err(StorageError::temporary(format!(
-                "{} did not answer {operation} {object} within {}",
-                self.inner.describe(),
-                humantime::format_duration(self.limit)
-            ))
-            .with_operation(operation)
-            .with_object(object))
-        })
+        tokio::time::timeout(self.limit, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StorageError::temporary(format!(
+                    "{} did not answer {operation} {object} within {}",
+                    self.inner.describe(),
+                    humantime::format_duration(self.limit)
+                ))
+                .with_operation(operation)
+                .with_object(object))
+            })
     }
 }
 

@@ -133,7 +133,7 @@ impl Daemon {
         let user = random_token()?;
         let password = Secret::new(random_token()?);
         let address = format!("127.0.0.1:{port}");
-        let mut command = command(config, &["rcd", "--rc-serve", "--rc-addr", &address]);
+        let mut command = command(config, &["rcd", "--rc-addr", &address, "--rc-serve"]);
         command
             .env("RCLONE_RC_USER", &user)
             .env("RCLONE_RC_PASS", password.expose())

@@ -10,8 +10,8 @@
 mod daemon;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,8 +23,8 @@ use tokio::sync::{OnceCell, mpsc};
 
 use crate::layers::Timeout;
 use crate::{
-    Backend, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode,
-    Progress, PutOptions, Readiness, Result, Source, StorageError,
+    Backend, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode, Progress,
+    PutOptions, Readiness, Result, Source, StorageError,
 };
 use daemon::{Daemon, Refusal};
 
@@ -81,6 +81,8 @@ pub struct RcloneDriver {
     /// Whether the remote root answered a probe: once is enough to tell a missing object from
     /// an unreachable remote.
     root_probed: AtomicBool,
+    /// The hash types the remote keeps, as `operations/fsinfo` said during `prepare`.
+    hashes: OnceLock<Vec<String>>,
 }
 
 /// One entry of `operations/stat` or `operations/list`.
@@ -112,6 +114,7 @@ impl RcloneDriver {
             config: config.clone(),
             daemon: OnceCell::new(),
             root_probed: AtomicBool::new(false),
+            hashes: OnceLock::new(),
         })
     }
 
@@ -274,7 +277,7 @@ impl Driver for RcloneDriver {
         Capabilities {
             rename: true,
             ranged_read: true,
-            server_side_hash: true,
+            server_side_hash: self.hashes.get().is_some_and(|hashes| !hashes.is_empty()),
             ..Capabilities::default()
         }
     }
@@ -297,6 +300,22 @@ impl Driver for RcloneDriver {
             )));
         }
         daemon?;
+        self.probe_root().await?;
+        let info = self
+            .rc_ok("operations/fsinfo", json!({"fs": self.config.remote}))
+            .await?;
+        let hashes = info
+            .get("Hashes")
+            .and_then(Value::as_array)
+            .map(|kinds| {
+                kinds
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = self.hashes.set(hashes);
         Ok(Readiness::Ready)
     }
 
@@ -345,7 +364,10 @@ impl Driver for RcloneDriver {
                 return Ok(Box::new(tokio::io::empty()));
             }
             let last = range.start + wanted - 1;
-            request = request.header(reqwest::header::RANGE, format!("bytes={}-{last}", range.start));
+            request = request.header(
+                reqwest::header::RANGE,
+                format!("bytes={}-{last}", range.start),
+            );
         }
         let response = request
             .send()
@@ -356,8 +378,10 @@ impl Driver for RcloneDriver {
             return Err(StorageError::not_found(name));
         }
         if !status.is_success() {
-            return Err(StorageError::other(format!("rclone read of {name} failed: HTTP {status}"))
-                .with_object(name));
+            return Err(StorageError::other(format!(
+                "rclone read of {name} failed: HTTP {status}"
+            ))
+            .with_object(name));
         }
         if range != ByteRange::ALL && status != reqwest::StatusCode::PARTIAL_CONTENT {
             return Err(StorageError::other(format!(

@@ -1,54 +1,15 @@
-//! The small commands: `init`, `status`, `config`.
+//! `oiseau status`: where the backup stands, for an operator or for monitoring.
 
-use std::time::SystemTime;
-
-use anyhow::{Context, Result, bail};
-use backends::{Preflight, PreflightMode, Storage, StorageError, WriteMode};
-
+use anyhow::{Context, Result};
+use backends::PreflightMode;
 use serde::Serialize;
 
-use crate::index::INDEX_NAME;
+use crate::error::is_try_later;
 use crate::journal::{Journal, unix_now};
-use crate::run::{archive_id_of, read_index};
-use crate::settings::{ByteSize, Settings, SettingsError};
-use crate::{TryLater, lock, scan};
-
-/// Opens the configured storage and runs its preflight; a storage that is not ready yet means
-/// "try again later".
-pub async fn ready_storage(settings: &Settings, mode: PreflightMode) -> Result<Box<dyn Storage>> {
-    let mut storage = backends::open(&settings.storage)
-        .map_err(|e| SettingsError(format!("storage settings: {e}")))?;
-    let where_to = storage.describe();
-    match storage
-        .preflight(mode)
-        .await
-        .with_context(|| format!("preflight of {where_to}"))?
-    {
-        Preflight::Ready => Ok(storage),
-        Preflight::Pending(why) => Err(TryLater(why).into()),
-    }
-}
-
-/// Creates an empty index on a storage that has none. Refuses when one exists: a second
-/// `init` on a used storage would restart archive ids and overwrite history.
-pub async fn init(settings: &Settings) -> Result<()> {
-    let storage = ready_storage(settings, PreflightMode::Prepare).await?;
-    let where_to = storage.describe();
-    match storage.stat(INDEX_NAME).await {
-        Ok(meta) => bail!(
-            "{where_to} already has {INDEX_NAME} ({} bytes); it is left as it is",
-            meta.size
-        ),
-        Err(StorageError::NotFound { .. }) => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot reach {where_to}")),
-    }
-    storage
-        .write(INDEX_NAME, b"", WriteMode::CreateNew)
-        .await
-        .with_context(|| format!("cannot create {INDEX_NAME} on {where_to}"))?;
-    println!("created an empty {INDEX_NAME} on {where_to}; the first archive will be id 1");
-    Ok(())
-}
+use crate::layout::{INDEX_NAME, archive_id_of, archive_timestamp};
+use crate::settings::{ByteSize, Settings};
+use crate::storage::{read_index, ready};
+use crate::{lock, scan};
 
 /// Where the backup stands, as `oiseau status` prints it.
 #[derive(Debug, Serialize)]
@@ -85,7 +46,7 @@ struct LastArchive {
 /// Prints where the backup stands, as text or one JSON object. Exits 1 when the storage
 /// cannot be read and 75 while it is waking up, so monitoring can run it as is.
 pub async fn status(settings: &Settings, json: bool) -> Result<()> {
-    let scan = scan::scan(&settings.temp_dir, settings.min_age, SystemTime::now())?;
+    let scan = scan::scan_now(&settings.temp_dir, settings.min_age).await?;
     let mut status = Status {
         temp_dir: settings.temp_dir.display().to_string(),
         replays: scan.replays.len(),
@@ -106,7 +67,7 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
     let outcome = storage_status(settings, &mut status).await;
     if let Err(e) = &outcome {
         status.storage_message = Some(format!("{e:#}"));
-        if e.downcast_ref::<TryLater>().is_some() {
+        if is_try_later(e) {
             status.storage_state = "pending";
         }
     }
@@ -119,14 +80,13 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
 }
 
 async fn storage_status(settings: &Settings, status: &mut Status) -> Result<()> {
-    let storage = ready_storage(settings, PreflightMode::Inspect).await;
-    status.storage = match &storage {
-        Ok(storage) => storage.describe(),
-        Err(_) => settings.storage.backend.to_string(),
-    };
-    let storage = storage?;
+    status.storage.clone_from(&settings.storage.backend);
+    let storage = crate::storage::open(settings)?;
+    let prepared = ready(&storage, PreflightMode::Inspect).await;
+    status.storage = storage.describe();
+    prepared?;
     status.storage_condition = storage.condition();
-    let index = read_index(storage.as_ref()).await?;
+    let (index, _) = read_index(&storage).await?;
     let objects = storage
         .list()
         .await
@@ -145,10 +105,10 @@ async fn storage_status(settings: &Settings, status: &mut Status) -> Result<()> 
             .map(|o| &o.name)
             .find(|name| archive_id_of(name) == Some(last.archive_id))
             .cloned();
-        let age_seconds = name.as_deref().and_then(|name| {
-            let stamp: u64 = name.split('_').next()?.parse().ok()?;
-            unix_now().ok()?.checked_sub(stamp)
-        });
+        let age_seconds = name
+            .as_deref()
+            .and_then(archive_timestamp)
+            .and_then(|stamp| unix_now().ok()?.checked_sub(stamp));
         LastArchive {
             id: last.archive_id,
             max_replay_id: last.max_replay_id,

@@ -5,9 +5,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
+use backends::local::LocalConfig;
+
+use crate::commands::init::init;
+use crate::layout::INDEX_NAME;
 use crate::run::{RunOptions, RunReport, run};
+use crate::sample;
 use crate::settings::{ByteSize, Settings};
-use crate::{commands, sample};
 
 const DEMO_SETTINGS: &str = r#"# Written by `oiseau demo`; every setting is described in settings.sample.toml.
 temp_dir = "temp"
@@ -54,14 +58,9 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
     );
 
     let settings = Settings::load(&config, true, &|_| None)?;
-    if !settings
-        .storage
-        .local
-        .path
-        .join(crate::index::INDEX_NAME)
-        .exists()
-    {
-        commands::init(&settings).await?;
+    let storage_dir = LocalConfig::from_storage(&settings.storage)?.path;
+    if !storage_dir.join(INDEX_NAME).exists() {
+        init(&settings).await?;
     }
     match run(&settings, RunOptions::default()).await? {
         RunReport::Archived(done) => println!(
@@ -73,7 +72,7 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
         ),
         other => anyhow::bail!("the demo run archived nothing: {other:?}"),
     }
-    print_tree(&settings.storage.local.path, "storage")?;
+    print_tree(&storage_dir, "storage")?;
     print_tree(&temp, "temp folder now")?;
     println!(
         "\ntry: oiseau --config {config} status\n     oiseau --config {config} locate 1000\n     \

@@ -5,18 +5,18 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use backends::{PreflightMode, Storage};
+use backends::{ByteRange, PreflightMode, Storage};
 use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::{Catalog, CatalogEntry, Found};
-use crate::commands::ready_storage;
-use crate::pack::{ReplayHash, copy_with_blake3};
+use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::settings::Settings;
+use crate::storage::open_ready;
 
 /// Prints the archive holding each replay; fails naming the ids that were never archived.
 pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
-    let storage = ready_storage(settings, PreflightMode::Inspect).await?;
-    let catalog = Catalog::load(storage.as_ref(), &settings.work_dir).await?;
+    let storage = open_ready(settings, PreflightMode::Inspect).await?;
+    let catalog = Catalog::load(&storage, &settings.work_dir).await?;
     let mut missing = Vec::new();
     for &id in ids {
         let found = catalog.locate(id);
@@ -66,8 +66,8 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
         }
     }
     // Reading an archive needs the storage awake: on C14 this may start an unarchive.
-    let storage = ready_storage(settings, PreflightMode::Prepare).await?;
-    let catalog = Catalog::load(storage.as_ref(), &settings.work_dir).await?;
+    let storage = open_ready(settings, PreflightMode::Prepare).await?;
+    let catalog = Catalog::load(&storage, &settings.work_dir).await?;
 
     // Archive name -> replays wanted from it, with their recorded hash when there is one.
     let mut plan: BTreeMap<String, BTreeMap<String, Option<ReplayHash>>> = BTreeMap::new();
@@ -98,7 +98,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
         );
     }
     for (archive, wanted) in plan {
-        let restored = extract_from(storage.as_ref(), &archive, wanted, to, overwrite).await?;
+        let restored = extract_from(&storage, &archive, wanted, to, overwrite).await?;
         for (name, checked) in restored {
             println!(
                 "restored {} from {archive}{}",
@@ -116,14 +116,14 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
 
 /// Streams one archive from the storage and writes the wanted members into `to`.
 async fn extract_from(
-    storage: &dyn Storage,
+    storage: &Storage,
     archive: &str,
     wanted: BTreeMap<String, Option<ReplayHash>>,
     to: &Path,
     overwrite: bool,
 ) -> Result<Vec<(String, bool)>> {
     let reader = storage
-        .open(archive)
+        .read(archive, ByteRange::ALL)
         .await
         .with_context(|| format!("cannot download {archive} from {}", storage.describe()))?;
     let bridge = SyncIoBridge::new(reader);

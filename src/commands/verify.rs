@@ -4,15 +4,16 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use backends::{PreflightMode, Storage};
+use backends::{ByteRange, PreflightMode, Storage};
 use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::{Catalog, CatalogEntry};
-use crate::commands::ready_storage;
 use crate::digest::{ArchiveDigest, DigestHasher};
-use crate::pack::{ReplayHash, copy_with_blake3};
+use crate::digest::{ReplayHash, copy_with_blake3};
+use crate::error::is_try_later;
 use crate::scan::replay_id;
 use crate::settings::Settings;
+use crate::storage::open_ready;
 
 pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Result<()> {
     let mode = if deep {
@@ -20,8 +21,8 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
     } else {
         PreflightMode::Inspect
     };
-    let storage = ready_storage(settings, mode).await?;
-    let catalog = Catalog::load(storage.as_ref(), &settings.work_dir).await?;
+    let storage = open_ready(settings, mode).await?;
+    let catalog = Catalog::load(&storage, &settings.work_dir).await?;
     let mut problems = Vec::new();
     let mut checked = 0;
     for archive in &catalog.archives {
@@ -37,8 +38,10 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
                 .as_ref()
                 .map_or("no such file", |o| o.name.as_str())
         );
-        match check(storage.as_ref(), archive, deep).await {
+        match check(&storage, archive, deep).await {
             Ok(()) => tracing::debug!("{label}: ok"),
+            // A cold archive awaiting its restore is not a damaged one: come back later.
+            Err(e) if is_try_later(&e) => return Err(e.context(label)),
             Err(e) => {
                 println!("{label}: {e:#}");
                 problems.push(label);
@@ -67,7 +70,7 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
     Ok(())
 }
 
-async fn check(storage: &dyn Storage, archive: &CatalogEntry, deep: bool) -> Result<()> {
+async fn check(storage: &Storage, archive: &CatalogEntry, deep: bool) -> Result<()> {
     let Some(object) = &archive.object else {
         bail!("missing from the storage");
     };
@@ -87,7 +90,7 @@ async fn check(storage: &dyn Storage, archive: &CatalogEntry, deep: bool) -> Res
         return Ok(());
     }
     let reader = storage
-        .open(&object.name)
+        .read(&object.name, ByteRange::ALL)
         .await
         .context("cannot download it")?;
     let bridge = SyncIoBridge::new(reader);

@@ -1,0 +1,63 @@
+//! Every command of the command line, one module each; [`execute`] runs the one asked for.
+
+pub mod demo;
+pub mod init;
+pub mod restore;
+pub mod status;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::run::{self, RunOptions, RunReport};
+use crate::settings::{ByteSize, DEFAULT_CONFIG, Settings};
+
+/// Loads the settings (except for `demo`, which makes its own) and runs the command.
+pub async fn execute(cli: Cli) -> Result<()> {
+    if let Command::Demo { dir } = cli.command {
+        return demo::demo(dir).await;
+    }
+    let explicit = cli.config.is_some();
+    let config = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let settings = Settings::load(&config, explicit, &|name| std::env::var(name).ok())?;
+    match cli.command {
+        Command::Run { force, dry_run } => {
+            match run::run(&settings, RunOptions { force, dry_run }).await? {
+                RunReport::NothingToDo { .. } => {}
+                RunReport::Planned(plan) => println!(
+                    "plan: archive {} as {}: {} replays, {} ({} bytes); nothing was changed",
+                    plan.archive_id,
+                    plan.archive_name,
+                    plan.replays.len(),
+                    ByteSize(plan.bytes),
+                    plan.bytes
+                ),
+                RunReport::Archived(done) => tracing::info!(
+                    archive_id = done.archive_id,
+                    replays = done.replays,
+                    replay_bytes = done.replay_bytes,
+                    archive_bytes = done.archive_bytes,
+                    kept = done.kept,
+                    seconds = done.duration.as_secs_f64(),
+                    "backup done: {}",
+                    done.archive_name
+                ),
+            }
+            Ok(())
+        }
+        Command::Init => init::init(&settings).await,
+        Command::Status { json } => status::status(&settings, json).await,
+        Command::Locate { ids } => restore::locate(&settings, &ids).await,
+        Command::Restore { ids, to, overwrite } => {
+            restore::restore(&settings, &ids, &to, overwrite).await
+        }
+        Command::Verify { deep, since } => verify::verify(&settings, deep, since).await,
+        Command::Config => {
+            print!("{}", settings.to_redacted_toml()?);
+            Ok(())
+        }
+        Command::Demo { .. } => unreachable!("handled before the settings are loaded"),
+    }
+}

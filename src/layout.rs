@@ -1,0 +1,70 @@
+//! Every object name on the storage, built and parsed here and nowhere else: the index, the
+//! archives, their manifests, the index copies and the partial uploads. The names are the
+//! original tool's (plus the manifests), so an existing backup is taken over as it is.
+
+pub use backends::PARTIAL_SUFFIX;
+
+/// Name of the index in the storage root.
+pub const INDEX_NAME: &str = "c14_index.txt";
+
+/// `<unix_time>_replays_<id>.tar.gz`, the original tool's archive name.
+pub fn archive_name(timestamp: u64, archive_id: u64) -> String {
+    format!("{timestamp}_replays_{archive_id}.tar.gz")
+}
+
+/// The id in `<unix_time>_replays_<id>.tar.gz`.
+pub fn archive_id_of(name: &str) -> Option<u64> {
+    let (stamp, rest) = name.split_once("_replays_")?;
+    let id = rest.strip_suffix(".tar.gz")?;
+    if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// The `<unix_time>` an archive's name starts with.
+pub fn archive_timestamp(name: &str) -> Option<u64> {
+    archive_id_of(name)?;
+    name.split('_').next()?.parse().ok()
+}
+
+/// The manifest's object name for an archive.
+pub fn manifest_name(archive_name: &str) -> String {
+    format!("{archive_name}.json")
+}
+
+/// `<unix_time>_c14_index.txt`: the index as it was after the run of that time.
+pub fn index_copy_name(timestamp: u64) -> String {
+    format!("{timestamp}_{INDEX_NAME}")
+}
+
+/// Whether `name` is a partial upload left by an interrupted run: never a finished object.
+pub fn is_partial(name: &str) -> bool {
+    name.ends_with(PARTIAL_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_round_trip_and_others_are_not_archives() {
+        let name = archive_name(1_571_000_000, 12);
+        assert_eq!(name, "1571000000_replays_12.tar.gz");
+        assert_eq!(archive_id_of(&name), Some(12));
+        assert_eq!(archive_timestamp(&name), Some(1_571_000_000));
+        for other in [
+            "c14_index.txt",
+            "1571000000_c14_index.txt",
+            "1571000000_replays_12.tar.gz.json",
+            "x_replays_12.tar.gz",
+            "_replays_12.tar.gz",
+            "1571000000_replays_12.tar.gz.1-0.oiseau-part",
+        ] {
+            assert_eq!(archive_id_of(other), None, "{other}");
+        }
+        assert!(is_partial(&backends::partial_name(&name)));
+        assert_eq!(manifest_name(&name), "1571000000_replays_12.tar.gz.json");
+        assert_eq!(index_copy_name(5), "5_c14_index.txt");
+    }
+}

@@ -1,0 +1,25 @@
+//! oiseau backs up osu! replays to cold storage and gets them back. Every command lives in
+//! this library; `main.rs` only parses the command line, sets up logging and maps the
+//! outcome to an exit code.
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod digest;
+pub mod error;
+pub mod events;
+mod fault;
+pub mod gzip;
+pub mod index;
+pub mod journal;
+pub mod layout;
+pub mod lock;
+pub mod manifest;
+pub mod notify;
+pub mod pack;
+mod progress;
+pub mod run;
+pub mod sample;
+pub mod scan;
+pub mod settings;
+pub mod storage;

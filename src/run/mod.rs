@@ -1,0 +1,182 @@
+//! The backup run: lock -> finish an interrupted run -> scan -> threshold -> ready the
+//! storage -> index -> tidy -> pack and upload -> journal -> commit (manifest, index line,
+//! clean) -> report.
+//!
+//! The order is the safety argument: a replay leaves the temp folder only after the archive
+//! holding it is on the storage with the right size and the index lists it; and the journal,
+//! written before anything leaves the machine, lets the next run finish whatever a killed one
+//! started.
+
+mod clean;
+mod commit;
+mod plan;
+mod spool;
+mod tidy;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use backends::{PreflightMode, Storage};
+
+use crate::events::{Archived, Event, Outcome, Reporters, WaitCause};
+use crate::journal::Journal;
+use crate::lock::{self, LockHeld};
+use crate::settings::Settings;
+use crate::storage::{read_index, ready};
+use commit::{Upload, commit};
+pub use plan::Plan;
+use plan::{scan_temp_folder, worth_packing};
+use tidy::tidy_storage;
+use upload::pack_and_upload;
+
+/// How `oiseau run` was asked to behave.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Pack whatever is there, even below the threshold.
+    pub force: bool,
+    /// Print the plan and change nothing anywhere.
+    pub dry_run: bool,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub enum RunReport {
+    /// Below the threshold: the replays in the temp folder add up to `bytes`.
+    NothingToDo {
+        bytes: u64,
+    },
+    Planned(Plan),
+    Archived(Archived),
+}
+
+/// Runs one backup on the configured storage and tells the operators how it went.
+pub async fn run(settings: &Settings, options: RunOptions) -> Result<RunReport> {
+    let storage = crate::storage::open(settings)?;
+    run_on(
+        &storage,
+        settings,
+        options,
+        &crate::notify::reporters(settings),
+    )
+    .await
+}
+
+/// Runs one backup on `storage` (opened, not yet made ready) and reports its events.
+pub async fn run_on(
+    storage: &Storage,
+    settings: &Settings,
+    options: RunOptions,
+    reporters: &Reporters,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let result = backup(storage, settings, options, started, reporters).await;
+    reporters
+        .report(&Event::Finished(outcome_of(&result, settings)))
+        .await;
+    result
+}
+
+fn outcome_of(result: &Result<RunReport>, settings: &Settings) -> Outcome {
+    match result {
+        Ok(RunReport::Archived(done)) => Outcome::Done(done.clone()),
+        Ok(RunReport::NothingToDo { bytes }) => Outcome::NothingToDo {
+            bytes: *bytes,
+            threshold: settings.threshold.0,
+        },
+        Ok(RunReport::Planned(plan)) => Outcome::NothingToDo {
+            bytes: plan.bytes,
+            threshold: settings.threshold.0,
+        },
+        Err(e) if e.chain().any(|cause| cause.is::<LockHeld>()) => Outcome::Waiting {
+            cause: WaitCause::AnotherRun,
+            reason: format!("{e:#}"),
+        },
+        Err(e) if crate::error::is_try_later(e) => Outcome::Waiting {
+            cause: WaitCause::Storage,
+            reason: format!("{e:#}"),
+        },
+        Err(e) => Outcome::Failed {
+            error: format!("{e:#}"),
+        },
+    }
+}
+
+async fn backup(
+    storage: &Storage,
+    settings: &Settings,
+    options: RunOptions,
+    started: Instant,
+    reporters: &Reporters,
+) -> Result<RunReport> {
+    let _lock = lock::acquire(&settings.work_dir)?;
+    reporters.report(&Event::Started).await;
+    // A dry run only looks: it must not wake a cold storage up.
+    let mode = if options.dry_run {
+        PreflightMode::Inspect
+    } else {
+        PreflightMode::Prepare
+    };
+
+    let mut storage_ready = false;
+    let mut resumed = None;
+    let mut tidied = false;
+    if let Some(journal) = Journal::load(&settings.work_dir)? {
+        if options.dry_run {
+            tracing::warn!(
+                "a previous run did not finish archive {} ({}); a real run finishes it first",
+                journal.archive_id,
+                journal.archive_name
+            );
+        } else {
+            tracing::info!(
+                "finishing archive {} ({}), left unfinished by a previous run",
+                journal.archive_id,
+                journal.archive_name
+            );
+            reporters
+                .report(&Event::Resumed {
+                    archive_name: journal.archive_name.clone(),
+                })
+                .await;
+            ready(storage, mode).await?;
+            storage_ready = true;
+            resumed = commit(
+                storage,
+                settings,
+                &Arc::new(journal),
+                Upload::Unknown,
+                started,
+            )
+            .await?;
+            // The interrupted run may have left a partial upload behind.
+            tidy_storage(storage, &read_index(storage).await?.0, reporters).await?;
+            tidied = true;
+        }
+    }
+
+    let scan = scan_temp_folder(settings).await?;
+    if !worth_packing(&scan, settings.threshold.0, options.force) {
+        let bytes = scan.total_bytes();
+        return Ok(resumed.map_or(RunReport::NothingToDo { bytes }, RunReport::Archived));
+    }
+
+    if !storage_ready {
+        ready(storage, mode).await?;
+    }
+    let (index, _) = read_index(storage).await?;
+    if !options.dry_run && !tidied {
+        tidy_storage(storage, &index, reporters).await?;
+    }
+    let plan = Plan::new(&index, scan)?;
+    if options.dry_run {
+        return Ok(RunReport::Planned(plan));
+    }
+
+    let journal = pack_and_upload(storage, settings, plan).await?;
+    commit(storage, settings, &journal, Upload::Done, started)
+        .await?
+        .map(RunReport::Archived)
+        .ok_or_else(|| anyhow!("the archive just uploaded could not be committed"))
+}

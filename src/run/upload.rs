@@ -1,0 +1,142 @@
+//! The archive's way to the storage: uploaded while it is packed, or again from the spool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+use backends::{ErrorKind, ObjectMeta, Source, Storage, WriteOptions};
+use indicatif::ProgressBar;
+
+use crate::fault;
+use crate::journal::Journal;
+use crate::progress::{bytes_bar, stacked_bars};
+use crate::run::plan::Plan;
+use crate::run::spool::{pack_to_spool, prepare_spool};
+use crate::settings::{ByteSize, Settings};
+
+/// Packs the plan into the spool and uploads the archive while it is being written: the
+/// upload follows the growing spool file, and it can give the archive its final name only once
+/// the packing is over and the journal that vouches for the archive is on disk. The journal is
+/// returned once both are done.
+pub async fn pack_and_upload(
+    storage: &Storage,
+    settings: &Settings,
+    plan: Plan,
+) -> Result<Arc<Journal>> {
+    let out = prepare_spool(&settings.work_dir, &plan).await?;
+    let name = plan.archive_name.clone();
+    let estimate = plan.bytes;
+    let (source, feed) = Source::growing(&out);
+    let feed = Arc::new(feed);
+    let bars = stacked_bars();
+    let pack_bar = bars.add(bytes_bar(plan.bytes, "packing"));
+    let upload_bar = bars.add(bytes_bar(plan.bytes, "uploading"));
+    // Owns the feed: when packing fails, the feed is dropped here and the upload gives up.
+    let packing = async move {
+        let packed = pack_to_spool(&plan, &out, settings.compression.0, &feed, pack_bar).await?;
+        let journal = Arc::new(Journal {
+            backend: settings.storage.backend.clone(),
+            archive_id: plan.archive_id,
+            archive_name: plan.archive_name.clone(),
+            timestamp: plan.timestamp,
+            archive_size: packed.size,
+            digest: packed.digest,
+            replays: Journal::replays_from(&plan.replays, &packed.hashes),
+        });
+        // From here on the journal is the plan; the scan's copy can go.
+        drop(plan);
+        save_journal(&journal, settings).await?;
+        feed.complete(journal.archive_size);
+        fault::point("after-pack");
+        Ok::<_, anyhow::Error>(journal)
+    };
+    let uploading = upload_archive(storage, &source, &name, estimate, upload_bar);
+    let (packed, uploaded) = tokio::join!(packing, uploading);
+    // A failed packing fails the upload too; the packing's error is the one that explains.
+    let journal = packed?;
+    check_uploaded(storage, &journal, &uploaded?)?;
+    Ok(journal)
+}
+
+/// Writes the journal to `work_dir`, fsynced, off the async runtime.
+async fn save_journal(journal: &Arc<Journal>, settings: &Settings) -> Result<()> {
+    let journal = Arc::clone(journal);
+    let work_dir = settings.work_dir.clone();
+    tokio::task::spawn_blocking(move || journal.save(&work_dir))
+        .await
+        .context("the journal's save stopped unexpectedly")?
+}
+
+/// Uploads the finished spool copy of the journal's archive.
+pub async fn upload_from_spool(
+    storage: &Storage,
+    journal: &Journal,
+    source: &Source,
+) -> Result<()> {
+    let bar = bytes_bar(journal.archive_size, "uploading");
+    let uploaded = upload_archive(
+        storage,
+        source,
+        &journal.archive_name,
+        journal.archive_size,
+        bar,
+    )
+    .await?;
+    check_uploaded(storage, journal, &uploaded)
+}
+
+/// Uploads an archive, logging its progress against `estimate` (the final size may not be
+/// known yet), and returns what the storage holds under its name.
+async fn upload_archive(
+    storage: &Storage,
+    source: &Source,
+    name: &str,
+    estimate: u64,
+    bar: ProgressBar,
+) -> Result<ObjectMeta> {
+    let where_to = storage.describe();
+    tracing::info!("uploading {name} to {where_to}");
+    // Logs reach cron's mail and journald where no bar is drawn: a line per quarter.
+    let quarters_logged = AtomicU64::new(0);
+    let uploaded = storage
+        .upload(source, name, &WriteOptions::archive(), &|sent| {
+            bar.set_position(sent);
+            let quarter = sent * 4 / estimate.max(1);
+            if quarter > quarters_logged.fetch_max(quarter, Ordering::Relaxed) && quarter < 4 {
+                tracing::info!("uploaded {} of {name}", ByteSize(sent));
+            }
+            if sent * 2 >= estimate {
+                fault::point("mid-upload");
+            }
+        })
+        .await;
+    bar.finish_and_clear();
+    match uploaded {
+        Ok(stored) => Ok(stored),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            // An earlier attempt of the retried upload may have landed after all.
+            let landed = match (storage.stat(name).await, source.len().await) {
+                (Ok(stored), Ok(size)) if stored.size == size => Some(stored),
+                _ => None,
+            };
+            landed
+                .ok_or(e)
+                .with_context(|| format!("cannot upload {name} to {where_to}"))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot upload {name} to {where_to}")),
+    }
+}
+
+/// Fails unless the storage holds the journal's archive at its packed size.
+fn check_uploaded(storage: &Storage, journal: &Journal, stored: &ObjectMeta) -> Result<()> {
+    if stored.size != journal.archive_size {
+        bail!(
+            "{} is {} bytes on {}, {} were packed; nothing was deleted",
+            journal.archive_name,
+            stored.size,
+            storage.describe(),
+            journal.archive_size
+        );
+    }
+    Ok(())
+}

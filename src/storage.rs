@@ -1,0 +1,57 @@
+//! The configured storage as the commands use it: opened from the settings, made ready (or
+//! "try again later"), and its index read.
+
+use anyhow::{Context, Result, anyhow};
+use backends::{ErrorKind, PreflightMode, Readiness, Storage, Version};
+
+use crate::error::TryLater;
+use crate::index::Index;
+use crate::layout::INDEX_NAME;
+use crate::settings::{Settings, SettingsError};
+
+/// Opens the configured storage without contacting it.
+pub fn open(settings: &Settings) -> Result<Storage> {
+    backends::open(&settings.storage)
+        .map_err(|e| SettingsError(format!("storage settings: {e}")).into())
+}
+
+/// Runs the storage's first readiness step; a storage that is not ready yet means "try again
+/// later".
+pub async fn ready(storage: &Storage, mode: PreflightMode) -> Result<()> {
+    match storage
+        .prepare(mode)
+        .await
+        .with_context(|| format!("preflight of {}", storage.describe()))?
+    {
+        Readiness::Ready => Ok(()),
+        Readiness::Pending(why) => Err(TryLater(why).into()),
+    }
+}
+
+/// Opens the configured storage and makes it ready.
+pub async fn open_ready(settings: &Settings, mode: PreflightMode) -> Result<Storage> {
+    let storage = open(settings)?;
+    ready(&storage, mode).await?;
+    Ok(storage)
+}
+
+/// Reads and parses the storage's index, with the version it was read at; a storage without
+/// one needs `oiseau init` first.
+pub async fn read_index(storage: &Storage) -> Result<(Index, Version)> {
+    let (meta, raw) = match storage.read_small(INDEX_NAME).await {
+        Ok(read) => read,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(anyhow!(
+                "{} has no {INDEX_NAME}; if this is a new storage, run `oiseau init` first, \
+                 otherwise check the storage settings",
+                storage.describe()
+            ));
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot read {INDEX_NAME} from {}", storage.describe()));
+        }
+    };
+    let index = Index::parse(raw).with_context(|| format!("on {}", storage.describe()))?;
+    Ok((index, meta.version_token()))
+}
