@@ -210,13 +210,15 @@ impl Member {
         // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown (as flate2 writes it).
         framing.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
         for index in 0..blocks {
-            let len = (block.len() - index * MAX_STORED).min(MAX_STORED) as u16;
+            let len = u16::try_from((block.len() - index * MAX_STORED).min(MAX_STORED))
+                .expect("a stored deflate block holds at most 65,535 bytes");
             framing.push(u8::from(index + 1 == blocks));
             framing.extend_from_slice(&len.to_le_bytes());
             framing.extend_from_slice(&(!len).to_le_bytes());
         }
         framing.extend_from_slice(&crc.to_le_bytes());
-        framing.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        let size = u32::try_from(block.len()).expect("a block is far below 4 GiB");
+        framing.extend_from_slice(&size.to_le_bytes());
         framing
     }
 
@@ -264,7 +266,8 @@ fn worth_compressing(block: &[u8]) -> bool {
     if total == 0 {
         return false;
     }
-    let total = total as f64;
+    // At most SAMPLES * SAMPLE bytes: exact in a u32, and so in an f64.
+    let total = f64::from(u32::try_from(total).unwrap_or(u32::MAX));
     let bits_per_byte: f64 = counts
         .iter()
         .filter(|&&count| count > 0)
@@ -339,7 +342,7 @@ mod tests {
                 // What is handed over is already in the file, at the end of its `len` bytes.
                 let file = std::fs::read(&path).unwrap();
                 let handed = pieces.concat();
-                assert!(file[..len as usize].ends_with(&handed));
+                assert!(file[..usize::try_from(len).unwrap()].ends_with(&handed));
                 reports.lock().unwrap().push(len);
             })
         };
@@ -366,8 +369,8 @@ mod tests {
 
     #[test]
     fn many_blocks_come_back_in_order() {
-        let data: Vec<u8> = (0..(5 * BLOCK + 123) as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        let data: Vec<u8> = (0..u32::try_from(5 * BLOCK + 123).unwrap())
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0])
             .collect();
         for level in [Level::Auto, Level::Fixed(0), Level::Fixed(6)] {
             assert!(round_trip(&data, level).0 == data, "{level:?}");
@@ -382,7 +385,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                x as u8
+                x.to_le_bytes()[0]
             })
             .collect();
         let (_, stored) = round_trip(&noise, Level::Auto);
@@ -399,7 +402,7 @@ mod tests {
     #[test]
     fn stored_members_match_what_zlib_decodes() {
         for len in [0, 1, 65_535, 65_536, 200_000] {
-            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let data: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
             let bytes = Member::new(data.clone(), 0).into_pieces().concat();
             let mut back = Vec::new();
             flate2::read::GzDecoder::new(&bytes[..])

@@ -35,19 +35,20 @@ pub fn write_replays(
     for id in first_id..first_id + count {
         // Skewed towards small files, as real replays are.
         let size = 4096 + (rng.next() % 256) * (rng.next() % 1024);
-        let mut bytes = Vec::with_capacity(size as usize);
+        let size = usize::try_from(size).expect("a sample replay is at most a few hundred KiB");
+        let mut bytes = Vec::with_capacity(size);
         bytes.push(0); // mode: osu!standard
         bytes.extend_from_slice(&20_240_101u32.to_le_bytes()); // game version
-        while (bytes.len() as u64) < size {
+        while bytes.len() < size {
             bytes.extend_from_slice(&rng.next().to_le_bytes());
         }
-        bytes.truncate(size as usize);
+        bytes.truncate(size);
         let path = dir.join(format!("replay_{id}.osr"));
         let mut file = std::fs::File::create(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         file.write_all(&bytes)?;
         file.set_modified(mtime)?;
-        total += size;
+        total += bytes.len() as u64;
     }
     Ok(total)
 }

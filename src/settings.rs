@@ -212,10 +212,27 @@ impl ByteSize {
                     format!("unknown unit {unit:?} in {text:?}; use B, KB, MB, GB, KiB, MiB or GiB")
                 })?
         };
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a size such as \"500 MiB\""))?;
-        Ok(ByteSize((number * multiplier as f64).round() as u64))
+        // In integers, so that "1.5 GiB" is exact: the whole part, then the fraction's digits
+        // scaled and rounded to the byte.
+        let not_a_size = || format!("{text:?} is not a size such as \"500 MiB\"");
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(not_a_size());
+        }
+        let digits = |part: &str| -> Result<u128, String> {
+            if part.is_empty() {
+                return Ok(0);
+            }
+            part.parse().map_err(|_| not_a_size())
+        };
+        let scale = u32::try_from(fraction.len())
+            .ok()
+            .and_then(|len| 10u128.checked_pow(len))
+            .ok_or_else(not_a_size)?;
+        let multiplier = u128::from(multiplier);
+        let bytes =
+            digits(whole)? * multiplier + (digits(fraction)? * multiplier + scale / 2) / scale;
+        u64::try_from(bytes).map(ByteSize).map_err(|_| not_a_size())
     }
 }
 
@@ -224,7 +241,8 @@ impl fmt::Display for ByteSize {
         let bytes = self.0;
         for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
             if bytes >= size {
-                return write!(f, "{:.1} {unit}", bytes as f64 / size as f64);
+                let tenths = (u128::from(bytes) * 10 + u128::from(size) / 2) / u128::from(size);
+                return write!(f, "{}.{} {unit}", tenths / 10, tenths % 10);
             }
         }
         write!(f, "{bytes} B")
@@ -274,6 +292,16 @@ mod tests {
         assert_eq!(ByteSize::parse("1.5 GiB"), Ok(ByteSize(3 << 29)));
         assert_eq!(ByteSize::parse("1234"), Ok(ByteSize(1234)));
         assert_eq!(ByteSize::parse("12 B"), Ok(ByteSize(12)));
+        assert_eq!(ByteSize::parse(".5 KiB"), Ok(ByteSize(512)));
+        assert_eq!(
+            ByteSize::parse("0.0001 KB"),
+            Ok(ByteSize(0)),
+            "rounded to the byte"
+        );
+        assert!(ByteSize::parse(".").is_err());
+        assert_eq!(ByteSize(1536).to_string(), "1.5 KiB");
+        assert_eq!(ByteSize((500 << 20) - 1).to_string(), "500.0 MiB");
+        assert_eq!(ByteSize(1023).to_string(), "1023 B");
         assert!(
             ByteSize::parse("5 parsecs")
                 .unwrap_err()

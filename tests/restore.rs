@@ -94,7 +94,8 @@ fn copy_original_fixture(storage: &std::path::Path) {
 
 /// The bytes `fixtures/original/make.py` wrote for a replay.
 fn original_replay(id: u64) -> Vec<u8> {
-    format!("osu! replay {id} ").repeat(100).into_bytes()[..700 + id as usize].to_vec()
+    format!("osu! replay {id} ").repeat(100).into_bytes()[..700 + usize::try_from(id).unwrap()]
+        .to_vec()
 }
 
 #[test]

@@ -98,7 +98,7 @@ impl Recent {
             }
             let (start, piece) = self.pieces.pop_front()?;
             self.bytes -= piece.len();
-            return Some(piece.slice((offset - start) as usize..));
+            return Some(piece.slice(usize::try_from(offset - start).ok()?..));
         }
         None
     }
@@ -272,7 +272,9 @@ impl Follower {
                 available
             }
         };
-        let chunk = self.read_file(available.min(CHUNK as u64) as usize).await?;
+        let chunk = self
+            .read_file(usize::try_from(available).map_or(CHUNK, |left| left.min(CHUNK)))
+            .await?;
         if chunk.is_empty() {
             return Ok(None);
         }

@@ -130,7 +130,7 @@ pub async fn check(driver: Arc<dyn Driver>) {
 
     // Upload streams a file in, reports its progress, and the bytes read back are the same.
     let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
     let source = local_file(dir, "big", &big);
     let last_progress = std::sync::atomic::AtomicU64::new(0);
