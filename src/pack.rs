@@ -48,7 +48,12 @@ pub fn pack(
 ) -> Result<Packed> {
     let file = File::create_new(out)
         .with_context(|| format!("cannot create the spool file {}", out.display()))?;
-    let result = write_archive(replays, &file, level, progress, on_written);
+    let result = file
+        .try_clone()
+        .context("cannot open the spool file twice")
+        .and_then(|out| {
+            write_archive(replays, ParallelGzip::new(out, level, on_written), progress)
+        });
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
@@ -66,14 +71,12 @@ pub fn pack(
 
 type Archive = (Vec<Option<ReplayHash>>, Written);
 
+/// Writes the replays into `gzip` as a tar stream.
 fn write_archive(
     replays: &[Replay],
-    file: &File,
-    level: Level,
+    gzip: ParallelGzip,
     progress: &dyn Fn(u64),
-    on_written: OnWritten,
 ) -> Result<Archive> {
-    let gzip = ParallelGzip::new(file.try_clone()?, level, on_written);
     let mut tar = tar::Builder::new(gzip);
     let mut hashes = Vec::with_capacity(replays.len());
     let mut read_so_far = 0u64;

@@ -63,12 +63,7 @@ impl Bench {
         let source = backends::Source::file(empty.path());
         bench
             .memory
-            .put(
-                INDEX_NAME,
-                &source,
-                backends::PutOptions::default(),
-                &|_| {},
-            )
+            .put(INDEX_NAME, &backends::Put::new(&source))
             .await
             .unwrap();
         bench

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::ftp::{FtpConfig, FtpDriver};
 use crate::layers::Timeout;
 use crate::{
-    Backend, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode,
-    Progress, PutOptions, Readiness, Result, Secret, Source, StorageError,
+    BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
+    PreflightMode, Put, Readiness, Result, Secret, StorageConfig, StorageError,
 };
 
 /// `[storage.c14]`
@@ -45,20 +45,22 @@ impl Default for C14Config {
     }
 }
 
-pub static BACKEND: Backend = Backend {
-    name: "c14",
-    env: &[
+impl BackendConfig for C14Config {
+    const NAME: &'static str = "c14";
+    const ENV: &'static [(&'static str, &'static str)] = &[
         ("ONLINE_API_KEY", "api_key"),
         ("C14_SYNC_NAME", "sync_name"),
-    ],
-    open: |config| {
+    ];
+
+    fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
         // The bucket is an FTP server: its sessions follow `[storage.ftp] timeout`.
-        let ftp_timeout = config.table::<FtpConfig>("ftp")?.timeout;
-        let driver = C14Driver::new(&config.table(BACKEND.name)?, ftp_timeout)?;
-        Ok(Arc::new(Timeout::new(Arc::new(driver), ftp_timeout)))
-    },
-    effective: crate::effective::<C14Config>,
-};
+        let ftp_timeout = storage.table::<FtpConfig>(FtpConfig::NAME)?.timeout;
+        Ok(Timeout::wrap(
+            C14Driver::new(&self, ftp_timeout)?,
+            ftp_timeout,
+        ))
+    }
+}
 
 /// How long one API call may take.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -314,14 +316,8 @@ impl Driver for C14Driver {
         self.bucket()?.read(name, range).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
-        self.bucket()?.put(name, source, options, progress).await
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
+        self.bucket()?.put(name, put).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {

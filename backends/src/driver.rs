@@ -142,13 +142,27 @@ impl WriteOptions {
     }
 }
 
-/// What [`Driver::put`] is asked to do beyond writing the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PutOptions {
+/// One write as [`Driver::put`] receives it.
+#[derive(Clone, Copy)]
+pub struct Put<'a> {
+    pub source: &'a Source,
     /// Create the object only if the name is free, atomically. Asked only of drivers that
     /// declare [`Capabilities::atomic_create`].
     pub if_absent: bool,
     pub placement: Placement,
+    pub progress: Progress<'a>,
+}
+
+impl<'a> Put<'a> {
+    /// A plain write of `source`: replaces, hot, no progress reported.
+    pub fn new(source: &'a Source) -> Self {
+        Put {
+            source,
+            if_absent: false,
+            placement: Placement::Hot,
+            progress: &|_| {},
+        }
+    }
 }
 
 /// Whether opening a storage may change its state to make it ready.
@@ -210,20 +224,15 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// [`crate::ErrorKind::NotReady`]. A stream cut short ends in an error, never early.
     async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader>;
 
-    /// Writes `source` under `name` and returns the bytes written; a growing source is
-    /// streamed as it is written, and the write ends only once the source is complete.
+    /// Writes the put's source under `name`, reporting its progress, and returns the bytes
+    /// written; a growing source is streamed as it is written, and the write ends only once
+    /// the source is complete.
     ///
     /// With `if_absent`, see [`Capabilities::atomic_create`]. Without it, `name` is replaced
     /// if it exists, and a driver without [`Capabilities::atomic_replace`] may leave a partial
     /// object under `name` when it fails: the commit path then uses it for temporary names
     /// only. A failed `put` removes what it wrote where it can.
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64>;
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64>;
 
     /// Moves `from` to `to` on the server, replacing `to` (see [`Capabilities::rename`]).
     async fn rename(&self, from: &str, _to: &str) -> Result<()> {

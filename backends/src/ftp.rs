@@ -25,8 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::layers::Timeout;
 use crate::{
-    Backend, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Progress,
-    PutOptions, Result, Secret, Source, StorageError,
+    BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Progress,
+    Put, Result, Secret, Source, StorageConfig, StorageError,
 };
 
 /// `[storage.ftp]`
@@ -51,17 +51,6 @@ impl Default for FtpConfig {
         }
     }
 }
-
-pub static BACKEND: Backend = Backend {
-    name: "ftp",
-    env: &[("FTP_PASSWORD", "password")],
-    open: |config| {
-        let ftp: FtpConfig = config.table(BACKEND.name)?;
-        let driver = FtpDriver::new(&ftp)?;
-        Ok(Arc::new(Timeout::new(Arc::new(driver), ftp.timeout)))
-    },
-    effective: crate::effective::<FtpConfig>,
-};
 
 /// Size of the chunks read from the data connection.
 const CHUNK: usize = 256 * 1024;
@@ -414,6 +403,15 @@ impl Download {
     }
 }
 
+impl BackendConfig for FtpConfig {
+    const NAME: &'static str = "ftp";
+    const ENV: &'static [(&'static str, &'static str)] = &[("FTP_PASSWORD", "password")];
+
+    fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+        Ok(Timeout::wrap(FtpDriver::new(&self)?, self.timeout))
+    }
+}
+
 #[async_trait]
 impl Driver for FtpDriver {
     fn describe(&self) -> String {
@@ -486,15 +484,9 @@ impl Driver for FtpDriver {
         ))))
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        _options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
         let mut ftp = self.session().await?;
-        match self.send(&mut ftp, source, name, progress).await {
+        match self.send(&mut ftp, put.source, name, put.progress).await {
             Ok(sent) => {
                 self.release(ftp);
                 Ok(sent)

@@ -24,11 +24,11 @@ mod storage;
 
 pub use capability::Capabilities;
 pub use driver::{
-    ByteRange, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Progress, PutOptions,
+    ByteRange, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Progress, Put,
     Readiness, Version, WriteMode, WriteOptions,
 };
 pub use error::{ErrorKind, ErrorStatus, StorageError};
-pub use registry::{BACKENDS, Backend, StorageConfig, effective, open};
+pub use registry::{BACKENDS, Backend, BackendConfig, StorageConfig, open};
 pub use secret::Secret;
 pub use source::{Chunks, Source, SourceFeed};
 pub use storage::{PARTIAL_SUFFIX, Storage, partial_name};

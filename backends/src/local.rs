@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::layers::Timeout;
 use crate::{
-    Backend, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Progress, PutOptions,
+    BackendConfig, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Progress, Put,
     Result, Source, StorageConfig, StorageError, partial_name,
 };
 
@@ -38,25 +38,27 @@ impl Default for LocalConfig {
 
 impl LocalConfig {
     /// The `[storage.local]` table, its path resolved from the settings file's directory.
-    pub fn from_storage(config: &StorageConfig) -> Result<Self> {
-        let mut local: LocalConfig = config.table(BACKEND.name)?;
-        local.path = config.base_dir.join(&local.path);
-        Ok(local)
+    pub fn from_storage(storage: &StorageConfig) -> Result<Self> {
+        Ok(storage.table::<Self>(Self::NAME)?.resolved(storage))
+    }
+
+    fn resolved(mut self, storage: &StorageConfig) -> Self {
+        self.path = storage.base_dir.join(&self.path);
+        self
+    }
+}
+
+impl BackendConfig for LocalConfig {
+    const NAME: &'static str = "local";
+
+    fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+        let driver = LocalDriver::new(&self.resolved(storage))?;
+        Ok(Timeout::wrap(driver, TIMEOUT))
     }
 }
 
 /// A disk that stops answering (a hung network mount) fails the operation after this long.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-pub static BACKEND: Backend = Backend {
-    name: "local",
-    env: &[],
-    open: |config| {
-        let driver = LocalDriver::new(&LocalConfig::from_storage(config)?)?;
-        Ok(Arc::new(Timeout::new(Arc::new(driver), TIMEOUT)))
-    },
-    effective: crate::effective::<LocalConfig>,
-};
 
 /// Lists and streams through OpenDAL's `fs` service, which fsyncs every file it closes;
 /// creates, renames and removes with the system calls whose atomicity the contract needs.
@@ -233,17 +235,11 @@ impl Driver for LocalDriver {
         Ok(Box::new(file.take(range.len_within(size))))
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
         let staged = partial_name(name);
         let result = async {
-            let sent = self.stage(source, &staged, progress).await?;
-            self.name_staged(&staged, name, options.if_absent).await?;
+            let sent = self.stage(put.source, &staged, put.progress).await?;
+            self.name_staged(&staged, name, put.if_absent).await?;
             Ok(sent)
         }
         .await;

@@ -9,10 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
-use crate::{
-    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Progress, PutOptions, Result,
-    Source, StorageError,
-};
+use crate::{ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Put, Result, StorageError};
 
 #[derive(Debug)]
 pub struct MemoryDriver {
@@ -113,21 +110,15 @@ impl Driver for MemoryDriver {
         )))
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
-        let mut chunks = source.chunks();
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
+        let mut chunks = put.source.chunks();
         let mut bytes = Vec::new();
         while let Some(chunk) = chunks.try_next().await? {
             bytes.extend_from_slice(&chunk);
-            progress(bytes.len() as u64);
+            (put.progress)(bytes.len() as u64);
         }
         let sent = bytes.len() as u64;
-        self.store(name, Bytes::from(bytes), options.if_absent)?;
+        self.store(name, Bytes::from(bytes), put.if_absent)?;
         Ok(sent)
     }
 

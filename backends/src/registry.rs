@@ -9,8 +9,25 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::c14::C14Config;
+use crate::ftp::FtpConfig;
+use crate::local::LocalConfig;
+use crate::rclone::RcloneConfig;
+
 use crate::layers::Retry;
 use crate::{Driver, Result, Storage, StorageError};
+
+/// A backend's settings table (`[storage.<NAME>]`), which knows how to open its driver.
+pub trait BackendConfig: DeserializeOwned + Serialize {
+    /// `storage.backend = "<NAME>"`, and the table's name.
+    const NAME: &'static str;
+    /// Environment variables that override a key of the table: `(variable, key)`.
+    const ENV: &'static [(&'static str, &'static str)] = &[];
+
+    /// Builds the driver (with its timeout layer where the protocol allows) from this table
+    /// and the rest of the `[storage]` settings; contacts nothing.
+    fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>>;
+}
 
 /// One backend: what the registry needs to know of it.
 #[derive(Debug)]
@@ -28,19 +45,32 @@ pub struct Backend {
     pub effective: fn(&toml::Table) -> std::result::Result<toml::Table, String>,
 }
 
+impl Backend {
+    /// The entry of the backend whose table is `C`.
+    pub const fn of<C: BackendConfig>() -> Backend {
+        Backend {
+            name: C::NAME,
+            env: C::ENV,
+            open: open_table::<C>,
+            effective: effective::<C>,
+        }
+    }
+}
+
 /// Every backend, in the order `oiseau config` prints their tables.
-pub static BACKENDS: &[&Backend] = &[
-    &crate::local::BACKEND,
-    &crate::ftp::BACKEND,
-    &crate::c14::BACKEND,
-    &crate::rclone::BACKEND,
+pub static BACKENDS: &[Backend] = &[
+    Backend::of::<LocalConfig>(),
+    Backend::of::<FtpConfig>(),
+    Backend::of::<C14Config>(),
+    Backend::of::<RcloneConfig>(),
 ];
 
-/// [`Backend::effective`] for a backend whose table deserializes into `T`.
-pub fn effective<T: DeserializeOwned + Serialize>(
-    table: &toml::Table,
-) -> std::result::Result<toml::Table, String> {
-    let typed = T::deserialize(table.clone()).map_err(|e| e.to_string())?;
+fn open_table<C: BackendConfig>(storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+    storage.table::<C>(C::NAME)?.open(storage)
+}
+
+fn effective<C: BackendConfig>(table: &toml::Table) -> std::result::Result<toml::Table, String> {
+    let typed = C::deserialize(table.clone()).map_err(|e| e.to_string())?;
     toml::Table::try_from(typed).map_err(|e| e.to_string())
 }
 
@@ -58,7 +88,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
-            backend: crate::local::BACKEND.name.to_owned(),
+            backend: LocalConfig::NAME.to_owned(),
             tables: BTreeMap::new(),
             base_dir: PathBuf::new(),
         }
@@ -105,10 +135,7 @@ impl StorageConfig {
 }
 
 fn find(name: &str) -> Option<&'static Backend> {
-    BACKENDS
-        .iter()
-        .copied()
-        .find(|backend| backend.name == name)
+    BACKENDS.iter().find(|backend| backend.name == name)
 }
 
 fn names() -> String {

@@ -7,7 +7,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::{
     ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Progress,
-    PutOptions, Readiness, Result, Source, StorageError, Version, WriteMode, WriteOptions,
+    Put, Readiness, Result, Source, StorageError, Version, WriteMode, WriteOptions,
 };
 
 /// Suffix of the temporary name an upload is written under before it is renamed into place.
@@ -115,9 +115,11 @@ impl Storage {
     ) -> Result<ObjectMeta> {
         let driver = self.driver.as_ref();
         let capabilities = driver.capabilities();
-        let put = |if_absent| PutOptions {
+        let put = |if_absent| Put {
+            source,
             if_absent,
             placement: options.placement,
+            progress,
         };
         let direct = match &options.mode {
             WriteMode::CreateNew => capabilities.atomic_create,
@@ -126,7 +128,7 @@ impl Storage {
         if direct {
             check_mode(driver, name, &options.mode, capabilities).await?;
             let if_absent = options.mode == WriteMode::CreateNew;
-            let sent = driver.put(name, source, put(if_absent), progress).await?;
+            let sent = driver.put(name, &put(if_absent)).await?;
             return verified(driver, name, source, sent).await;
         }
         if !capabilities.rename {
@@ -139,7 +141,7 @@ impl Storage {
         check_mode(driver, name, &options.mode, capabilities).await?;
         let partial = partial_name(name);
         let result = async {
-            let sent = driver.put(&partial, source, put(false), progress).await?;
+            let sent = driver.put(&partial, &put(false)).await?;
             let staged = driver.stat(&partial).await?;
             if staged.size != sent {
                 return Err(StorageError::size_mismatch(&partial, sent, staged.size));

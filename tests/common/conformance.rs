@@ -9,7 +9,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use backends::{
-    ByteRange, Driver, ErrorKind, ObjectMeta, PARTIAL_SUFFIX, PreflightMode, PutOptions, Readiness,
+    ByteRange, Driver, ErrorKind, ObjectMeta, PARTIAL_SUFFIX, PreflightMode, Put, Readiness,
     Source, SourceFeed, Storage, WriteMode, WriteOptions,
 };
 use tokio::io::AsyncReadExt;
@@ -329,18 +329,12 @@ async fn check_capabilities(driver: &dyn Driver, dir: &Path) {
     let first = local_file(dir, "first", b"first");
     let second = local_file(dir, "second", b"second, longer");
     if capabilities.atomic_create {
-        let create = PutOptions {
+        let create = |source| Put {
             if_absent: true,
-            ..PutOptions::default()
+            ..Put::new(source)
         };
-        assert_eq!(
-            driver
-                .put("created", &first, create, &|_| {})
-                .await
-                .unwrap(),
-            5
-        );
-        let refused = driver.put("created", &second, create, &|_| {}).await;
+        assert_eq!(driver.put("created", &create(&first)).await.unwrap(), 5);
+        let refused = driver.put("created", &create(&second)).await;
         assert!(
             is(refused, ErrorKind::AlreadyExists),
             "{who}: replaced an object"
@@ -349,22 +343,14 @@ async fn check_capabilities(driver: &dyn Driver, dir: &Path) {
         driver.delete("created").await.unwrap();
     }
     if capabilities.atomic_replace {
-        let plain = PutOptions::default();
-        driver
-            .put("replaced", &first, plain, &|_| {})
-            .await
-            .unwrap();
-        driver
-            .put("replaced", &second, plain, &|_| {})
-            .await
-            .unwrap();
+        driver.put("replaced", &Put::new(&first)).await.unwrap();
+        driver.put("replaced", &Put::new(&second)).await.unwrap();
         assert_eq!(driver.stat("replaced").await.unwrap().size, 14, "{who}");
         driver.delete("replaced").await.unwrap();
     }
     if capabilities.rename {
-        let plain = PutOptions::default();
-        driver.put("from", &second, plain, &|_| {}).await.unwrap();
-        driver.put("to", &first, plain, &|_| {}).await.unwrap();
+        driver.put("from", &Put::new(&second)).await.unwrap();
+        driver.put("to", &Put::new(&first)).await.unwrap();
         driver.rename("from", "to").await.unwrap();
         assert_eq!(
             driver.stat("to").await.unwrap().size,
@@ -375,10 +361,7 @@ async fn check_capabilities(driver: &dyn Driver, dir: &Path) {
         driver.delete("to").await.unwrap();
     }
     if capabilities.server_side_hash {
-        driver
-            .put("hashed", &first, PutOptions::default(), &|_| {})
-            .await
-            .unwrap();
+        driver.put("hashed", &Put::new(&first)).await.unwrap();
         driver.check_hash("hashed", first.path()).await.unwrap();
         let mismatch = driver.check_hash("hashed", second.path()).await;
         assert!(

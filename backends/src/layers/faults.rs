@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Progress,
-    PutOptions, Readiness, Result, Source, StorageError,
+    ByteRange, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness, Result,
+    StorageError,
 };
 
 /// What an injected fault looks like to the caller.
@@ -124,13 +124,7 @@ impl Faults {
 
 #[async_trait]
 impl Driver for Faults {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    pass_through_description!();
 
     async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
         if self.check("prepare") == Some(Fault::Pending) {
@@ -140,10 +134,6 @@ impl Driver for Faults {
             )));
         }
         self.inner.prepare(mode).await
-    }
-
-    fn condition(&self) -> Option<String> {
-        self.inner.condition()
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
@@ -161,15 +151,9 @@ impl Driver for Faults {
         self.inner.read(name, range).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
         self.injected("put", name)?;
-        self.inner.put(name, source, options, progress).await
+        self.inner.put(name, put).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    ByteRange, Capabilities, Driver, ErrorStatus, ObjectMeta, ObjectReader, PreflightMode,
-    Progress, PutOptions, Readiness, Result, Source, StorageError,
+    ByteRange, Driver, ErrorStatus, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness,
+    Result, StorageError,
 };
 
 /// Pauses before the second and third attempts, before jitter.
@@ -121,21 +121,11 @@ fn jittered(pause: Duration) -> Duration {
 
 #[async_trait]
 impl Driver for Retry {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    pass_through_description!();
 
     /// Not retried: it may start something (an unarchive) that must happen once.
     async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
         self.inner.prepare(mode).await
-    }
-
-    fn condition(&self) -> Option<String> {
-        self.inner.condition()
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
@@ -152,17 +142,9 @@ impl Driver for Retry {
     }
 
     /// Retried whole: the source is read again from its start.
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
-        self.attempt("upload", name, || {
-            self.inner.put(name, source, options, progress)
-        })
-        .await
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
+        self.attempt("upload", name, || self.inner.put(name, put))
+            .await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {

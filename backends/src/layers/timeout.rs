@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode, Progress, PutOptions,
-    Readiness, Result, Source, StorageError,
+    ByteRange, Driver, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness, Result,
+    StorageError,
 };
 
 #[derive(Debug)]
@@ -24,6 +24,11 @@ pub struct Timeout {
 impl Timeout {
     pub fn new(inner: Arc<dyn Driver>, limit: Duration) -> Self {
         Timeout { inner, limit }
+    }
+
+    /// `driver` behind a timeout of `limit`, ready for the registry.
+    pub fn wrap(driver: impl Driver + 'static, limit: Duration) -> Arc<dyn Driver> {
+        Arc::new(Timeout::new(Arc::new(driver), limit))
     }
 
     async fn bounded<T>(
@@ -48,21 +53,7 @@ impl Timeout {
 
 #[async_trait]
 impl Driver for Timeout {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
-        self.inner.prepare(mode).await
-    }
-
-    fn condition(&self) -> Option<String> {
-        self.inner.condition()
-    }
+    pass_through_description!();
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
         self.bounded("stat", name, self.inner.stat(name)).await
@@ -76,14 +67,8 @@ impl Driver for Timeout {
         self.inner.read(name, range).await
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
-        self.inner.put(name, source, options, progress).await
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
+        self.inner.put(name, put).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
@@ -93,6 +78,12 @@ impl Driver for Timeout {
 
     async fn delete(&self, name: &str) -> Result<()> {
         self.bounded("delete", name, self.inner.delete(name)).await
+    }
+
+    /// Not bounded here: waking a storage up takes steps (API calls, a helper process's
+    /// start) that each driver bounds itself.
+    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+        self.inner.prepare(mode).await
     }
 
     async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {

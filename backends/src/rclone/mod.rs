@@ -7,65 +7,26 @@
 //! the daemon they take milliseconds, archives stream in as they are packed, and reads stream
 //! out, ranged, from the objects the daemon serves.
 
+mod config;
 mod daemon;
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, mpsc};
 
-use crate::layers::Timeout;
 use crate::{
-    Backend, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode, Progress,
-    PutOptions, Readiness, Result, Source, StorageError,
+    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode, Progress, Put,
+    Readiness, Result, Source, StorageError,
 };
+pub use config::RcloneConfig;
 use daemon::{Daemon, Refusal};
-
-/// `[storage.rclone]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RcloneConfig {
-    /// Any rclone path: `name:path`, `:backend,opts:path`, or a local path. Env `RCLONE_REMOTE`.
-    pub remote: String,
-    pub binary: String,
-    /// An rclone config file; empty for rclone's own lookup.
-    pub config: String,
-    /// Extra flags for the daemon, e.g. `["--s3-storage-class", "GLACIER"]`.
-    pub flags: Vec<String>,
-    /// Bound on each operation, a whole upload included.
-    #[serde(with = "crate::duration")]
-    pub timeout: Duration,
-}
-
-impl Default for RcloneConfig {
-    fn default() -> Self {
-        RcloneConfig {
-            remote: String::new(),
-            binary: "rclone".to_owned(),
-            config: String::new(),
-            flags: Vec::new(),
-            timeout: Duration::from_secs(600),
-        }
-    }
-}
-
-pub static BACKEND: Backend = Backend {
-    name: "rclone",
-    env: &[("RCLONE_REMOTE", "remote")],
-    open: |config| {
-        let rclone: RcloneConfig = config.table(BACKEND.name)?;
-        let driver = RcloneDriver::new(&rclone)?;
-        Ok(Arc::new(Timeout::new(Arc::new(driver), rclone.timeout)))
-    },
-    effective: crate::effective::<RcloneConfig>,
-};
 
 /// The oldest rclone oiseau drives: the remote-control calls it makes (`operations/stat` with
 /// hash types, `operations/uploadfile`, `--rc-serve`, ...) all exist from this version on.
@@ -399,16 +360,10 @@ impl Driver for RcloneDriver {
         Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(body))))
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        source: &Source,
-        _options: PutOptions,
-        progress: Progress<'_>,
-    ) -> Result<u64> {
-        self.stream_in(source, name, progress).await?;
-        let sent = source.len().await?;
-        progress(sent);
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
+        self.stream_in(put.source, name, put.progress).await?;
+        let sent = put.source.len().await?;
+        (put.progress)(sent);
         Ok(sent)
     }
 

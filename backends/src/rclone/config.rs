@@ -1,0 +1,47 @@
+//! `[storage.rclone]`: which remote, which binary, and the daemon's flags.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::RcloneDriver;
+use crate::layers::Timeout;
+use crate::{BackendConfig, Driver, Result, StorageConfig};
+
+/// `[storage.rclone]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RcloneConfig {
+    /// Any rclone path: `name:path`, `:backend,opts:path`, or a local path. Env `RCLONE_REMOTE`.
+    pub remote: String,
+    pub binary: String,
+    /// An rclone config file; empty for rclone's own lookup.
+    pub config: String,
+    /// Extra flags for the daemon, e.g. `["--s3-storage-class", "GLACIER"]`.
+    pub flags: Vec<String>,
+    /// Bound on each operation, a whole upload included.
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for RcloneConfig {
+    fn default() -> Self {
+        RcloneConfig {
+            remote: String::new(),
+            binary: "rclone".to_owned(),
+            config: String::new(),
+            flags: Vec::new(),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl BackendConfig for RcloneConfig {
+    const NAME: &'static str = "rclone";
+    const ENV: &'static [(&'static str, &'static str)] = &[("RCLONE_REMOTE", "remote")];
+
+    fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+        Ok(Timeout::wrap(RcloneDriver::new(&self)?, self.timeout))
+    }
+}
