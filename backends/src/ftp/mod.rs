@@ -6,22 +6,14 @@
 //! read or write is bounded by `timeout`: a dead server fails the operation promptly instead of
 //! hanging the run.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use suppaftp::FtpError;
 use suppaftp::list::{File as ListedFile, ListParser};
-use suppaftp::tokio::{
-    AsyncRustlsConnector, AsyncRustlsFtpStream, AsyncRustlsStream, TransferStream,
-};
-use suppaftp::tokio_rustls::{TlsConnector, rustls};
-use suppaftp::types::FileType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::layers::Timeout;
 use crate::{
@@ -52,11 +44,11 @@ impl Default for FtpConfig {
     }
 }
 
-/// Size of the chunks read from the data connection.
-const CHUNK: usize = 256 * 1024;
+mod session;
+mod transfer;
 
-type Session = AsyncRustlsFtpStream;
-type Transfer = TransferStream<AsyncRustlsStream>;
+use session::{Idle, Session};
+use transfer::{Download, Steps, data_step};
 
 #[derive(Debug)]
 pub struct FtpDriver {
@@ -70,22 +62,6 @@ pub struct FtpDriver {
     timeout: Duration,
     /// A logged-in session left by the last operation, for the next one.
     idle: Idle,
-}
-
-/// The kept session; suppaftp's sessions have no `Debug`.
-#[derive(Default)]
-struct Idle(Mutex<Option<Session>>);
-
-impl std::fmt::Debug for Idle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Idle")
-    }
-}
-
-/// What a streaming download needs once the driver has handed it out.
-struct Steps {
-    name: String,
-    timeout: Duration,
 }
 
 impl FtpDriver {
@@ -149,133 +125,6 @@ impl FtpDriver {
         }
     }
 
-    /// Runs one step of the protocol within the timeout, naming `what` in the error.
-    async fn within<T>(
-        &self,
-        what: &str,
-        name: Option<&str>,
-        step: impl Future<Output = suppaftp::FtpResult<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, step).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.classify(what, name, e)),
-            Err(_) => Err(StorageError::temporary(format!(
-                "no answer to {what} within {}",
-                humantime::format_duration(self.timeout)
-            ))
-            .with_object(name.unwrap_or_default())),
-        }
-    }
-
-    fn classify(&self, what: &str, name: Option<&str>, err: FtpError) -> StorageError {
-        let error = match &err {
-            FtpError::UnexpectedResponse(response) => {
-                let code = response.status.code();
-                let text = String::from_utf8_lossy(&response.body).trim().to_owned();
-                match (code, name) {
-                    (530, _) => StorageError::new(
-                        ErrorKind::Denied,
-                        format!(
-                            "login of user {} refused ({text}); check the user and storage.ftp.password",
-                            self.user
-                        ),
-                    ),
-                    (550, Some(name)) => StorageError::not_found(name),
-                    (421 | 425 | 426 | 450 | 451, _) => {
-                        StorageError::temporary(format!("{what} failed: {text}"))
-                    }
-                    (452 | 552, _) => StorageError::other(format!(
-                        "{what} failed, the server is out of space: {text}"
-                    )),
-                    _ => StorageError::other(format!("{what} failed: {text}")),
-                }
-            }
-            FtpError::ConnectionError(e) => StorageError::temporary(format!("{what} failed: {e}")),
-            other => StorageError::other(format!("{what} failed: {other}")),
-        };
-        error.with_object(name.unwrap_or_default()).with_source(err)
-    }
-
-    /// A logged-in session in the root: the idle one if it still answers, else a new one.
-    async fn session(&self) -> Result<Session> {
-        let idle = self.idle.0.lock().ok().and_then(|mut idle| idle.take());
-        if let Some(mut ftp) = idle {
-            if self.within("NOOP", None, ftp.noop()).await.is_ok() {
-                return Ok(ftp);
-            }
-            tracing::debug!("the idle FTP session was dropped by the server; logging in again");
-        }
-        self.connect().await
-    }
-
-    /// Keeps a session that ended its operation cleanly for the next one.
-    fn release(&self, ftp: Session) {
-        if let Ok(mut idle) = self.idle.0.lock() {
-            *idle = Some(ftp);
-        }
-    }
-
-    /// Runs `operation` on a session and keeps the session if the operation got an answer
-    /// from the server (an error reply included); one that broke off is dropped.
-    async fn with_session<T>(
-        &self,
-        operation: impl AsyncFnOnce(&mut Session) -> Result<T>,
-    ) -> Result<T> {
-        let mut ftp = self.session().await?;
-        let result = operation(&mut ftp).await;
-        match &result {
-            Err(e) if e.is_temporary() => {}
-            _ => self.release(ftp),
-        }
-        result
-    }
-
-    async fn connect(&self) -> Result<Session> {
-        let address = self.address();
-        let connect = async {
-            tokio::net::TcpStream::connect(&address)
-                .await
-                .map_err(FtpError::ConnectionError)
-        };
-        let tcp = self.within("connect", None, connect).await?;
-        let mut ftp = self
-            .within("the greeting", None, Session::connect_with_stream(tcp))
-            .await?;
-        // Servers behind NAT announce a private address for passive data connections;
-        // the control connection's address is the one that works.
-        ftp.set_passive_nat_workaround(true);
-        if self.tls {
-            let connector = tls_connector()?;
-            ftp = self
-                .within(
-                    "the TLS handshake",
-                    None,
-                    ftp.into_secure(connector, &self.host),
-                )
-                .await?;
-        }
-        self.within(
-            "login",
-            None,
-            ftp.login(self.user.as_str(), self.password.expose()),
-        )
-        .await?;
-        self.within("TYPE I", None, ftp.transfer_type(FileType::Binary))
-            .await?;
-        if !self.root.is_empty() {
-            self.within("CWD", Some(&self.root), ftp.cwd(&self.root))
-                .await
-                .map_err(|e| match e.kind() {
-                    ErrorKind::NotFound => StorageError::config(format!(
-                        "directory {} does not exist on the FTP server; create it or fix storage.ftp.url",
-                        self.root
-                    )),
-                    _ => e,
-                })?;
-        }
-        Ok(ftp)
-    }
-
     /// The size of `name`, or `None` when the server has no such file.
     async fn size_of(&self, ftp: &mut Session, name: &str) -> Result<Option<u64>> {
         match self.within("SIZE", Some(name), ftp.size(name)).await {
@@ -327,79 +176,6 @@ impl FtpDriver {
             }
             Err(e) => Err(e),
         }
-    }
-}
-
-/// One read or write on a data connection, bounded by the timeout: a stall fails the
-/// transfer, a slow but moving one does not.
-async fn data_step<T>(
-    timeout: Duration,
-    what: &str,
-    name: &str,
-    step: impl Future<Output = std::io::Result<T>>,
-) -> Result<T> {
-    match tokio::time::timeout(timeout, step).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(
-            StorageError::temporary(format!("{what} of {name} broke off: {e}"))
-                .with_object(name)
-                .with_source(e),
-        ),
-        Err(_) => Err(StorageError::temporary(format!(
-            "{what} of {name} stalled for {}",
-            humantime::format_duration(timeout)
-        ))
-        .with_object(name)),
-    }
-}
-
-/// A download in progress: the session, its data connection and how much is still wanted.
-struct Download {
-    ftp: Session,
-    data: Transfer,
-    steps: Steps,
-    /// Bytes of the range not yet handed out.
-    wanted: u64,
-    /// Whether the range runs to the end of the object: the transfer is then completed and
-    /// its reply checked; otherwise it is abandoned once the range is read (an early abort).
-    to_end: bool,
-}
-
-impl Download {
-    async fn next_chunk(mut self) -> std::io::Result<Option<(Bytes, Self)>> {
-        let into_io = std::io::Error::other;
-        if self.wanted == 0 {
-            if self.to_end {
-                let completed = tokio::time::timeout(self.steps.timeout, self.data.finish()).await;
-                if !matches!(completed, Ok(Ok(()))) {
-                    return Err(into_io(StorageError::temporary(format!(
-                        "the download of {} did not complete",
-                        self.steps.name
-                    ))));
-                }
-                let _ = tokio::time::timeout(self.steps.timeout, self.ftp.quit()).await;
-            }
-            return Ok(None);
-        }
-        let len = usize::try_from(self.wanted.min(CHUNK as u64)).unwrap_or(CHUNK);
-        let mut buffer = vec![0u8; len];
-        let n = data_step(
-            self.steps.timeout,
-            "download",
-            &self.steps.name,
-            self.data.read(&mut buffer),
-        )
-        .await
-        .map_err(into_io)?;
-        if n == 0 {
-            return Err(into_io(StorageError::temporary(format!(
-                "download of {} ended {} bytes early",
-                self.steps.name, self.wanted
-            ))));
-        }
-        buffer.truncate(n);
-        self.wanted -= n as u64;
-        Ok(Some((Bytes::from(buffer), self)))
     }
 }
 
@@ -535,27 +311,6 @@ impl Driver for FtpDriver {
         self.with_session(async |ftp| self.within("DELE", Some(name), ftp.rm(name)).await)
             .await
     }
-}
-
-/// TLS for `ftps://`, trusting the system's certificate store (`SSL_CERT_FILE` and
-/// `SSL_CERT_DIR` are honoured, for a private CA).
-fn tls_connector() -> Result<AsyncRustlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(StorageError::config(
-            "ftps:// needs trusted certificates and none were found; install ca-certificates or set SSL_CERT_FILE",
-        ));
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(AsyncRustlsConnector::from(TlsConnector::from(Arc::new(
-        config,
-    ))))
 }
 
 /// Decodes `%XX` escapes of a URL part.
