@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[allow(clippy::struct_excessive_bools)] // a set of independent flags is what this is
 pub struct Capabilities {
-    /// `put` with [`crate::Condition::IfAbsent`] creates the object in one atomic step, or
+    /// `put` with [`crate::Put::if_absent`] creates the object in one atomic step, or
     /// fails with [`crate::ErrorKind::AlreadyExists`]: no partial object is ever visible under
     /// the name, and no other writer's object is replaced.
     pub atomic_create: bool,

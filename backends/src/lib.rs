@@ -6,6 +6,19 @@
 //! archive), and layers add retries and timeouts. Objects are flat names in the storage root
 //! (`c14_index.txt`, `1700000000_replays_12.tar.gz`): that is the layout the original tool
 //! wrote and every backend must keep it.
+//!
+//! # Adding a backend
+//! One module, which owns:
+//! - its settings table, a serde struct with `deny_unknown_fields`, implementing
+//!   [`BackendConfig`]: its name, its environment variables and how it opens its driver
+//!   (wrapped in [`layers::Timeout`] where the protocol allows);
+//! - its driver, implementing [`Driver`]: `describe`, `capabilities`, `stat`, `list`, ranged
+//!   `read`, `put` and `delete`, plus `rename` if it declares it, `prepare` if the storage must
+//!   be woken up, `check_hash` if it keeps hashes. The commit of an upload, retries and
+//!   timeouts are not its business.
+//!
+//! Then one line in the registry's `BACKENDS`, a section in the README, and one test that runs
+//! the conformance suite (`tests/common/conformance.rs`) on a real server.
 
 pub mod c14;
 mod capability;

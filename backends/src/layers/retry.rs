@@ -90,9 +90,12 @@ impl Retry {
     {
         let mut pauses = self.backoff.iter().enumerate();
         loop {
+            // Every error leaves here naming the operation and the object, for the caller's
+            // message and for whatever counts failures.
             let error = match call().await {
-                Err(e) if e.is_temporary() => e,
-                result => return result,
+                Err(e) if e.is_temporary() => e.with_operation(operation).with_object(object),
+                Err(e) => return Err(e.with_operation(operation).with_object(object)),
+                ok => return ok,
             };
             let Some((done, pause)) = pauses.next() else {
                 return Err(error.with_status(ErrorStatus::Persistent));
@@ -160,5 +163,64 @@ impl Driver for Retry {
     async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {
         self.attempt("hash check", name, || self.inner.check_hash(name, local))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::layers::{Fault, Faults};
+    use crate::memory::MemoryDriver;
+    use std::sync::Mutex;
+
+    fn retrying(faults: Faults, heard: &Arc<Mutex<Vec<(usize, Duration)>>>) -> Retry {
+        let heard = Arc::clone(heard);
+        Retry::new(Arc::new(faults))
+            .with_backoff(vec![Duration::from_millis(4), Duration::from_millis(8)])
+            .with_hook(Arc::new(move |event: &RetryEvent<'_>| {
+                heard.lock().unwrap().push((event.attempt, event.pause));
+            }))
+    }
+
+    #[tokio::test]
+    async fn temporary_failures_are_retried_with_jitter_and_reported() {
+        let heard = Arc::default();
+        let faults = Faults::new(Arc::new(MemoryDriver::default()))
+            .fail("list", 1, Fault::DropConnection)
+            .fail("list", 2, Fault::DropConnection);
+        let retry = retrying(faults, &heard);
+        assert!(retry.list().await.unwrap().is_empty());
+        let heard = heard.lock().unwrap();
+        assert_eq!(
+            heard
+                .iter()
+                .map(|(attempt, _)| *attempt)
+                .collect::<Vec<_>>(),
+            [2, 3]
+        );
+        let (_, first) = heard[0];
+        assert!(first >= Duration::from_millis(3) && first <= Duration::from_millis(5));
+    }
+
+    #[tokio::test]
+    async fn the_last_temporary_failure_becomes_persistent_and_permanent_ones_are_not_retried() {
+        let heard = Arc::default();
+        let faults = Faults::new(Arc::new(MemoryDriver::default()))
+            .fail_from("stat", 1, Fault::DropConnection)
+            .fail("delete", 1, Fault::Refuse);
+        let retry = retrying(faults, &heard);
+        let error = retry.stat("index").await.unwrap_err();
+        assert_eq!(error.status(), ErrorStatus::Persistent);
+        assert_eq!((error.operation(), error.object()), ("stat", Some("index")));
+        assert_eq!(heard.lock().unwrap().len(), 2);
+        let refused = retry.delete("index").await.unwrap_err();
+        assert_eq!(refused.status(), ErrorStatus::Permanent);
+        assert_eq!(refused.kind(), ErrorKind::Other);
+        assert_eq!(
+            heard.lock().unwrap().len(),
+            2,
+            "a permanent error is not retried"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Any remote rclone knows (S3 with a cold storage class, Google Drive, SFTP, ...), through the
 //! `rclone` binary.
 //!
-//! oiseau starts one `rclone rcd` (see [`daemon`]) and sends every operation to it over HTTP.
+//! oiseau starts one `rclone rcd` (its `daemon` module) and sends every operation to it over HTTP.
 //! A run needs a few dozen operations; as separate `rclone` commands each cost a process start
 //! and a fresh connection to the remote (60-120 ms), together more than packing 500 MB. Through
 //! the daemon they take milliseconds, archives stream in as they are packed, and reads stream
