@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use backends::{ErrorKind, ObjectMeta, Storage};
 
+use crate::history::beyond_index;
 use crate::index::{Index, IndexEntry};
 use crate::layout::{archive_id_of, manifest_name};
 use crate::manifest::Manifest;
@@ -42,6 +43,8 @@ pub struct Catalog {
     pub archives: Vec<CatalogEntry>,
     /// Objects on the storage that look like archives but are in no index line.
     pub strays: Vec<String>,
+    /// Archives and manifests beyond the index's last id: the index was truncated or replaced.
+    pub beyond_index: Vec<String>,
 }
 
 impl Catalog {
@@ -97,7 +100,11 @@ impl Catalog {
             .filter(|o| archive_id_of(&o.name).is_some() && !chosen.contains(o.name.as_str()))
             .map(|o| o.name.clone())
             .collect();
-        Ok(Catalog { archives, strays })
+        Ok(Catalog {
+            archives,
+            strays,
+            beyond_index: beyond_index(&objects, &index),
+        })
     }
 
     /// Every archive holding replay `id`: exactly from manifests, and from the index ranges

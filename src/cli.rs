@@ -20,6 +20,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum IndexAction {
+    /// Rebuild c14_index.txt from the newest index copy and the manifests, and print it
+    Rebuild {
+        /// Replace the storage's c14_index.txt with it
+        #[arg(long)]
+        write: bool,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines
@@ -72,6 +82,11 @@ pub enum Command {
         /// Only archives from this id on
         #[arg(long, value_name = "ARCHIVE_ID")]
         since: Option<u64>,
+    },
+    /// Work on the index of the storage
+    Index {
+        #[command(subcommand)]
+        action: IndexAction,
     },
     /// Print the effective settings, secrets redacted
     Config,

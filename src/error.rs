@@ -3,6 +3,7 @@
 
 use backends::{ErrorKind, StorageError};
 
+use crate::lease::StorageBusy;
 use crate::lock::LockHeld;
 use crate::settings::SettingsError;
 
@@ -21,11 +22,16 @@ pub const EXIT_TRY_LATER: u8 = 75;
 pub fn is_try_later(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.is::<TryLater>()
-            || cause.is::<LockHeld>()
+            || is_another_writer(cause)
             || cause
                 .downcast_ref::<StorageError>()
                 .is_some_and(|e| e.kind() == ErrorKind::NotReady)
     })
+}
+
+/// Whether `cause` says another run (here, or on another host) holds a lock.
+pub fn is_another_writer(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause.is::<LockHeld>() || cause.is::<StorageBusy>()
 }
 
 /// The exit code for a command that failed with `error`.

@@ -15,8 +15,6 @@ pub enum Event {
     Started,
     /// An archive left unfinished by an interrupted run is being finished first.
     Resumed { archive_name: String },
-    /// Archives on the storage that the index does not list: left alone, for the operators.
-    UnlistedArchives { names: Vec<String> },
     /// How the run ended: every run reports exactly one.
     Finished(Outcome),
 }

@@ -99,12 +99,19 @@ impl Index {
     /// The index bytes with one more line. The old bytes stay exactly as they were; a final
     /// line without a newline gets one first, so the new line stands on its own.
     pub fn appended(&self, entry: IndexEntry) -> Vec<u8> {
+        self.appended_all(&[entry])
+    }
+
+    /// The index bytes with `entries` added as lines, in order, as [`Index::appended`] does.
+    pub fn appended_all(&self, entries: &[IndexEntry]) -> Vec<u8> {
         let mut bytes = self.raw.clone();
         if !bytes.is_empty() && !bytes.ends_with(b"\n") {
             bytes.push(b'\n');
         }
-        bytes.extend_from_slice(entry.to_string().as_bytes());
-        bytes.push(b'\n');
+        for entry in entries {
+            bytes.extend_from_slice(entry.to_string().as_bytes());
+            bytes.push(b'\n');
+        }
         bytes
     }
 }

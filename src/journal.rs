@@ -23,6 +23,10 @@ pub struct Journal {
     /// The `storage.backend` the archive is for: resuming onto another storage would split
     /// the backup.
     pub backend: String,
+    /// Where that backend keeps the data (its path, URL or remote); absent in journals of
+    /// earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
     pub archive_id: u64,
     pub archive_name: String,
     /// Seconds since the epoch, shared by the archive and its index copy.
@@ -155,6 +159,7 @@ mod tests {
     fn sample() -> Journal {
         Journal {
             backend: "local".into(),
+            storage: Some("local /srv/backup".into()),
             archive_id: 7,
             archive_name: "1700000000_replays_7.tar.gz".into(),
             timestamp: 1_700_000_000,

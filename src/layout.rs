@@ -7,6 +7,9 @@ pub use backends::PARTIAL_SUFFIX;
 /// Name of the index in the storage root.
 pub const INDEX_NAME: &str = "c14_index.txt";
 
+/// The lock a writer holds on the storage from choosing an archive id to committing it.
+pub const LOCK_NAME: &str = "oiseau.lock";
+
 /// `<unix_time>_replays_<id>.tar.gz`, the original tool's archive name.
 pub fn archive_name(timestamp: u64, archive_id: u64) -> String {
     format!("{timestamp}_replays_{archive_id}.tar.gz")
@@ -38,6 +41,21 @@ pub fn index_copy_name(timestamp: u64) -> String {
     format!("{timestamp}_{INDEX_NAME}")
 }
 
+/// The `<unix_time>` of an index copy's name; `None` for any other name.
+pub fn index_copy_timestamp(name: &str) -> Option<u64> {
+    let stamp = name.strip_suffix(INDEX_NAME)?.strip_suffix('_')?;
+    if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stamp.parse().ok()
+}
+
+/// The archive a manifest's name describes; `None` for any other name.
+pub fn manifest_archive(name: &str) -> Option<&str> {
+    let archive = name.strip_suffix(".json")?;
+    archive_id_of(archive).map(|_| archive)
+}
+
 /// Whether `name` is a partial upload left by an interrupted run: never a finished object.
 pub fn is_partial(name: &str) -> bool {
     name.ends_with(PARTIAL_SUFFIX)
@@ -66,5 +84,10 @@ mod tests {
         assert!(is_partial(&backends::partial_name(&name)));
         assert_eq!(manifest_name(&name), "1571000000_replays_12.tar.gz.json");
         assert_eq!(index_copy_name(5), "5_c14_index.txt");
+        assert_eq!(index_copy_timestamp("5_c14_index.txt"), Some(5));
+        assert_eq!(index_copy_timestamp("c14_index.txt"), None);
+        assert_eq!(index_copy_timestamp("x_c14_index.txt"), None);
+        assert_eq!(manifest_archive(&manifest_name(&name)), Some(name.as_str()));
+        assert_eq!(manifest_archive("notes.json"), None);
     }
 }

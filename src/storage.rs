@@ -2,7 +2,10 @@
 //! "try again later"), and its index read.
 
 use anyhow::{Context, Result, anyhow};
-use backends::{ErrorKind, PreflightMode, Readiness, Storage, Version};
+use backends::{ByteRange, ErrorKind, PreflightMode, Readiness, Storage, Version};
+use tokio_util::io::SyncIoBridge;
+
+use crate::digest::{ArchiveDigest, DigestHasher};
 
 use crate::error::TryLater;
 use crate::index::Index;
@@ -54,4 +57,22 @@ pub async fn read_index(storage: &Storage) -> Result<(Index, Version)> {
     };
     let index = Index::parse(raw).with_context(|| format!("on {}", storage.describe()))?;
     Ok((index, meta.version_token()))
+}
+
+/// The digest of an object as the storage holds it, read through: how an archive found under
+/// a name is known to be this run's and not another writer's (equal sizes prove nothing).
+pub async fn stored_digest(
+    storage: &Storage,
+    name: &str,
+    hasher: DigestHasher,
+) -> Result<ArchiveDigest> {
+    let reader = storage
+        .read(name, ByteRange::ALL)
+        .await
+        .with_context(|| format!("cannot read {name} back from {}", storage.describe()))?;
+    let mut bridge = SyncIoBridge::new(reader);
+    tokio::task::spawn_blocking(move || hasher.read_from(&mut bridge))
+        .await
+        .context("the digest of a stored object stopped unexpectedly")?
+        .with_context(|| format!("cannot read {name} back from {}", storage.describe()))
 }

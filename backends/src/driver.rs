@@ -250,4 +250,28 @@ pub trait Driver: Send + Sync + fmt::Debug {
     async fn check_hash(&self, _name: &str, _local: &Path) -> Result<()> {
         Ok(())
     }
+
+    /// Takes the lock `name`, leaving `lease` readable under that name: in one atomic step, so
+    /// that of several writers trying at once exactly one succeeds and the others get
+    /// [`crate::ErrorKind::AlreadyExists`]. Default: an atomic create, for drivers that
+    /// declare [`Capabilities::atomic_create`]; others override it with their protocol's
+    /// exclusive step.
+    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        if !self.capabilities().atomic_create {
+            return Err(StorageError::config(format!(
+                "{} has no exclusive create: several writers cannot share it safely",
+                self.describe()
+            )));
+        }
+        let put = Put {
+            if_absent: true,
+            ..Put::new(lease)
+        };
+        self.put(name, &put).await.map(drop)
+    }
+
+    /// Frees the lock `name` taken by [`Driver::create_lock`].
+    async fn remove_lock(&self, name: &str) -> Result<()> {
+        self.delete(name).await
+    }
 }

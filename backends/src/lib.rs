@@ -44,7 +44,7 @@ pub use error::{ErrorKind, ErrorStatus, StorageError};
 pub use registry::{BACKENDS, Backend, BackendConfig, StorageConfig, open};
 pub use secret::Secret;
 pub use source::{Chunks, Source, SourceFeed};
-pub use storage::{PARTIAL_SUFFIX, Storage, partial_name};
+pub use storage::{PARTIAL_SUFFIX, Storage, host_name, partial_name, partial_owner};
 
 /// Result of every storage operation.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

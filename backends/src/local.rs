@@ -55,6 +55,14 @@ impl BackendConfig for LocalConfig {
         let driver = LocalDriver::new(&self.resolved(storage))?;
         Ok(Timeout::wrap(driver, TIMEOUT))
     }
+
+    fn location(&self, storage: &StorageConfig) -> String {
+        let path = storage.base_dir.join(&self.path);
+        std::path::absolute(&path)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
 }
 
 /// A disk that stops answering (a hung network mount) fails the operation after this long.

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
-use crate::{ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Put, Result, StorageError};
+use crate::{
+    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Put, Result, Source, StorageError,
+};
 
 #[derive(Debug)]
 pub struct MemoryDriver {
@@ -129,6 +131,14 @@ impl Driver for MemoryDriver {
             .ok_or_else(|| StorageError::not_found(from))?;
         objects.insert(to.to_owned(), stored);
         Ok(())
+    }
+
+    /// Exclusive whatever capabilities it declares: the map is behind one lock.
+    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        let bytes = tokio::fs::read(lease.path())
+            .await
+            .map_err(|e| lease.error(e))?;
+        self.store(name, Bytes::from(bytes), true)
     }
 
     async fn delete(&self, name: &str) -> Result<()> {

@@ -27,6 +27,11 @@ pub trait BackendConfig: DeserializeOwned + Serialize {
     /// Builds the driver (with its timeout layer where the protocol allows) from this table
     /// and the rest of the `[storage]` settings; contacts nothing.
     fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>>;
+
+    /// Where the data lives, in words that stay the same from run to run (no secret, no
+    /// session detail) and change when the settings point at another storage: a run journal
+    /// records it, so that an interrupted archive is never finished on another storage.
+    fn location(&self, storage: &StorageConfig) -> String;
 }
 
 /// One backend: what the registry needs to know of it.
@@ -43,6 +48,8 @@ pub struct Backend {
     /// The table with every default filled in and secrets shown as `***`; an unknown key or a
     /// bad value is an error naming it.
     pub effective: fn(&toml::Table) -> std::result::Result<toml::Table, String>,
+    /// See [`BackendConfig::location`].
+    pub location: fn(&StorageConfig) -> Result<String>,
 }
 
 impl Backend {
@@ -53,6 +60,7 @@ impl Backend {
             env: C::ENV,
             open: open_table::<C>,
             effective: effective::<C>,
+            location: location_of::<C>,
         }
     }
 }
@@ -67,6 +75,11 @@ pub static BACKENDS: &[Backend] = &[
 
 fn open_table<C: BackendConfig>(storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
     storage.table::<C>(C::NAME)?.open(storage)
+}
+
+fn location_of<C: BackendConfig>(storage: &StorageConfig) -> Result<String> {
+    let location = storage.table::<C>(C::NAME)?.location(storage);
+    Ok(format!("{} {location}", C::NAME))
 }
 
 fn effective<C: BackendConfig>(table: &toml::Table) -> std::result::Result<toml::Table, String> {
@@ -120,6 +133,11 @@ impl StorageConfig {
                 }
             }
         }
+    }
+
+    /// Where the selected backend keeps the data (see [`BackendConfig::location`]).
+    pub fn location(&self) -> Result<String> {
+        (self.selected()?.location)(self)
     }
 
     /// The selected backend's entry.

@@ -16,14 +16,56 @@ use crate::{
 /// uploads left by a killed run can be reported and removed.
 pub const PARTIAL_SUFFIX: &str = ".oiseau-part";
 
-/// A fresh temporary name for an upload of `name`, in the same directory.
+/// A fresh temporary name for an upload of `name`, in the same directory:
+/// `<name>.<pid>-<attempt>@<host>.oiseau-part`.
 ///
-/// Unique per process and attempt, so two writers (a killed run's leftover child and the run
-/// that resumes it) never write into the same partial file.
+/// Unique per host, process and attempt, so that no two writers (a killed run's leftover child
+/// and the run that resumes it, two hosts sharing a storage) ever write into the same partial
+/// file, and a tidy step can tell whose a partial upload is (see [`partial_owner`]).
 pub fn partial_name(name: &str) -> String {
     static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{name}.{}-{attempt}{PARTIAL_SUFFIX}", std::process::id())
+    format!(
+        "{name}.{}-{attempt}@{}{PARTIAL_SUFFIX}",
+        std::process::id(),
+        host_name()
+    )
+}
+
+/// The host and process that wrote a partial upload, from its name; `None` for a name that is
+/// not a partial upload. Partial uploads of earlier versions carry no host: `Some(None, pid)`.
+pub fn partial_owner(name: &str) -> Option<(Option<String>, u32)> {
+    let stem = name.strip_suffix(PARTIAL_SUFFIX)?;
+    let (stem, host) = match stem.rsplit_once('@') {
+        Some((stem, host)) => (stem, Some(host.to_owned())),
+        None => (stem, None),
+    };
+    let (_, writer) = stem.rsplit_once('.')?;
+    let (pid, _attempt) = writer.split_once('-')?;
+    Some((host, pid.parse().ok()?))
+}
+
+/// This machine's name as it appears in partial uploads and leases: letters, digits, `-` and
+/// `.`, anything else as `_`.
+pub fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let name: String = uname
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "unknown-host".to_owned()
+    } else {
+        name
+    }
 }
 
 /// A storage ready to be used: cheap to clone, shared by the tasks of one command.
@@ -97,6 +139,16 @@ impl Storage {
     /// See [`Driver::delete`].
     pub async fn delete(&self, name: &str) -> Result<()> {
         self.driver.delete(name).await
+    }
+
+    /// See [`Driver::create_lock`].
+    pub async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        self.driver.create_lock(name, lease).await
+    }
+
+    /// See [`Driver::remove_lock`].
+    pub async fn remove_lock(&self, name: &str) -> Result<()> {
+        self.driver.remove_lock(name).await
     }
 
     /// Uploads the local file `source` as `name`, and returns what the storage then holds.
@@ -242,4 +294,25 @@ fn stage_bytes(bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
     staged.write_all(bytes)?;
     staged.flush()?;
     Ok(staged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_names_say_whose_they_are() {
+        let partial = partial_name("1_replays_1.tar.gz");
+        assert!(partial.starts_with("1_replays_1.tar.gz."), "{partial}");
+        assert_eq!(
+            partial_owner(&partial),
+            Some((Some(host_name()), std::process::id()))
+        );
+        assert_eq!(
+            partial_owner("1_replays_1.tar.gz.4242-0.oiseau-part"),
+            Some((None, 4242)),
+            "an earlier version's partial upload"
+        );
+        assert_eq!(partial_owner("1_replays_1.tar.gz"), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! Every command of the command line, one module each; [`execute`] runs the one asked for.
 
 pub mod demo;
+pub mod index;
 pub mod init;
 pub mod restore;
 pub mod status;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, IndexAction};
 use crate::run::{self, RunOptions, RunReport};
 use crate::settings::{ByteSize, DEFAULT_CONFIG, Settings};
 
@@ -54,6 +55,9 @@ pub async fn execute(cli: Cli) -> Result<()> {
             restore::restore(&settings, &ids, &to, overwrite).await
         }
         Command::Verify { deep, since } => verify::verify(&settings, deep, since).await,
+        Command::Index {
+            action: IndexAction::Rebuild { write },
+        } => index::rebuild_index(&settings, write).await,
         Command::Config => {
             print!("{}", settings.to_redacted_toml()?);
             Ok(())

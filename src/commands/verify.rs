@@ -11,6 +11,7 @@ use crate::catalog::{Catalog, CatalogEntry};
 use crate::digest::{ArchiveDigest, DigestHasher};
 use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::error::is_try_later;
+use crate::layout::INDEX_NAME;
 use crate::scan::replay_id;
 use crate::settings::Settings;
 use crate::storage::open_ready;
@@ -50,6 +51,17 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
     }
     for stray in &catalog.strays {
         println!("{stray}: on the storage but in no index line");
+    }
+    if let Some(first) = catalog.beyond_index.first() {
+        println!(
+            "{first}{}: beyond the index's last archive: the index was truncated or replaced; \
+             `oiseau index rebuild` rebuilds it",
+            match catalog.beyond_index.len() {
+                1 => String::new(),
+                more => format!(" and {} more", more - 1),
+            }
+        );
+        problems.push(format!("{INDEX_NAME} ends before {first}"));
     }
     if !problems.is_empty() {
         bail!(

@@ -21,7 +21,7 @@ use crate::run::clean::clean_temp_folder;
 use crate::run::spool::{remove_in_background, spool_file, spool_is_intact};
 use crate::run::upload::upload_from_spool;
 use crate::settings::Settings;
-use crate::storage::read_index;
+use crate::storage::{read_index, stored_digest};
 
 /// What is known of the journal's archive on the storage when [`commit`] takes over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,9 @@ pub async fn commit(
     let mut index_copy = None;
     let mut removing_spool = None;
     if !is_committed(&index, journal, settings, &where_to)? {
-        if upload == Upload::Unknown && !ensure_uploaded(storage, journal, &spool).await? {
+        if upload == Upload::Unknown
+            && !ensure_uploaded(storage, journal, &settings.work_dir).await?
+        {
             tracing::warn!(
                 "archive {} of an interrupted run never reached {where_to} and its spool copy is \
                  gone; its replays are still in the temp folder and will be packed again",
@@ -115,6 +117,18 @@ fn check_backend(journal: &Journal, settings: &Settings) -> Result<()> {
             journal.backend
         );
     }
+    let location = settings.storage.location()?;
+    if let Some(recorded) = &journal.storage
+        && recorded != &location
+    {
+        bail!(
+            "{} records an unfinished archive {} for the storage {recorded}, but the settings now \
+             point at {location}; point them back to finish it, or check that storage and \
+             remove the journal",
+            Journal::path(&settings.work_dir).display(),
+            journal.archive_name,
+        );
+    }
     Ok(())
 }
 
@@ -140,55 +154,78 @@ fn is_committed(
 }
 
 /// Phase 1 for a resumed run: makes sure the journal's archive is on the storage, whole.
-/// Uploads it from the spool when it is missing or has the wrong size (a copy of ours, as the
-/// journal vouches). `false` when it is not there and the spool copy is missing or damaged.
-async fn ensure_uploaded(storage: &Storage, journal: &Journal, spool: &Path) -> Result<bool> {
+/// Uploads it from the spool (checked against the journal) when it is missing. `false` when
+/// it is not there and the spool copy is missing or damaged.
+///
+/// An object under the archive's name is this run's only if its digest is the journal's: a
+/// name appears on the storage only once its bytes are whole, so any other object there is
+/// another writer's, and is never deleted.
+async fn ensure_uploaded(storage: &Storage, journal: &Journal, work_dir: &Path) -> Result<bool> {
     let name = &journal.archive_name;
     let where_to = storage.describe();
     match storage.stat(name).await {
-        Ok(meta) if meta.size == journal.archive_size => {
+        Ok(meta) => {
+            let same = meta.size == journal.archive_size
+                && stored_digest(storage, name, journal.digest.hasher()).await? == journal.digest;
+            if !same {
+                bail!(
+                    "{name} on {where_to} is not the archive {} records (another writer's?); \
+                     nothing was deleted: check that archive, then remove the journal",
+                    Journal::path(work_dir).display()
+                );
+            }
             tracing::info!("{name} is already on {where_to}");
             return Ok(true);
-        }
-        Ok(meta) => {
-            tracing::warn!(
-                "{name} on {where_to} has {} bytes instead of {}; uploading it again",
-                meta.size,
-                journal.archive_size
-            );
-            storage
-                .delete(name)
-                .await
-                .with_context(|| format!("cannot remove the damaged {name} from {where_to}"))?;
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot reach {where_to}")),
     }
-    if !spool_is_intact(spool, journal).await? {
+    let spool = spool_file(work_dir, name);
+    if !spool_is_intact(&spool, journal).await? {
         return Ok(false);
     }
     upload_from_spool(storage, journal, &Source::file(spool)).await?;
     Ok(true)
 }
 
-/// Phase 2: the manifest, staged in `work_dir` (it can be megabytes) and uploaded.
+/// Phase 2: the manifest, staged in `work_dir` (it can be megabytes) and uploaded, never over
+/// another: one already there is accepted only if it is byte for byte this one (an
+/// interrupted run wrote it).
 async fn write_manifest(storage: &Storage, settings: &Settings, journal: &Journal) -> Result<()> {
     let manifest = manifest_name(&journal.archive_name);
+    let where_to = storage.describe();
     let staged = tempfile::NamedTempFile::new_in(&settings.work_dir)
         .context("cannot stage the manifest in work_dir")?;
     Manifest::from_journal(journal)
         .write_to(staged.reopen()?)
         .context("cannot stage the manifest in work_dir")?;
-    storage
+    let written = storage
         .upload(
             &Source::file(staged.path()),
             &manifest,
-            &WriteOptions::hot(WriteMode::Replace),
+            &WriteOptions::hot(WriteMode::CreateNew),
             &|_| {},
         )
-        .await
-        .with_context(|| format!("cannot write {manifest} to {}", storage.describe()))?;
-    Ok(())
+        .await;
+    match written {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let (_, there) = storage
+                .read_small(&manifest)
+                .await
+                .with_context(|| format!("cannot read {manifest} back from {where_to}"))?;
+            let ours = std::fs::read(staged.path()).context("cannot read the staged manifest")?;
+            if there == ours {
+                Ok(())
+            } else {
+                bail!(
+                    "{manifest} on {where_to} describes another archive of the same name \
+                     (another writer's?); nothing was deleted: check the storage"
+                )
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot write {manifest} to {where_to}")),
+    }
 }
 
 /// Phase 3: the index line that commits the archive, written only over the index this run

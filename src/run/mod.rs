@@ -20,9 +20,11 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use backends::{PreflightMode, Storage};
 
+use crate::error::is_another_writer;
 use crate::events::{Archived, Event, Outcome, Reporters, WaitCause};
 use crate::journal::Journal;
-use crate::lock::{self, LockHeld};
+use crate::lease::StorageLock;
+use crate::lock;
 use crate::settings::Settings;
 use crate::storage::{read_index, ready};
 use commit::{Upload, commit};
@@ -89,7 +91,7 @@ fn outcome_of(result: &Result<RunReport>, settings: &Settings) -> Outcome {
             bytes: plan.bytes,
             threshold: settings.threshold.0,
         },
-        Err(e) if e.chain().any(|cause| cause.is::<LockHeld>()) => Outcome::Waiting {
+        Err(e) if e.chain().any(is_another_writer) => Outcome::Waiting {
             cause: WaitCause::AnotherRun,
             reason: format!("{e:#}"),
         },
@@ -112,6 +114,38 @@ async fn backup(
 ) -> Result<RunReport> {
     let _lock = lock::acquire(&settings.work_dir)?;
     reporters.report(&Event::Started).await;
+    let mut held = None;
+    let result = backup_locked(storage, settings, options, started, reporters, &mut held).await;
+    if let Some(storage_lock) = held {
+        storage_lock.release().await;
+    }
+    result
+}
+
+/// Makes the storage ready and takes its lock, once per run.
+async fn take_storage(
+    storage: &Storage,
+    settings: &Settings,
+    mode: PreflightMode,
+    held: &mut Option<StorageLock>,
+) -> Result<()> {
+    if held.is_none() {
+        ready(storage, mode).await?;
+        *held = Some(StorageLock::acquire(storage, &settings.work_dir).await?);
+    }
+    Ok(())
+}
+
+/// The run, once this work_dir is locked; `held` receives the storage lock when it is taken,
+/// for the caller to free whatever happens.
+async fn backup_locked(
+    storage: &Storage,
+    settings: &Settings,
+    options: RunOptions,
+    started: Instant,
+    reporters: &Reporters,
+    held: &mut Option<StorageLock>,
+) -> Result<RunReport> {
     // A dry run only looks: it must not wake a cold storage up.
     let mode = if options.dry_run {
         PreflightMode::Inspect
@@ -119,7 +153,6 @@ async fn backup(
         PreflightMode::Prepare
     };
 
-    let mut storage_ready = false;
     let mut resumed = None;
     let mut tidied = false;
     if let Some(journal) = Journal::load(&settings.work_dir)? {
@@ -140,8 +173,7 @@ async fn backup(
                     archive_name: journal.archive_name.clone(),
                 })
                 .await;
-            ready(storage, mode).await?;
-            storage_ready = true;
+            take_storage(storage, settings, mode, held).await?;
             resumed = commit(
                 storage,
                 settings,
@@ -151,7 +183,7 @@ async fn backup(
             )
             .await?;
             // The interrupted run may have left a partial upload behind.
-            tidy_storage(storage, &read_index(storage).await?.0, reporters).await?;
+            tidy_storage(storage, &read_index(storage).await?.0).await?;
             tidied = true;
         }
     }
@@ -162,12 +194,15 @@ async fn backup(
         return Ok(resumed.map_or(RunReport::NothingToDo { bytes }, RunReport::Archived));
     }
 
-    if !storage_ready {
+    if options.dry_run {
+        // A dry run only looks: no lock, nothing written.
         ready(storage, mode).await?;
+    } else {
+        take_storage(storage, settings, mode, held).await?;
     }
     let (index, _) = read_index(storage).await?;
     if !options.dry_run && !tidied {
-        tidy_storage(storage, &index, reporters).await?;
+        tidy_storage(storage, &index).await?;
     }
     let plan = Plan::new(&index, scan)?;
     if options.dry_run {

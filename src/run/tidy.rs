@@ -1,23 +1,25 @@
-//! The storage compared with the index before a run adds to it.
+//! The storage compared with the index before a run adds to it, under the storage lock.
 
 use std::collections::HashSet;
 
 use anyhow::{Context, Result};
-use backends::Storage;
+use backends::{Storage, partial_owner};
 
-use crate::events::{Event, Reporters};
+use crate::history::refuse_if_behind;
 use crate::index::Index;
-use crate::layout::{archive_id_of, is_partial};
+use crate::layout::archive_id_of;
+use crate::lease::process_exists;
 
-/// Partial uploads left by killed runs are removed (they never carry a final name); archives
-/// the index lists but the storage lacks, and archives beyond the index's last id that no
-/// journal vouches for, are reported for the operators to look at, and left alone.
-pub async fn tidy_storage(storage: &Storage, index: &Index, reporters: &Reporters) -> Result<()> {
+/// Refuses to go on when the storage holds archives or manifests beyond the index (it was
+/// truncated or replaced: a run would reuse their ids). Removes the partial uploads left by
+/// killed runs of this host; another host's are reported and left to it. Reports archives the
+/// index lists but the storage lacks.
+pub async fn tidy_storage(storage: &Storage, index: &Index) -> Result<()> {
     let objects = storage
         .list()
         .await
         .with_context(|| format!("cannot list {}", storage.describe()))?;
-    let last_id = index.last().map_or(0, |entry| entry.archive_id);
+    refuse_if_behind(storage, &objects, index).await?;
     let stored_ids: HashSet<u64> = objects
         .iter()
         .filter_map(|o| archive_id_of(&o.name))
@@ -30,9 +32,11 @@ pub async fn tidy_storage(storage: &Storage, index: &Index, reporters: &Reporter
         .collect();
     if !missing.is_empty() {
         tracing::warn!(
-            "the index lists {} archives that are not on {} (ids {}); the backup continues \
-             after them, but those replays may be gone: check with the original tool's records",
+            "the index lists {} archive{} that {} not on {} (ids {}); the backup continues after \
+             them, but their replays cannot be restored from there: check the storage",
             missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            if missing.len() == 1 { "is" } else { "are" },
             storage.describe(),
             missing
                 .iter()
@@ -42,9 +46,20 @@ pub async fn tidy_storage(storage: &Storage, index: &Index, reporters: &Reporter
                 .join(", ")
         );
     }
-    let mut unlisted = Vec::new();
+    let this_host = backends::host_name();
     for object in &objects {
-        if is_partial(&object.name) {
+        let Some((host, pid)) = partial_owner(&object.name) else {
+            continue;
+        };
+        let ours = host.as_deref().is_none_or(|host| host == this_host);
+        if !ours {
+            tracing::warn!(
+                "{} is a partial upload of host {}; it is left to that host's next run (remove \
+                 it by hand if that host is gone)",
+                object.name,
+                host.unwrap_or_default()
+            );
+        } else if pid != std::process::id() && !process_exists(pid) {
             tracing::info!(
                 "removing {}, a partial upload of an interrupted run",
                 object.name
@@ -52,22 +67,7 @@ pub async fn tidy_storage(storage: &Storage, index: &Index, reporters: &Reporter
             if let Err(e) = storage.delete(&object.name).await {
                 tracing::warn!("cannot remove the partial upload {}: {e}", object.name);
             }
-        } else if let Some(id) = archive_id_of(&object.name)
-            && id > last_id
-        {
-            tracing::warn!(
-                "{} is on {} but the index ends at archive {last_id}; it is not part of the \
-                 backup and is left alone: check it, then delete it or restore its replays",
-                object.name,
-                storage.describe()
-            );
-            unlisted.push(object.name.clone());
         }
-    }
-    if !unlisted.is_empty() {
-        reporters
-            .report(&Event::UnlistedArchives { names: unlisted })
-            .await;
     }
     Ok(())
 }

@@ -7,12 +7,14 @@ use anyhow::{Context, Result, bail};
 use backends::{ErrorKind, ObjectMeta, Source, Storage, WriteOptions};
 use indicatif::ProgressBar;
 
+use crate::digest::DigestHasher;
 use crate::fault;
 use crate::journal::Journal;
 use crate::progress::{bytes_bar, stacked_bars};
 use crate::run::plan::Plan;
 use crate::run::spool::{pack_to_spool, prepare_spool};
 use crate::settings::{ByteSize, Settings};
+use crate::storage::stored_digest;
 
 /// Packs the plan into the spool and uploads the archive while it is being written: the
 /// upload follows the growing spool file, and it can give the archive its final name only once
@@ -36,6 +38,7 @@ pub async fn pack_and_upload(
         let packed = pack_to_spool(&plan, &out, settings.compression.0, &feed, pack_bar).await?;
         let journal = Arc::new(Journal {
             backend: settings.storage.backend.clone(),
+            storage: Some(settings.storage.location()?),
             archive_id: plan.archive_id,
             archive_name: plan.archive_name.clone(),
             timestamp: plan.timestamp,
@@ -113,18 +116,39 @@ async fn upload_archive(
     bar.finish_and_clear();
     match uploaded {
         Ok(stored) => Ok(stored),
+        // An earlier attempt of the retried upload may have landed after all; or another
+        // writer made an archive of that name. Only the same bytes make it ours.
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            // An earlier attempt of the retried upload may have landed after all.
-            let landed = match (storage.stat(name).await, source.len().await) {
-                (Ok(stored), Ok(size)) if stored.size == size => Some(stored),
-                _ => None,
-            };
-            landed
-                .ok_or(e)
-                .with_context(|| format!("cannot upload {name} to {where_to}"))
+            match landed(storage, name, source).await? {
+                Some(stored) => Ok(stored),
+                None => Err(e).with_context(|| {
+                    format!(
+                        "cannot upload {name} to {where_to}: an archive of that name with other \
+                     contents is there (another writer's?); nothing was deleted"
+                    )
+                }),
+            }
         }
         Err(e) => Err(e).with_context(|| format!("cannot upload {name} to {where_to}")),
     }
+}
+
+/// What the storage holds under `name`, if it is byte for byte the finished `source`.
+async fn landed(storage: &Storage, name: &str, source: &Source) -> Result<Option<ObjectMeta>> {
+    let size = source.len().await?;
+    let stored = storage.stat(name).await?;
+    if stored.size != size {
+        return Ok(None);
+    }
+    let path = source.path().to_owned();
+    let ours = tokio::task::spawn_blocking(move || {
+        DigestHasher::blake3().read_from(&mut std::fs::File::open(path)?)
+    })
+    .await
+    .context("the digest of the spool file stopped unexpectedly")?
+    .context("cannot read the spool file back")?;
+    let theirs = stored_digest(storage, name, DigestHasher::blake3()).await?;
+    Ok((theirs == ours).then_some(stored))
 }
 
 /// Fails unless the storage holds the journal's archive at its packed size.

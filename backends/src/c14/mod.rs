@@ -19,7 +19,7 @@ use crate::ftp::{FtpConfig, FtpDriver};
 use crate::layers::Timeout;
 use crate::{
     BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
-    PreflightMode, Put, Readiness, Result, Secret, StorageConfig, StorageError,
+    PreflightMode, Put, Readiness, Result, Secret, Source, StorageConfig, StorageError,
 };
 use api::{Api, ApiError, Archive, Bucket, Location};
 
@@ -61,6 +61,15 @@ impl BackendConfig for C14Config {
             C14Driver::new(&self, ftp_timeout)?,
             ftp_timeout,
         ))
+    }
+
+    /// The sync archive, whichever bucket is open for it now.
+    fn location(&self, _storage: &StorageConfig) -> String {
+        format!(
+            "archive {:?} at {}",
+            self.sync_name.to_lowercase(),
+            self.api_url
+        )
     }
 }
 
@@ -325,5 +334,13 @@ impl Driver for C14Driver {
 
     async fn delete(&self, name: &str) -> Result<()> {
         self.bucket()?.delete(name).await
+    }
+
+    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        self.bucket()?.create_lock(name, lease).await
+    }
+
+    async fn remove_lock(&self, name: &str) -> Result<()> {
+        self.bucket()?.remove_lock(name).await
     }
 }

@@ -186,6 +186,10 @@ impl BackendConfig for FtpConfig {
     fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
         Ok(Timeout::wrap(FtpDriver::new(&self)?, self.timeout))
     }
+
+    fn location(&self, _storage: &StorageConfig) -> String {
+        self.url.trim_end_matches('/').to_owned()
+    }
 }
 
 #[async_trait]
@@ -311,6 +315,45 @@ impl Driver for FtpDriver {
         self.with_session(async |ftp| self.within("DELE", Some(name), ftp.rm(name)).await)
             .await
     }
+
+    /// `MKD <name>.d`, which a server grants to one client only, then the lease under `name`.
+    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        let dir = lock_dir(name);
+        self.with_session(
+            async |ftp| match self.within("MKD", None, ftp.mkdir(&dir)).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let held = self
+                        .listing(ftp)
+                        .await?
+                        .iter()
+                        .any(|entry| entry.is_directory() && entry.name() == dir);
+                    Err(if held {
+                        StorageError::already_exists(name)
+                    } else {
+                        e
+                    })
+                }
+            },
+        )
+        .await?;
+        self.put(name, &Put::new(lease)).await.map(drop)
+    }
+
+    async fn remove_lock(&self, name: &str) -> Result<()> {
+        match self.delete(name).await {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let dir = lock_dir(name);
+        self.with_session(async |ftp| self.within("RMD", Some(&dir), ftp.rmdir(&dir)).await)
+            .await
+    }
+}
+
+/// The directory whose creation is the lock `name` on FTP.
+fn lock_dir(name: &str) -> String {
+    format!("{name}.d")
 }
 
 /// Decodes `%XX` escapes of a URL part.

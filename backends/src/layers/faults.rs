@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::{
     ByteRange, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness, Result,
-    StorageError,
+    Source, StorageError,
 };
 
 /// What an injected fault looks like to the caller.
@@ -168,5 +168,14 @@ impl Driver for Faults {
 
     async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {
         self.inner.check_hash(name, local).await
+    }
+
+    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        self.injected("create_lock", name)?;
+        self.inner.create_lock(name, lease).await
+    }
+
+    async fn remove_lock(&self, name: &str) -> Result<()> {
+        self.inner.remove_lock(name).await
     }
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::{
     ByteRange, Driver, ErrorStatus, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness,
-    Result, StorageError,
+    Result, Source, StorageError,
 };
 
 /// Pauses before the second and third attempts, before jitter.
@@ -162,6 +162,17 @@ impl Driver for Retry {
 
     async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {
         self.attempt("hash check", name, || self.inner.check_hash(name, local))
+            .await
+    }
+
+    /// Not retried: an attempt whose answer was lost may have taken the lock, and a second
+    /// one would find it held. The caller reads the lease to tell.
+    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        self.inner.create_lock(name, lease).await
+    }
+
+    async fn remove_lock(&self, name: &str) -> Result<()> {
+        self.attempt("unlock", name, || self.inner.remove_lock(name))
             .await
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    ByteRange, Driver, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness, Result,
+    ByteRange, Driver, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness, Result, Source,
     StorageError,
 };
 
@@ -89,5 +89,15 @@ impl Driver for Timeout {
     async fn check_hash(&self, name: &str, local: &Path) -> Result<()> {
         // Hashing the local file takes as long as the file is large: not bounded.
         self.inner.check_hash(name, local).await
+    }
+
+    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
+        self.bounded("lock", name, self.inner.create_lock(name, lease))
+            .await
+    }
+
+    async fn remove_lock(&self, name: &str) -> Result<()> {
+        self.bounded("unlock", name, self.inner.remove_lock(name))
+            .await
     }
 }

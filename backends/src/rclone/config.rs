@@ -44,4 +44,8 @@ impl BackendConfig for RcloneConfig {
     fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
         Ok(Timeout::wrap(RcloneDriver::new(&self)?, self.timeout))
     }
+
+    fn location(&self, _storage: &StorageConfig) -> String {
+        self.remote.clone()
+    }
 }
