@@ -26,6 +26,10 @@ backend = "local"
 path = "backup"
 "#;
 
+/// Left in every demo folder: a folder without it that is not empty is someone's, and the
+/// demo, which archives and deletes replays, never touches it.
+const MARKER: &str = ".oiseau-demo";
+
 /// Makes the scratch folder, fills its temp folder with sample replays (old enough to be
 /// archived, plus a few that just arrived and a file that is not a replay), initialises a local
 /// storage, runs a backup and prints what it made.
@@ -37,6 +41,7 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
             std::env::temp_dir().join(format!("oiseau-demo-{stamp}"))
         }
     };
+    claim_folder(&dir)?;
     let temp = dir.join("temp");
     std::fs::create_dir_all(&temp)
         .with_context(|| format!("cannot create the demo folder {}", dir.display()))?;
@@ -74,13 +79,38 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
     }
     print_tree(&storage_dir, "storage")?;
     print_tree(&temp, "temp folder now")?;
+    // The path that works from here, whether or not oiseau is on PATH.
+    let oiseau = std::env::current_exe().map_or_else(|_| "oiseau".to_owned(), |exe| exe.display().to_string());
     println!(
-        "\ntry: oiseau --config {config} status\n     oiseau --config {config} locate 1000\n     \
-         oiseau --config {config} restore 1000 --to {restored}\n     oiseau --config {config} verify --deep",
+        "\ntry: {oiseau} --config {config} status\n     {oiseau} --config {config} locate 1000\n     \
+         {oiseau} --config {config} restore 1000 --to {restored}\n     {oiseau} --config {config} verify --deep",
         config = config.display(),
         restored = dir.join("restored").display(),
     );
     Ok(())
+}
+
+/// Makes `dir` the demo's: a new or empty folder, or one an earlier demo made. Anything else
+/// may hold real replays, and is refused.
+fn claim_folder(dir: &Path) -> Result<()> {
+    let marker = dir.join(MARKER);
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the demo folder {}", dir.display()));
+        }
+    };
+    if !empty && !marker.exists() {
+        anyhow::bail!(
+            "{} is not empty and was not made by `oiseau demo`: the demo archives and deletes \
+             replays, so it only uses a new or empty folder; pass another --dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&marker, "made by `oiseau demo`\n"))
+        .with_context(|| format!("cannot create the demo folder {}", dir.display()))
 }
 
 fn print_tree(dir: &Path, title: &str) -> Result<()> {

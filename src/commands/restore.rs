@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use backends::{ByteRange, PreflightMode, Storage};
@@ -58,7 +58,8 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     for id in ids {
         let target = to.join(format!("replay_{id}.osr"));
-        if target.exists() && !overwrite {
+        // A link, even a dangling one, counts: it is never written through.
+        if target.symlink_metadata().is_ok() && !overwrite {
             bail!(
                 "{} already exists; pass --overwrite to replace it",
                 target.display()
@@ -97,31 +98,52 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             join(&missing)
         );
     }
+    let mut failed = Vec::new();
     for (archive, wanted) in plan {
-        let restored = extract_from(&storage, &archive, wanted, to, overwrite).await?;
-        for (name, checked) in restored {
-            println!(
-                "restored {} from {archive}{}",
-                to.join(&name).display(),
-                if checked {
-                    " (hash checked)"
-                } else {
-                    " (no recorded hash: archive made by the original tool)"
+        let extracted = extract_from(&storage, &archive, wanted, to, overwrite).await?;
+        for (name, outcome) in extracted {
+            match outcome {
+                Ok(checked) => println!(
+                    "restored {} from {archive}{}",
+                    to.join(&name).display(),
+                    if checked {
+                        " (hash checked)"
+                    } else {
+                        " (no recorded hash: archive made by the original tool)"
+                    }
+                ),
+                Err(why) => {
+                    println!("not restored: {name} from {archive}: {why:#}");
+                    failed.push(name);
                 }
-            );
+            }
         }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of the {} replays asked for could not be restored: {}",
+            failed.len(),
+            ids.len(),
+            failed.join(", ")
+        );
     }
     Ok(())
 }
 
-/// Streams one archive from the storage and writes the wanted members into `to`.
+/// What became of each replay wanted from one archive: restored (with whether its hash was
+/// checked), or why not.
+type Extracted = Vec<(String, Result<bool>)>;
+
+/// Streams one archive from the storage and writes the wanted members into `to`. An archive
+/// that cannot be read at all is an error; a damaged or missing replay is reported in its
+/// place and the others are still restored.
 async fn extract_from(
     storage: &Storage,
     archive: &str,
     wanted: BTreeMap<String, Option<ReplayHash>>,
     to: &Path,
     overwrite: bool,
-) -> Result<Vec<(String, bool)>> {
+) -> Result<Extracted> {
     let reader = storage
         .read(archive, ByteRange::ALL)
         .await
@@ -140,59 +162,84 @@ fn extract(
     mut wanted: BTreeMap<String, Option<ReplayHash>>,
     to: &Path,
     overwrite: bool,
-) -> Result<Vec<(String, bool)>> {
+) -> Result<Extracted> {
     let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(reader));
-    let mut restored = Vec::new();
+    let mut extracted = Vec::new();
     let entries = archive
         .entries()
         .with_context(|| format!("{archive_name} is not a readable .tar.gz"))?;
     for entry in entries {
-        let mut entry = entry.with_context(|| format!("{archive_name} is damaged"))?;
-        let name = entry.path()?.to_string_lossy().into_owned();
+        let Ok(mut entry) = entry else {
+            // The stream itself is broken: nothing after this point can be read.
+            break;
+        };
+        let Ok(name) = entry.path().map(|path| path.to_string_lossy().into_owned()) else {
+            continue;
+        };
         let Some(expected) = wanted.remove(&name) else {
             continue;
         };
-        let target: PathBuf = to.join(&name);
-        let staging = to.join(format!(".{name}.restoring"));
-        let mut file = std::fs::File::create(&staging)
-            .with_context(|| format!("cannot write {}", staging.display()))?;
-        let (_, actual) = copy_with_blake3(&mut entry, &mut file)
-            .with_context(|| format!("{archive_name} is damaged inside {name}"))?;
-        file.sync_all()?;
-        if let Ok(mtime) = entry.header().mtime() {
-            let _ =
-                file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
-        }
-        drop(file);
-        if let Some(expected) = &expected
-            && *expected != actual
-        {
-            let _ = std::fs::remove_file(&staging);
-            bail!(
-                "{name} in {archive_name} does not match its recorded hash: the archive is damaged"
-            );
-        }
-        if target.exists() && !overwrite {
-            let _ = std::fs::remove_file(&staging);
-            bail!(
-                "{} already exists; pass --overwrite to replace it",
-                target.display()
-            );
-        }
-        std::fs::rename(&staging, &target)
-            .with_context(|| format!("cannot write {}", target.display()))?;
-        restored.push((name, expected.is_some()));
+        let outcome = write_replay(&mut entry, &name, expected, to, overwrite)
+            .with_context(|| format!("{archive_name}, member {name}"));
+        extracted.push((name, outcome));
         if wanted.is_empty() {
             break;
         }
     }
-    if !wanted.is_empty() {
-        bail!(
-            "{archive_name} does not contain {}",
-            wanted.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
+    for name in wanted.into_keys() {
+        let missing = Err(anyhow::anyhow!(
+            "{archive_name} does not contain it, or is damaged before it"
+        ));
+        extracted.push((name, missing));
     }
-    Ok(restored)
+    Ok(extracted)
+}
+
+/// Writes one member as `to/name`: into a new file of a unique name (created exclusively, so
+/// no symbolic link or existing file in `to` is ever written through), checked against its
+/// recorded hash, then given its name; a replay that fails its check leaves nothing behind.
+fn write_replay(
+    entry: &mut tar::Entry<'_, impl Read>,
+    name: &str,
+    expected: Option<ReplayHash>,
+    to: &Path,
+    overwrite: bool,
+) -> Result<bool> {
+    let mut staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".restoring")
+        .tempfile_in(to)
+        .with_context(|| format!("cannot write into {}", to.display()))?;
+    let (_, actual) =
+        copy_with_blake3(entry, staging.as_file_mut()).context("the archive is damaged there")?;
+    if let Some(expected) = &expected
+        && *expected != actual
+    {
+        bail!("it does not match its recorded hash: the archive is damaged there");
+    }
+    staging.as_file().sync_all()?;
+    if let Ok(mtime) = entry.header().mtime() {
+        let _ = staging
+            .as_file()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
+    }
+    let target = to.join(name);
+    let placed = if overwrite {
+        staging.persist(&target).map(drop)
+    } else {
+        staging.persist_noclobber(&target).map(drop)
+    };
+    placed.map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} already exists; pass --overwrite to replace it",
+                target.display()
+            )
+        } else {
+            anyhow::Error::new(e.error).context(format!("cannot write {}", target.display()))
+        }
+    })?;
+    Ok(expected.is_some())
 }
 
 fn join(ids: &[u64]) -> String {

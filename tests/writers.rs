@@ -1,0 +1,95 @@
+//! Several hosts writing to one storage: two deployments (their own temp folder and work
+//! folder) on the same storage, started together round after round, never lose a replay.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+
+use common::target::Target;
+use common::{Deployment, add_sized_replays, assert_nothing_lost};
+
+/// A second deployment writing to `first`'s storage.
+fn sharing(first: &Target, tables: &str) -> Deployment {
+    let second = Deployment::new("");
+    if tables.is_empty() {
+        // Its local storage folder is the first one's.
+        std::os::unix::fs::symlink(&first.storage, &second.storage).unwrap();
+    } else {
+        second.write_settings_with_tables("", tables);
+    }
+    second
+}
+
+fn spawn(deployment: &Deployment, env: &[(&'static str, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_oiseau"))
+        .arg("--config")
+        .arg(&deployment.config)
+        .arg("run")
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code().unwrap();
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Twenty rounds of both deployments adding replays and running at once; then runs until both
+/// temp folders are empty. Every replay ends in exactly one indexed archive.
+fn two_writers(first: &Target, second: &Deployment) {
+    first.init();
+    let mut mine = BTreeMap::new();
+    let mut theirs = BTreeMap::new();
+    for round in 0..20u64 {
+        mine.extend(add_sized_replays(&first.d.temp, 1 + round * 100, 100, 2048));
+        theirs.extend(add_sized_replays(
+            &second.temp,
+            1_000_000 + round * 100,
+            100,
+            2048,
+        ));
+        let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
+        for (code, stderr) in [wait(a), wait(b)] {
+            assert!(code == 0 || code == 75, "round {round}: exit {code}: {stderr}");
+        }
+        assert_nothing_lost(&mine, &first.d.temp, &first.storage, true);
+        assert_nothing_lost(&theirs, &second.temp, &first.storage, true);
+    }
+    for _ in 0..3 {
+        let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
+        let _ = (wait(a), wait(b));
+    }
+    for _ in 0..2 {
+        assert_eq!(wait(spawn(&first.d, &first.env)).0, 0);
+        assert_eq!(wait(spawn(second, &first.env)).0, 0);
+    }
+    let archived = assert_nothing_lost(&mine, &first.d.temp, &first.storage, true);
+    assert!(first.d.temp_names().is_empty() && second.temp_names().is_empty());
+    let all = assert_nothing_lost(&theirs, &second.temp, &first.storage, true);
+    assert_eq!(archived.len(), mine.len() + theirs.len());
+    assert_eq!(all.len(), archived.len());
+}
+
+#[test]
+fn two_writers_on_one_local_storage_lose_nothing() {
+    let first = Target::local();
+    let second = sharing(&first, "");
+    two_writers(&first, &second);
+}
+
+#[test]
+fn two_writers_on_one_ftp_server_lose_nothing() {
+    let first = Target::ftp();
+    let tables = std::fs::read_to_string(&first.d.config).unwrap();
+    let tables = tables
+        .split_once("[storage]")
+        .map(|(_, rest)| format!("[storage]{}", rest.split("[storage.local]").next().unwrap()))
+        .unwrap();
+    let second = sharing(&first, &tables);
+    two_writers(&first, &second);
+}
