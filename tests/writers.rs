@@ -55,7 +55,10 @@ fn two_writers(first: &Target, second: &Deployment) {
         ));
         let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
         for (code, stderr) in [wait(a), wait(b)] {
-            assert!(code == 0 || code == 75, "round {round}: exit {code}: {stderr}");
+            assert!(
+                code == 0 || code == 75,
+                "round {round}: exit {code}: {stderr}"
+            );
         }
         assert_nothing_lost(&mine, &first.d.temp, &first.storage, true);
         assert_nothing_lost(&theirs, &second.temp, &first.storage, true);

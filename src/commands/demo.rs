@@ -80,7 +80,8 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
     print_tree(&storage_dir, "storage")?;
     print_tree(&temp, "temp folder now")?;
     // The path that works from here, whether or not oiseau is on PATH.
-    let oiseau = std::env::current_exe().map_or_else(|_| "oiseau".to_owned(), |exe| exe.display().to_string());
+    let oiseau = std::env::current_exe()
+        .map_or_else(|_| "oiseau".to_owned(), |exe| exe.display().to_string());
     println!(
         "\ntry: {oiseau} --config {config} status\n     {oiseau} --config {config} locate 1000\n     \
          {oiseau} --config {config} restore 1000 --to {restored}\n     {oiseau} --config {config} verify --deep",
@@ -98,7 +99,8 @@ fn claim_folder(dir: &Path) -> Result<()> {
         Ok(mut entries) => entries.next().is_none(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot read the demo folder {}", dir.display()));
+            return Err(e)
+                .with_context(|| format!("cannot read the demo folder {}", dir.display()));
         }
     };
     if !empty && !marker.exists() {

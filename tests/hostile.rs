@@ -1,0 +1,243 @@
+//! Damaged storages and hostile folders: each case asserts the exit code, the key words of the
+//! message, and that no replay was lost (each still in the temp folder, or byte for byte in an
+//! archive the index lists).
+
+mod common;
+
+use common::target::Target;
+use common::{Deployment, INDEX, add_sized_replays, assert_nothing_lost};
+
+/// Object names on the storage of `target` matching `pattern` (a suffix).
+fn named(target: &Target, suffix: &str) -> Vec<String> {
+    common::names_in(&target.storage)
+        .into_iter()
+        .filter(|name| name.ends_with(suffix))
+        .collect()
+}
+
+#[test]
+fn an_emptied_index_stops_the_run_until_it_is_rebuilt() {
+    for (backend, target) in [("local", Target::local()), ("ftp", Target::ftp())] {
+        target.init();
+        let mut replays = add_sized_replays(&target.d.temp, 1, 3, 3000);
+        assert!(target.run(&[]).status.success(), "{backend}");
+        replays.extend(add_sized_replays(&target.d.temp, 4, 2, 3000));
+        assert!(target.run(&[]).status.success(), "{backend}");
+        let index = std::fs::read(target.storage.join(INDEX)).unwrap();
+        assert_eq!(index, b"1\t3\n2\t5\n");
+
+        std::fs::write(target.storage.join(INDEX), b"").unwrap();
+        replays.extend(add_sized_replays(&target.d.temp, 6, 1, 3000));
+        let out = target.oiseau(&["run"]).expect_code(1);
+        let copies = named(&target, "_c14_index.txt");
+        let newest = copies.iter().max().unwrap();
+        assert!(
+            out.stderr()
+                .contains("ends at archive 0 but the storage holds archives up to 2")
+                && out.stderr().contains(&format!("Put back {newest}")),
+            "{backend}: {}",
+            out.stderr()
+        );
+        assert_eq!(target.d.temp_names(), ["replay_6.osr"], "{backend}");
+        let out = target.oiseau(&["verify"]).expect_code(1);
+        assert!(out.stdout().contains("beyond the index"), "{backend}");
+
+        let out = target.oiseau(&["index", "rebuild"]).expect_code(0);
+        assert_eq!(out.stdout(), "1\t3\n2\t5\n", "{backend}");
+        assert!(out.stderr().contains("nothing was changed"), "{backend}");
+        assert_eq!(std::fs::read(target.storage.join(INDEX)).unwrap(), b"");
+        target
+            .oiseau(&["index", "rebuild", "--write"])
+            .expect_code(0);
+        assert_eq!(std::fs::read(target.storage.join(INDEX)).unwrap(), index);
+
+        assert!(target.run(&[]).status.success(), "{backend}");
+        assert_eq!(
+            std::fs::read(target.storage.join(INDEX)).unwrap(),
+            b"1\t3\n2\t5\n3\t6\n",
+            "{backend}"
+        );
+        assert_nothing_lost(&replays, &target.d.temp, &target.storage, true);
+    }
+}
+
+#[test]
+fn a_truncated_index_without_copies_is_rebuilt_from_the_manifests() {
+    let target = Target::local();
+    target.init();
+    let replays = add_sized_replays(&target.d.temp, 1, 2, 3000);
+    assert!(target.run(&[]).status.success());
+    for copy in named(&target, "_c14_index.txt") {
+        std::fs::remove_file(target.storage.join(copy)).unwrap();
+    }
+    std::fs::write(target.storage.join(INDEX), b"").unwrap();
+    let mut replays = replays;
+    replays.extend(add_sized_replays(&target.d.temp, 3, 1, 3000));
+    let out = target.oiseau(&["run"]).expect_code(1);
+    assert!(
+        out.stderr().contains("rebuild it from the manifests"),
+        "{}",
+        out.stderr()
+    );
+    target
+        .oiseau(&["index", "rebuild", "--write"])
+        .expect_code(0);
+    assert_eq!(
+        std::fs::read(target.storage.join(INDEX)).unwrap(),
+        b"1\t2\n"
+    );
+    assert_nothing_lost(&replays, &target.d.temp, &target.storage, true);
+}
+
+#[test]
+fn the_demo_never_touches_a_folder_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let temp = dir.path().join("temp");
+    std::fs::create_dir_all(&temp).unwrap();
+    std::fs::write(temp.join("replay_1.osr"), b"a real replay").unwrap();
+    std::fs::write(dir.path().join("settings.toml"), b"# mine").unwrap();
+    let demo = |dir: &std::path::Path| {
+        common::Result::checked(
+            std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
+                .args(["demo", "--dir"])
+                .arg(dir)
+                .output()
+                .unwrap(),
+        )
+    };
+    let out = demo(dir.path()).expect_code(1);
+    assert!(
+        out.stderr().contains("was not made by `oiseau demo`"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        std::fs::read(temp.join("replay_1.osr")).unwrap(),
+        b"a real replay"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("settings.toml")).unwrap(),
+        b"# mine"
+    );
+
+    let fresh = dir.path().join("fresh");
+    let out = demo(&fresh).expect_code(0);
+    let exe = env!("CARGO_BIN_EXE_oiseau");
+    assert!(
+        out.stdout().contains(&format!("try: {exe} --config")),
+        "{}",
+        out.stdout()
+    );
+    demo(&fresh).expect_code(0);
+}
+
+#[test]
+fn restore_never_writes_through_a_link_and_keeps_going_past_a_damaged_replay() {
+    let target = Target::local();
+    target.init();
+    let replays = add_sized_replays(&target.d.temp, 1, 3, 3000);
+    assert!(target.run(&[]).status.success());
+    let out_dir = target.d.root.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let victim = target.d.root.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    // Links at the old temporary name and at a target name.
+    std::os::unix::fs::symlink(&victim, out_dir.join(".replay_3.osr.restoring")).unwrap();
+    std::os::unix::fs::symlink(&victim, out_dir.join("replay_2.osr")).unwrap();
+    let to = out_dir.to_str().unwrap();
+    let out = target.oiseau(&["restore", "2", "--to", to]).expect_code(1);
+    assert!(out.stderr().contains("already exists"), "{}", out.stderr());
+    target
+        .oiseau(&["restore", "3", "2", "--to", to, "--overwrite"])
+        .expect_code(0);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        !out_dir.join("replay_2.osr").is_symlink(),
+        "the link itself was replaced"
+    );
+    for name in ["replay_2.osr", "replay_3.osr"] {
+        assert_eq!(std::fs::read(out_dir.join(name)).unwrap(), replays[name]);
+    }
+
+    // Replay 1's recorded hash no longer matches: replays 2 and 3 are still restored.
+    let manifest = named(&target, ".tar.gz.json").pop().unwrap();
+    let path = target.storage.join(&manifest);
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    record["replays"][0][2] = serde_json::Value::String("00".repeat(32));
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    std::fs::remove_dir_all(target.d.work.join("manifests")).unwrap();
+    let again = target.d.root.path().join("again");
+    let out = target
+        .oiseau(&["restore", "1", "2", "3", "--to", again.to_str().unwrap()])
+        .expect_code(1);
+    assert!(
+        out.stderr()
+            .contains("1 of the 3 replays asked for could not be restored: replay_1.osr"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stdout().contains("does not match its recorded hash"),
+        "{}",
+        out.stdout()
+    );
+    assert_eq!(common::names_in(&again), ["replay_2.osr", "replay_3.osr"]);
+}
+
+#[test]
+fn a_second_deployment_finds_the_storage_locked_while_a_lease_is_live() {
+    let first = Target::local();
+    first.init();
+    add_sized_replays(&first.d.temp, 1, 2, 3000);
+    // A live lease of another host.
+    let lease = serde_json::json!({
+        "host": "another-host", "pid": 1, "token": "7",
+        "taken_at": 1, "expires_at": u64::MAX / 2,
+    });
+    std::fs::write(first.storage.join("oiseau.lock"), lease.to_string()).unwrap();
+    let out = first.oiseau(&["run"]).expect_code(75);
+    assert!(
+        out.stderr().contains("another writer holds the lock"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(first.d.temp_names().len(), 2);
+
+    // The same lease, expired: taken over, and the run goes on.
+    let expired = serde_json::json!({
+        "host": "another-host", "pid": 1, "token": "7", "taken_at": 1, "expires_at": 2,
+    });
+    std::fs::write(first.storage.join("oiseau.lock"), expired.to_string()).unwrap();
+    let out = first.oiseau(&["run"]).expect_code(0);
+    assert!(
+        out.stderr().contains("taking over the lock"),
+        "{}",
+        out.stderr()
+    );
+    assert!(first.d.temp_names().is_empty());
+    assert!(!first.storage.join("oiseau.lock").exists(), "released");
+}
+
+#[test]
+fn a_journal_is_never_finished_on_another_storage() {
+    let target = Target::local();
+    target.init();
+    let replays = add_sized_replays(&target.d.temp, 1, 3, 300 * 1024);
+    let crashed = target.run(&[("OISEAU_CRASH_AT", "after-pack")]);
+    assert!(!crashed.status.success());
+    // The operator points the settings at another folder before the next run.
+    let elsewhere = Deployment::new("");
+    let moved = std::fs::read_to_string(&target.d.config).unwrap().replace(
+        "path = \"backup\"",
+        &format!("path = {:?}", elsewhere.storage),
+    );
+    std::fs::write(&target.d.config, moved).unwrap();
+    let out = target.oiseau(&["run"]).expect_code(1);
+    assert!(
+        out.stderr().contains("point them back to finish it"),
+        "{}",
+        out.stderr()
+    );
+    assert_nothing_lost(&replays, &target.d.temp, &target.storage, false);
+}
