@@ -27,6 +27,9 @@ pub struct CatalogEntry {
     pub object: Option<ObjectMeta>,
     /// Its manifest, for archives oiseau made.
     pub manifest: Option<Manifest>,
+    /// Why its manifest could not be used (unreadable, not a manifest): the archive is then
+    /// located by the index's id range, and reported.
+    pub damaged_manifest: Option<String>,
 }
 
 /// Where a replay is.
@@ -77,17 +80,28 @@ impl Catalog {
                 .find(|o| has_manifest(&o.name))
                 .or(candidates.first())
                 .map(|o| (*o).clone());
-            let manifest = match &object {
+            let (manifest, damaged_manifest) = match &object {
+                // One damaged manifest makes its archive less exactly known, never the others.
                 Some(o) if has_manifest(&o.name) => {
-                    Some(fetch_manifest(storage, &cache, &o.name).await?)
+                    match fetch_manifest(storage, &cache, &o.name).await {
+                        Ok(manifest) => (Some(manifest), None),
+                        Err(e) => {
+                            tracing::warn!(
+                                "{e:#}; archive {} is located by the index's id range instead",
+                                entry.archive_id
+                            );
+                            (None, Some(format!("{e:#}")))
+                        }
+                    }
                 }
-                _ => None,
+                _ => (None, None),
             };
             archives.push(CatalogEntry {
                 entry: *entry,
                 previous_max,
                 object,
                 manifest,
+                damaged_manifest,
             });
             previous_max = entry.max_replay_id;
         }

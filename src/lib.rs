@@ -2,6 +2,9 @@
 //! this library; `main.rs` only parses the command line, sets up logging and maps the
 //! outcome to an exit code.
 
+#[macro_use]
+mod output;
+
 pub mod catalog;
 pub mod cli;
 pub mod commands;

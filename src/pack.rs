@@ -127,12 +127,12 @@ fn open_unchanged(replay: &Replay) -> Result<Option<File>> {
             return Ok(None);
         }
         Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "cannot read replay {}; fix its permissions or move it out of the temp folder",
-                    replay.path.display()
-                )
-            });
+            // One replay that cannot be opened must not hold back the others.
+            tracing::warn!(
+                replay = %replay.name(),
+                "cannot read it ({e}); left out: fix its permissions or move it out of the temp folder"
+            );
+            return Ok(None);
         }
     };
     let meta = file.metadata()?;

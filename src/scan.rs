@@ -35,7 +35,21 @@ pub struct Scan {
     pub too_young: usize,
     /// Everything that is not a replay file: other names, dot and `.part` files, folders, links.
     pub ignored: usize,
+    /// Replay files that can never be archived as they are, each with why and what to do:
+    /// named in every run's log and in `status`, and left where they are.
+    pub stuck: Vec<Stuck>,
 }
+
+/// A replay file that no run will archive until someone acts on it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stuck {
+    pub name: String,
+    pub why: String,
+}
+
+/// How far in the future a modification time may be (a clock a little ahead, a file being
+/// written on another machine) before the replay is reported instead of waited for.
+const FUTURE_TOLERANCE: Duration = Duration::from_secs(3600);
 
 impl Scan {
     pub fn total_bytes(&self) -> u64 {
@@ -43,13 +57,43 @@ impl Scan {
     }
 }
 
-/// The id in a replay file name: `replay_<digits>.osr`, nothing else.
+/// The id in a replay file name: `replay_<digits>.osr`, written the one way a number is
+/// (no leading zero), nothing else.
 pub fn replay_id(name: &str) -> Option<u64> {
+    match parse_replay_name(name)? {
+        ReplayName::Id(id) => Some(id),
+        ReplayName::Unusable(_) => None,
+    }
+}
+
+/// What a name that has the shape of a replay's says.
+enum ReplayName {
+    Id(u64),
+    /// A replay's name that cannot be archived as it is: why, and what to do.
+    Unusable(String),
+}
+
+/// `None` for a name that is not a replay's at all.
+fn parse_replay_name(name: &str) -> Option<ReplayName> {
     let digits = name.strip_prefix("replay_")?.strip_suffix(".osr")?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    if digits.len() > 1 && digits.starts_with('0') {
+        let canonical = digits.trim_start_matches('0');
+        let canonical = if canonical.is_empty() { "0" } else { canonical };
+        return Some(ReplayName::Unusable(format!(
+            "its id has leading zeros, so it names the same replay as replay_{canonical}.osr; \
+             rename it (or remove the duplicate)"
+        )));
+    }
+    Some(match digits.parse() {
+        Ok(id) => ReplayName::Id(id),
+        Err(_) => ReplayName::Unusable(format!(
+            "its id is beyond the largest replay id ({}); move it out of the temp folder",
+            u64::MAX
+        )),
+    })
 }
 
 /// [`scan`] as of now, off the async runtime: a folder can hold 100,000 files.
@@ -72,10 +116,24 @@ pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {
     let mut scan = Scan::default();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let name = entry.file_name();
-        let Some(id) = name.to_str().and_then(replay_id) else {
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str() else {
             scan.ignored += 1;
             continue;
+        };
+        let id = match parse_replay_name(name) {
+            None => {
+                scan.ignored += 1;
+                continue;
+            }
+            Some(ReplayName::Unusable(why)) => {
+                scan.stuck.push(Stuck {
+                    name: name.to_owned(),
+                    why,
+                });
+                continue;
+            }
+            Some(ReplayName::Id(id)) => id,
         };
         // A file removed since read_dir is simply not there any more.
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
@@ -88,9 +146,29 @@ pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {
         let mtime = meta
             .modified()
             .with_context(|| format!("cannot read the mtime of {}", entry.path().display()))?;
-        // A modification time in the future counts as young: the file may still be written.
+        // A modification time a little in the future counts as young: the file may still be
+        // written. Far in the future, no run would ever take it.
+        if mtime
+            .duration_since(now)
+            .is_ok_and(|ahead| ahead > FUTURE_TOLERANCE)
+        {
+            scan.stuck.push(Stuck {
+                name: name.to_owned(),
+                why: "its modification time is in the future; check the clock of whatever wrote \
+                      it, or touch it"
+                    .to_owned(),
+            });
+            continue;
+        }
         if now.duration_since(mtime).unwrap_or(Duration::ZERO) < min_age {
             scan.too_young += 1;
+            continue;
+        }
+        if rustix::fs::access(&entry.path(), rustix::fs::Access::READ_OK).is_err() {
+            scan.stuck.push(Stuck {
+                name: name.to_owned(),
+                why: "oiseau cannot read it; fix its permissions".to_owned(),
+            });
             continue;
         }
         scan.replays.push(Replay {
@@ -146,6 +224,13 @@ mod tests {
                 .unwrap();
         };
         write("replay_2.osr", b"two", old);
+        write("replay_02.osr", b"two again", old);
+        write("replay_99999999999999999999999.osr", b"huge", old);
+        write(
+            "replay_8.osr",
+            b"from the future",
+            SystemTime::now() + Duration::from_secs(7 * 24 * 3600),
+        );
         write("replay_10.osr", b"ten!", old);
         write("replay_3.osr", b"young", SystemTime::now());
         write("replay_4.osr.part", b"partial", old);
@@ -164,6 +249,17 @@ mod tests {
         assert_eq!(scan.total_bytes(), 7);
         assert_eq!(scan.too_young, 1);
         assert_eq!(scan.ignored, 5);
+        let mut stuck: Vec<&str> = scan.stuck.iter().map(|s| s.name.as_str()).collect();
+        stuck.sort_unstable();
+        assert_eq!(
+            stuck,
+            [
+                "replay_02.osr",
+                "replay_8.osr",
+                "replay_99999999999999999999999.osr"
+            ]
+        );
+        assert!(scan.stuck.iter().all(|s| !s.why.is_empty()));
     }
 
     #[test]

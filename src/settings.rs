@@ -86,12 +86,17 @@ impl Settings {
                         e.to_string().lines().collect::<Vec<_>>().join(" ")
                     ))
                 })?;
+                settings.refuse_empty_paths()?;
                 let base = path.parent().unwrap_or(Path::new(""));
                 settings.resolve_paths(base);
                 settings
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                tracing::debug!("no {}, using the defaults", path.display());
+                tracing::info!(
+                    "no settings file {}: using the defaults (temp folder ./temp, storage \
+                     ./backup); copy settings.sample.toml there, or pass --config",
+                    path.display()
+                );
                 Settings::default()
             }
             Err(e) => {
@@ -129,6 +134,20 @@ impl Settings {
             self.telegram.chat_id = chat_id;
         }
         self.storage.apply_env(env);
+    }
+
+    /// Before relative paths are resolved: an empty one would become the settings' folder.
+    fn refuse_empty_paths(&self) -> Result<()> {
+        for (key, path) in [("temp_dir", &self.temp_dir), ("work_dir", &self.work_dir)] {
+            if path.as_os_str().is_empty() {
+                return Err(SettingsError(format!(
+                    "{key} is empty; set it to a folder (a relative one starts at the settings \
+                     file's folder)"
+                ))
+                .into());
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<()> {
@@ -250,17 +269,37 @@ impl fmt::Display for ByteSize {
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
+    /// A whole number of bytes or a string with a unit; anything else says what is expected.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: whole bytes (2048) or a string such as \"500 MiB\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, bytes: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(bytes))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, bytes: i64) -> Result<ByteSize, E> {
+                u64::try_from(bytes)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("{bytes} is negative; a size is 0 or more")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, bytes: f64) -> Result<ByteSize, E> {
+                Err(E::custom(format!(
+                    "{bytes} is not a whole number of bytes; write a string such as \"1.5 MiB\""
+                )))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(text).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(deserializer)? {
-            Raw::Bytes(bytes) => Ok(ByteSize(bytes)),
-            Raw::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
-        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -321,6 +360,31 @@ mod tests {
         for bad in ["compression = 10", "compression = \"fast\""] {
             let err = load_text(bad, &no_env).unwrap_err();
             assert!(format!("{err:#}").contains("compression is"), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn a_bad_size_says_what_is_expected() {
+        for (text, expected) in [
+            ("threshold = -1", "negative"),
+            ("threshold = 1.5", "not a whole number of bytes"),
+            ("threshold = true", "whole bytes (2048) or a string"),
+            ("threshold = \"99999999999999 GiB\"", "is not a size"),
+        ] {
+            let err = load_text(text, &no_env).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{text}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn empty_paths_are_refused() {
+        for text in [
+            "temp_dir = \"\"",
+            "work_dir = \"\"",
+            "[storage.local]\npath = \"\"",
+        ] {
+            let err = load_text(text, &no_env).unwrap_err();
+            assert!(format!("{err:#}").contains("empty"), "{text}: {err:#}");
         }
     }
 

@@ -59,7 +59,9 @@ async fn backups_land_on_both_servers() {
         assert_eq!(d.temp_names(), Vec::<String>::new());
         let status = d.oiseau_async(&["status"], &ENV).await.expect_code(0);
         assert!(
-            status.stdout().contains("last archive: `2\t4` "),
+            status
+                .stdout()
+                .contains("last archive: 2 (replays up to 4) "),
             "{}",
             status.stdout()
         );

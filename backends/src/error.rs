@@ -167,7 +167,19 @@ impl StorageError {
         let error = match err.kind() {
             Io::NotFound => return Self::not_found(name).with_source(err),
             Io::AlreadyExists => return Self::already_exists(name).with_source(err),
-            Io::PermissionDenied => Self::new(ErrorKind::Denied, format!("{name}: {err}")),
+            Io::PermissionDenied => Self::new(
+                ErrorKind::Denied,
+                format!("{name}: permission denied; fix the permissions of the storage"),
+            ),
+            Io::ReadOnlyFilesystem => Self::other(format!(
+                "{name}: the file system is read-only; remount it writable or choose another storage"
+            )),
+            Io::StorageFull | Io::QuotaExceeded => Self::other(format!(
+                "{name}: no space left; free some space on the storage"
+            )),
+            Io::NotADirectory => Self::other(format!(
+                "{name}: part of its path is a file, not a folder; check the storage's path"
+            )),
             Io::TimedOut
             | Io::ConnectionRefused
             | Io::ConnectionReset

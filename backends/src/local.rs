@@ -2,7 +2,7 @@
 //! disk or NAS can use in production.
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,8 @@ use crate::{
 #[serde(deny_unknown_fields, default)]
 pub struct LocalConfig {
     /// The directory that holds the archives and the index; created when missing. Relative
-    /// to the settings file's directory.
+    /// to the settings file's directory. Never empty: that would be the settings' own folder.
+    #[serde(deserialize_with = "non_empty_path")]
     pub path: PathBuf,
 }
 
@@ -63,6 +64,16 @@ impl BackendConfig for LocalConfig {
             .display()
             .to_string()
     }
+}
+
+fn non_empty_path<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<PathBuf, D::Error> {
+    let path = PathBuf::deserialize(deserializer)?;
+    if path.as_os_str().is_empty() {
+        return Err(serde::de::Error::custom(
+            "path is empty; set it to the folder that holds the archives",
+        ));
+    }
+    Ok(path)
 }
 
 /// A disk that stops answering (a hung network mount) fails the operation after this long.
@@ -110,13 +121,21 @@ impl LocalDriver {
             Ok(Some(file.metadata()?.len()))
         })
         .await?;
-        match linked {
+        let size = match linked {
             Some(size) => {
                 progress(size);
-                Ok(size)
+                size
             }
-            None => self.copy(source, staged, progress).await,
-        }
+            None => self.copy(source, staged, progress).await?,
+        };
+        // Every object readable like the archives, whatever mode its source had (a staged
+        // index or manifest is a private temporary file).
+        let target = self.root.join(staged);
+        blocking(staged, move || {
+            std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o644))
+        })
+        .await?;
+        Ok(size)
     }
 
     async fn copy(&self, source: &Source, staged: &str, progress: Progress<'_>) -> Result<u64> {
@@ -219,17 +238,21 @@ impl Driver for LocalDriver {
     }
 
     async fn list(&self) -> Result<Vec<ObjectMeta>> {
-        if !self.root.is_dir() {
-            return Err(StorageError::not_found(&self.root.display().to_string()));
-        }
-        let entries = self.op.list("/").await.map_err(|e| map_err("/", e))?;
-        let mut objects: Vec<ObjectMeta> = entries
-            .into_iter()
-            .filter(|entry| entry.metadata().is_file())
-            .map(|entry| ObjectMeta::new(entry.path(), entry.metadata().content_length()))
-            .collect();
-        objects.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(objects)
+        let root = self.root.clone();
+        let what = root.display().to_string();
+        blocking(&what, move || {
+            let mut objects = Vec::new();
+            for entry in std::fs::read_dir(&root)? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                if let (true, Some(name)) = (meta.is_file(), entry.file_name().to_str()) {
+                    objects.push(ObjectMeta::new(name, meta.len()));
+                }
+            }
+            objects.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(objects)
+        })
+        .await
     }
 
     async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {

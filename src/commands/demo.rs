@@ -55,7 +55,7 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
         temp.join("README.txt"),
         "not a replay: oiseau leaves it here\n",
     )?;
-    println!(
+    say!(
         "demo folder {}: 240 replays ({}) ready, 5 just arrived ({}), 1 other file",
         dir.display(),
         ByteSize(old_bytes),
@@ -68,7 +68,7 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
         init(&settings).await?;
     }
     match run(&settings, RunOptions::default()).await? {
-        RunReport::Archived(done) => println!(
+        RunReport::Archived(done) => say!(
             "archived {} replays into {} ({}) in {:.1?}",
             done.replays,
             done.archive_name,
@@ -82,7 +82,7 @@ pub async fn demo(dir: Option<PathBuf>) -> Result<()> {
     // The path that works from here, whether or not oiseau is on PATH.
     let oiseau = std::env::current_exe()
         .map_or_else(|_| "oiseau".to_owned(), |exe| exe.display().to_string());
-    println!(
+    say!(
         "\ntry: {oiseau} --config {config} status\n     {oiseau} --config {config} locate 1000\n     \
          {oiseau} --config {config} restore 1000 --to {restored}\n     {oiseau} --config {config} verify --deep",
         config = config.display(),
@@ -124,9 +124,9 @@ fn print_tree(dir: &Path, title: &str) -> Result<()> {
         })
         .collect();
     entries.sort();
-    println!("\n{title} ({}):", dir.display());
+    say!("\n{title} ({}):", dir.display());
     for (name, size) in entries {
-        println!("  {size:>10}  {name}");
+        say!("  {size:>10}  {name}");
     }
     Ok(())
 }

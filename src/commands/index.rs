@@ -1,8 +1,6 @@
 //! `oiseau index rebuild`: the index made again from the storage's own records (the newest
 //! index copy and the manifests), for an index that was truncated, emptied or replaced.
 
-use std::io::Write;
-
 use anyhow::{Context, Result};
 use backends::{ErrorKind, PreflightMode, WriteMode, WriteOptions};
 
@@ -32,16 +30,14 @@ pub async fn rebuild_index(settings: &Settings, write: bool) -> Result<()> {
     let parsed = current.as_ref().and_then(|(_, index)| index.clone());
     let (base, added) = rebuild(&storage, &objects, parsed).await?;
     let rebuilt = base.appended_all(&added);
-    std::io::stdout()
-        .write_all(&rebuilt)
-        .context("cannot print the rebuilt index")?;
-    eprintln!(
+    crate::output::raw(&rebuilt);
+    tracing::info!(
         "rebuilt {INDEX_NAME}: {} lines, {} of them from manifests beyond the index copies",
         Index::parse(rebuilt.clone())?.entries().len(),
         added.len()
     );
     if !write {
-        eprintln!("nothing was changed; pass --write to replace {INDEX_NAME} on {where_to}");
+        tracing::info!("nothing was changed; pass --write to replace {INDEX_NAME} on {where_to}");
         return Ok(());
     }
     let mode = match &current {
@@ -55,6 +51,6 @@ pub async fn rebuild_index(settings: &Settings, write: bool) -> Result<()> {
         .with_context(|| format!("cannot write {INDEX_NAME} to {where_to}"));
     lock.release().await;
     written?;
-    eprintln!("{INDEX_NAME} on {where_to} replaced");
+    tracing::info!("{INDEX_NAME} on {where_to} replaced");
     Ok(())
 }

@@ -24,6 +24,6 @@ pub async fn init(settings: &Settings) -> Result<()> {
         .write(INDEX_NAME, b"", &WriteOptions::hot(WriteMode::CreateNew))
         .await
         .with_context(|| format!("cannot create {INDEX_NAME} on {where_to}"))?;
-    println!("created an empty {INDEX_NAME} on {where_to}; the first archive will be id 1");
+    say!("created an empty {INDEX_NAME} on {where_to}; the first archive will be id 1");
     Ok(())
 }

@@ -27,7 +27,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
         Command::Run { force, dry_run } => {
             match run::run(&settings, RunOptions { force, dry_run }).await? {
                 RunReport::NothingToDo { .. } => {}
-                RunReport::Planned(plan) => println!(
+                RunReport::Planned(plan) => say!(
                     "plan: archive {} as {}: {} replays, {} ({} bytes); nothing was changed",
                     plan.archive_id,
                     plan.archive_name,
@@ -59,7 +59,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             action: IndexAction::Rebuild { write },
         } => index::rebuild_index(&settings, write).await,
         Command::Config => {
-            print!("{}", settings.to_redacted_toml()?);
+            crate::output::raw(settings.to_redacted_toml()?.as_bytes());
             Ok(())
         }
         Command::Demo { .. } => unreachable!("handled before the settings are loaded"),

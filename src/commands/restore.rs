@@ -24,7 +24,7 @@ pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
             missing.push(id);
         }
         for (archive, how) in found {
-            println!("{}", describe_location(id, archive, how));
+            say!("{}", describe_location(id, archive, how));
         }
     }
     if !missing.is_empty() {
@@ -42,9 +42,12 @@ fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
         .object
         .as_ref()
         .map_or("(missing from the storage)", |o| o.name.as_str());
-    let note = match how {
-        Found::Exact => "",
-        Found::ByRange => " (by the index's id range: no manifest for this archive)",
+    let note = match (how, &archive.damaged_manifest) {
+        (Found::Exact, _) => "",
+        (Found::ByRange, None) => " (by the index's id range: no manifest for this archive)",
+        (Found::ByRange, Some(_)) => {
+            " (by the index's id range: this archive's manifest is damaged)"
+        }
     };
     format!(
         "replay {id}\tarchive {}\t{name}{note}",
@@ -98,22 +101,30 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             join(&missing)
         );
     }
+    let damaged: Vec<String> = catalog
+        .archives
+        .iter()
+        .filter(|a| a.damaged_manifest.is_some())
+        .filter_map(|a| a.object.as_ref().map(|o| o.name.clone()))
+        .collect();
     let mut failed = Vec::new();
     for (archive, wanted) in plan {
         let extracted = extract_from(&storage, &archive, wanted, to, overwrite).await?;
         for (name, outcome) in extracted {
             match outcome {
-                Ok(checked) => println!(
+                Ok(checked) => say!(
                     "restored {} from {archive}{}",
                     to.join(&name).display(),
                     if checked {
                         " (hash checked)"
+                    } else if damaged.contains(&archive) {
+                        " (no recorded hash: the archive's manifest is damaged)"
                     } else {
                         " (no recorded hash: archive made by the original tool)"
                     }
                 ),
                 Err(why) => {
-                    println!("not restored: {name} from {archive}: {why:#}");
+                    say!("not restored: {name} from {archive}: {why:#}");
                     failed.push(name);
                 }
             }

@@ -1,12 +1,19 @@
 //! `oiseau status`: where the backup stands, for an operator or for monitoring.
+//!
+//! Every condition that would make the next run fail is reported, and makes the command exit
+//! non-zero: 1 when a run would fail, 75 while the storage is waking up.
 
-use anyhow::{Context, Result};
-use backends::PreflightMode;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use backends::{PreflightMode, Storage};
 use serde::Serialize;
 
-use crate::error::is_try_later;
+use crate::error::{TryLater, is_try_later};
+use crate::history::beyond_index;
 use crate::journal::{Journal, unix_now};
 use crate::layout::{INDEX_NAME, archive_id_of, archive_timestamp};
+use crate::scan::{Scan, Stuck};
 use crate::settings::{ByteSize, Settings};
 use crate::storage::{read_index, ready};
 use crate::{lock, scan};
@@ -20,6 +27,8 @@ struct Status {
     threshold: u64,
     too_young: usize,
     other_entries: usize,
+    /// Replay files no run archives as they are, with why.
+    stuck: Vec<Stuck>,
     /// Pid of the run holding the lock.
     run_in_progress: Option<u32>,
     /// Archive of an interrupted run that the next run finishes.
@@ -33,6 +42,8 @@ struct Status {
     archives_in_index: Option<usize>,
     archives_on_storage: Option<usize>,
     last_archive: Option<LastArchive>,
+    /// What would make the next run fail, each in one line with what to do.
+    problems: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,10 +54,20 @@ struct LastArchive {
     age_seconds: Option<u64>,
 }
 
-/// Prints where the backup stands, as text or one JSON object. Exits 1 when the storage
-/// cannot be read and 75 while it is waking up, so monitoring can run it as is.
+/// Prints where the backup stands, as text or one JSON object. Exits 1 when a run would fail
+/// and 75 while the storage is waking up, so monitoring can run it as is.
 pub async fn status(settings: &Settings, json: bool) -> Result<()> {
-    let scan = scan::scan_now(&settings.temp_dir, settings.min_age).await?;
+    let mut problems = Vec::new();
+    let scan = match scan::scan_now(&settings.temp_dir, settings.min_age).await {
+        Ok(scan) => scan,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            Scan::default()
+        }
+    };
+    if let Err(e) = check_writable(&settings.work_dir) {
+        problems.push(format!("{e:#}"));
+    }
     let mut status = Status {
         temp_dir: settings.temp_dir.display().to_string(),
         replays: scan.replays.len(),
@@ -54,51 +75,96 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
         threshold: settings.threshold.0,
         too_young: scan.too_young,
         other_entries: scan.ignored,
+        stuck: scan.stuck,
         run_in_progress: lock::holder(&settings.work_dir),
         unfinished_archive: Journal::load(&settings.work_dir)?.map(|j| j.archive_name),
-        storage: String::new(),
+        storage: settings.storage.backend.clone(),
         storage_state: "unreachable",
         storage_message: None,
         storage_condition: None,
         archives_in_index: None,
         archives_on_storage: None,
         last_archive: None,
+        problems,
     };
-    let outcome = storage_status(settings, &mut status).await;
-    if let Err(e) = &outcome {
+    let reached = reach_storage(settings, &mut status).await;
+    if let Err(e) = &reached {
         status.storage_message = Some(format!("{e:#}"));
         if is_try_later(e) {
             status.storage_state = "pending";
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        say!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print_status(&status, settings);
     }
-    outcome
+    match (reached, status.problems.first()) {
+        (Err(e), _) if is_try_later(&e) => Err(TryLater(format!("{e:#}")).into()),
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(first)) => Err(anyhow!(
+            "{}: {first}",
+            counted(status.problems.len(), "problem", "problems")
+        )),
+        (Ok(()), None) => Ok(()),
+    }
 }
 
-async fn storage_status(settings: &Settings, status: &mut Status) -> Result<()> {
-    status.storage.clone_from(&settings.storage.backend);
+/// A run writes its journal and spool in `work_dir`: one that cannot is a run that fails.
+fn check_writable(work_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(work_dir)
+        .and_then(|()| tempfile::tempfile_in(work_dir).map(drop))
+        .with_context(|| {
+            format!(
+                "work_dir {} is not writable, so every run would fail; fix its permissions or \
+                 set work_dir",
+                work_dir.display()
+            )
+        })
+}
+
+/// Makes the storage ready and reads its state; an index that is missing, malformed or behind
+/// the storage is a problem of a reachable storage.
+async fn reach_storage(settings: &Settings, status: &mut Status) -> Result<()> {
     let storage = crate::storage::open(settings)?;
     let prepared = ready(&storage, PreflightMode::Inspect).await;
     status.storage = storage.describe();
     prepared?;
     status.storage_condition = storage.condition();
-    let (index, _) = read_index(&storage).await?;
     let objects = storage
         .list()
         .await
         .with_context(|| format!("cannot list {}", storage.describe()))?;
     status.storage_state = "ready";
-    status.archives_in_index = Some(index.entries().len());
     status.archives_on_storage = Some(
         objects
             .iter()
             .filter(|o| archive_id_of(&o.name).is_some())
             .count(),
     );
+    match read_index(&storage).await {
+        Ok((index, _)) => describe_index(&storage, &objects, &index, status),
+        Err(e) => status.problems.push(format!("{e:#}")),
+    }
+    Ok(())
+}
+
+fn describe_index(
+    storage: &Storage,
+    objects: &[backends::ObjectMeta],
+    index: &crate::index::Index,
+    status: &mut Status,
+) {
+    status.archives_in_index = Some(index.entries().len());
+    let beyond = beyond_index(objects, index);
+    if let Some(first) = beyond.first() {
+        status.problems.push(format!(
+            "{INDEX_NAME} on {} ends before {first} (and {} more): it was truncated or \
+             replaced; `oiseau index rebuild` rebuilds it",
+            storage.describe(),
+            beyond.len() - 1
+        ));
+    }
     status.last_archive = index.last().map(|last| {
         let name = objects
             .iter()
@@ -116,29 +182,36 @@ async fn storage_status(settings: &Settings, status: &mut Status) -> Result<()> 
             age_seconds,
         }
     });
-    Ok(())
+}
+
+/// `1 archive`, `2 archives`.
+fn counted(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 fn print_status(status: &Status, settings: &Settings) {
-    println!(
-        "temp folder {}: {} replays, {} of {} threshold ({}%); {} too young, {} other entries",
+    say!(
+        "temp folder {}: {}, {} of {} threshold ({}%); {} too young, {}",
         status.temp_dir,
-        status.replays,
+        counted(status.replays, "replay", "replays"),
         ByteSize(status.replay_bytes),
         settings.threshold,
-        status.replay_bytes * 100 / status.threshold,
+        u128::from(status.replay_bytes) * 100 / u128::from(status.threshold),
         status.too_young,
-        status.other_entries
+        counted(status.other_entries, "other entry", "other entries"),
     );
+    for stuck in &status.stuck {
+        say!("never archived as it is: {}: {}", stuck.name, stuck.why);
+    }
     match status.run_in_progress {
-        Some(pid) => println!("a run is in progress (pid {pid})"),
-        None => println!("no run in progress"),
+        Some(pid) => say!("a run is in progress (pid {pid})"),
+        None => say!("no run in progress"),
     }
     if let Some(archive) = &status.unfinished_archive {
-        println!("archive {archive} was interrupted; the next run finishes it");
+        say!("archive {archive} was interrupted; the next run finishes it");
     }
     match status.storage_state {
-        "ready" => println!(
+        "ready" => say!(
             "{}: reachable{}",
             status.storage,
             status
@@ -147,7 +220,7 @@ fn print_status(status: &Status, settings: &Settings) {
                 .map(|condition| format!("; {condition}"))
                 .unwrap_or_default()
         ),
-        state => println!(
+        state => say!(
             "{}: {state}: {}",
             status.storage,
             status.storage_message.as_deref().unwrap_or_default()
@@ -156,11 +229,14 @@ fn print_status(status: &Status, settings: &Settings) {
     if let (Some(in_index), Some(on_storage)) =
         (status.archives_in_index, status.archives_on_storage)
     {
-        println!("{INDEX_NAME} lists {in_index} archives; the storage holds {on_storage}");
+        say!(
+            "{INDEX_NAME} lists {}; the storage holds {on_storage}",
+            counted(in_index, "archive", "archives")
+        );
     }
     match &status.last_archive {
-        Some(last) => println!(
-            "last archive: `{}\t{}` {}{}",
+        Some(last) => say!(
+            "last archive: {} (replays up to {}) {}{}",
             last.id,
             last.max_replay_id,
             last.name.as_deref().unwrap_or("(missing from the storage)"),
@@ -171,7 +247,10 @@ fn print_status(status: &Status, settings: &Settings) {
                 ))
                 .unwrap_or_default()
         ),
-        None if status.storage_state == "ready" => println!("no archive yet"),
+        None if status.archives_in_index.is_some() => say!("no archive yet"),
         None => {}
+    }
+    for problem in &status.problems {
+        say!("problem: {problem}");
     }
 }

@@ -44,16 +44,16 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
             // A cold archive awaiting its restore is not a damaged one: come back later.
             Err(e) if is_try_later(&e) => return Err(e.context(label)),
             Err(e) => {
-                println!("{label}: {e:#}");
+                say!("{label}: {e:#}");
                 problems.push(label);
             }
         }
     }
     for stray in &catalog.strays {
-        println!("{stray}: on the storage but in no index line");
+        say!("{stray}: on the storage but in no index line");
     }
     if let Some(first) = catalog.beyond_index.first() {
-        println!(
+        say!(
             "{first}{}: beyond the index's last archive: the index was truncated or replaced; \
              `oiseau index rebuild` rebuilds it",
             match catalog.beyond_index.len() {
@@ -70,7 +70,7 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
             problems.join("; ")
         );
     }
-    println!(
+    say!(
         "{checked} archives verified{} on {}",
         if deep {
             " (deep: downloaded, hashed and read through)"
@@ -86,6 +86,9 @@ async fn check(storage: &Storage, archive: &CatalogEntry, deep: bool) -> Result<
     let Some(object) = &archive.object else {
         bail!("missing from the storage");
     };
+    if let Some(why) = &archive.damaged_manifest {
+        bail!("its manifest is damaged: {why}");
+    }
     if let Some(manifest) = &archive.manifest
         && manifest.size != object.size
     {
@@ -154,10 +157,12 @@ fn read_through(reader: impl Read, hasher: Option<DigestHasher>) -> Result<Conte
         let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&mut hashing));
         for entry in archive.entries().context("not a readable .tar.gz")? {
             let mut entry = entry.context("damaged tar stream")?;
+            // Quoted and escaped: a damaged header may name a member with any bytes, which
+            // must not reach the terminal as they are.
             let name = entry.path()?.to_string_lossy().into_owned();
-            let id = replay_id(&name).with_context(|| format!("holds {name}, not a replay"))?;
+            let id = replay_id(&name).with_context(|| format!("holds {name:?}, not a replay"))?;
             let (size, blake3) = copy_with_blake3(&mut entry, &mut std::io::sink())
-                .with_context(|| format!("damaged inside {name}"))?;
+                .with_context(|| format!("damaged inside {name:?}"))?;
             replays.push((id, size, blake3));
         }
     }

@@ -38,6 +38,9 @@ impl Plan {
     }
 }
 
+/// How many replays that cannot be archived a run names in its log.
+const STUCK_NAMED: usize = 20;
+
 /// Scans the temp folder (off the async runtime: a folder can hold 100,000 files) and logs
 /// what it found.
 pub async fn scan_temp_folder(settings: &Settings) -> Result<Scan> {
@@ -50,6 +53,15 @@ pub async fn scan_temp_folder(settings: &Settings) -> Result<Scan> {
         "scanned {}",
         settings.temp_dir.display()
     );
+    for stuck in scan.stuck.iter().take(STUCK_NAMED) {
+        tracing::warn!("{} is never archived as it is: {}", stuck.name, stuck.why);
+    }
+    if scan.stuck.len() > STUCK_NAMED {
+        tracing::warn!(
+            "{} more replay files cannot be archived as they are; `oiseau status` lists them",
+            scan.stuck.len() - STUCK_NAMED
+        );
+    }
     if scan.ignored > 0 {
         tracing::info!(
             "left alone {} entries of the temp folder that are not replay files",
