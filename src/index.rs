@@ -70,6 +70,12 @@ impl Index {
                 archive_id: parse(archive, "archive id")?,
                 max_replay_id: parse(max_replay, "replay id")?,
             };
+            if entry.archive_id == u64::MAX {
+                return Err(malformed(format!(
+                    "archive id {} leaves no id for the next archive",
+                    entry.archive_id
+                )));
+            }
             if let Some(previous) = entries.last()
                 && entry.archive_id <= previous.archive_id
             {
@@ -125,6 +131,18 @@ impl fmt::Display for IndexEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_archive_id_is_refused_since_nothing_could_follow_it() {
+        let err = Index::parse(format!("{}\t5\n", u64::MAX).into_bytes()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("leaves no id for the next archive"),
+            "{err}"
+        );
+        let index = Index::parse(format!("{}\t5\n", u64::MAX - 1).into_bytes()).unwrap();
+        assert_eq!(index.next_archive_id(), u64::MAX);
+    }
 
     fn entry(archive_id: u64, max_replay_id: u64) -> IndexEntry {
         IndexEntry {

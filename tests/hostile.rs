@@ -241,3 +241,170 @@ fn a_journal_is_never_finished_on_another_storage() {
     );
     assert_nothing_lost(&replays, &target.d.temp, &target.storage, false);
 }
+
+#[test]
+fn replays_that_can_never_be_archived_are_named_and_hold_back_nothing() {
+    let target = Target::local();
+    target.init();
+    let mut replays = add_sized_replays(&target.d.temp, 1, 2, 3000);
+    for name in ["replay_01.osr", "replay_99999999999999999999999.osr"] {
+        std::fs::write(target.d.temp.join(name), b"odd").unwrap();
+    }
+    let future = target.d.temp.join("replay_3.osr");
+    std::fs::write(&future, b"from the future").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&future)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(86_400 * 30))
+        .unwrap();
+    let out = target.oiseau(&["run"]).expect_code(0);
+    for name in [
+        "replay_01.osr",
+        "replay_99999999999999999999999.osr",
+        "replay_3.osr",
+    ] {
+        assert!(
+            out.stderr()
+                .contains(&format!("{name} is never archived as it is")),
+            "{name}: {}",
+            out.stderr()
+        );
+    }
+    assert_eq!(target.d.temp_names().len(), 3, "the odd ones stay");
+    let out = target.oiseau(&["status"]).expect_code(0);
+    assert!(
+        out.stdout()
+            .contains("never archived as it is: replay_01.osr: its id has leading zeros"),
+        "{}",
+        out.stdout()
+    );
+    replays.retain(|name, _| name != "replay_3.osr");
+    assert_nothing_lost(&replays, &target.d.temp, &target.storage, true);
+}
+
+#[test]
+fn status_reports_what_would_fail_a_run_and_exits_non_zero() {
+    let d = Deployment::new("");
+    // No index yet: reachable, but a run would fail.
+    std::fs::create_dir_all(&d.storage).unwrap();
+    let out = d.oiseau(&["status"], &[]).expect_code(1);
+    assert!(out.stdout().contains("reachable"), "{}", out.stdout());
+    assert!(out.stdout().contains("problem: ") && out.stdout().contains("oiseau init"));
+    d.oiseau(&["init"], &[]).expect_code(0);
+    d.oiseau(&["status"], &[]).expect_code(0);
+    // The temp folder is gone: said, and the rest is still shown.
+    std::fs::remove_dir_all(&d.temp).unwrap();
+    let out = d.oiseau(&["status"], &[]).expect_code(1);
+    assert!(
+        out.stdout().contains("cannot list the temp folder"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.stdout().contains("lists 0 archives"),
+        "{}",
+        out.stdout()
+    );
+}
+
+#[test]
+fn a_check_of_nothing_is_not_a_success() {
+    let d = Deployment::new("");
+    d.oiseau(&["init"], &[]).expect_code(0);
+    let out = d.oiseau(&["verify"], &[]).expect_code(1);
+    assert!(
+        out.stderr().contains("nothing was verified"),
+        "{}",
+        out.stderr()
+    );
+    d.add_replays(&[1]);
+    d.oiseau(&["run"], &[]).expect_code(0);
+    d.oiseau(&["verify"], &[]).expect_code(0);
+    let out = d.oiseau(&["verify", "--since", "7"], &[]).expect_code(1);
+    assert!(
+        out.stderr().contains("no archive from id 7 on"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn bad_sizes_and_empty_paths_say_what_is_expected() {
+    for (setting, expected) in [
+        ("threshold = -1", "negative"),
+        ("threshold = 1.5", "not a whole number of bytes"),
+        ("temp_dir = \"\"", "temp_dir is empty"),
+    ] {
+        let d = Deployment::new(setting);
+        let out = d.oiseau(&["run"], &[]).expect_code(2);
+        assert!(
+            out.stderr().contains(expected),
+            "{setting}: {}",
+            out.stderr()
+        );
+        assert!(!out.stderr().contains("untagged"), "{}", out.stderr());
+    }
+}
+
+#[test]
+fn output_into_a_closed_pipe_does_not_stop_a_restore() {
+    let target = Target::local();
+    target.init();
+    let replays = add_sized_replays(&target.d.temp, 1, 3, 3000);
+    assert!(target.run(&[]).status.success());
+    let to = target.d.root.path().join("out");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
+        .arg("--config")
+        .arg(&target.d.config)
+        .args(["restore", "1", "2", "3", "--to"])
+        .arg(&to)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for (name, bytes) in &replays {
+        assert_eq!(&std::fs::read(to.join(name)).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn one_corrupt_manifest_leaves_the_other_archives_usable() {
+    let target = Target::local();
+    target.init();
+    let replays = add_sized_replays(&target.d.temp, 1, 2, 3000);
+    assert!(target.run(&[]).status.success());
+    add_sized_replays(&target.d.temp, 3, 2, 3000);
+    assert!(target.run(&[]).status.success());
+    let first = named(&target, ".tar.gz.json").into_iter().min().unwrap();
+    std::fs::write(target.storage.join(first), b"\x00garbage").unwrap();
+    let _ = std::fs::remove_dir_all(target.d.work.join("manifests"));
+
+    let out = target.oiseau(&["locate", "1", "4"]).expect_code(0);
+    assert!(
+        out.stdout().contains("replay 4\tarchive 2"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.stdout().contains("manifest is damaged"),
+        "{}",
+        out.stdout()
+    );
+    let to = target.d.root.path().join("out");
+    let out = target
+        .oiseau(&["restore", "1", "4", "--to", to.to_str().unwrap()])
+        .expect_code(0);
+    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
+    assert_eq!(
+        std::fs::read(to.join("replay_1.osr")).unwrap(),
+        replays["replay_1.osr"]
+    );
+    let out = target.oiseau(&["verify"]).expect_code(1);
+    assert!(out.stdout().contains("archive 1 ("), "{}", out.stdout());
+    assert!(!out.stdout().contains("archive 2 ("), "{}", out.stdout());
+}

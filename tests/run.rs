@@ -370,7 +370,10 @@ fn status_shows_the_temp_folder_and_the_last_index_line() {
     let out = d.oiseau(&["status"], &[]).expect_code(0);
     let stdout = out.stdout();
     assert!(stdout.contains(": 1 replay,"), "{stdout}");
-    assert!(stdout.contains("last archive: 1 (replays up to 2) "), "{stdout}");
+    assert!(
+        stdout.contains("last archive: 1 (replays up to 2) "),
+        "{stdout}"
+    );
     assert!(!stdout.contains('\t'), "no raw TAB: {stdout}");
     assert!(stdout.contains("reachable"), "{stdout}");
 }

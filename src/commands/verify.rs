@@ -63,6 +63,15 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
         );
         problems.push(format!("{INDEX_NAME} ends before {first}"));
     }
+    if checked == 0 {
+        bail!(
+            "nothing was verified: {}",
+            match since {
+                Some(since) => format!("{INDEX_NAME} lists no archive from id {since} on"),
+                None => format!("{INDEX_NAME} lists no archive yet"),
+            }
+        );
+    }
     if !problems.is_empty() {
         bail!(
             "{} of {checked} archives failed verification: {}",

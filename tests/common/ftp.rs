@@ -122,7 +122,7 @@ impl PyFtpServer {
     pub fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = std::process::Command::new("/usr/bin/python3")
+        let mut child = std::process::Command::new("/usr/bin/python3")
             .args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-w", "-p"])
             .arg(port.to_string())
             .arg("-d")
@@ -132,7 +132,20 @@ impl PyFtpServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("pyftpdlib runs with /usr/bin/python3 (apt-get install python3-pyftpdlib)");
-        wait_for_port(port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "pyftpdlib stopped at once ({status}): is it installed? \
+                     apt-get install python3-pyftpdlib"
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pyftpdlib on port {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         PyFtpServer { port, root, child }
     }
 
@@ -159,17 +172,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the FTP server on port {port} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Fills `d`'s temp folder with ~80 MB of replays (so the upload lasts long enough to be cut),
