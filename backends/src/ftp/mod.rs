@@ -184,7 +184,7 @@ impl BackendConfig for FtpConfig {
     const ENV: &'static [(&'static str, &'static str)] = &[("FTP_PASSWORD", "password")];
 
     fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
-        Ok(Timeout::wrap(FtpDriver::new(&self)?, self.timeout))
+        Ok(Timeout::above(FtpDriver::new(&self)?, self.timeout))
     }
 
     fn location(&self, _storage: &StorageConfig) -> String {

@@ -42,7 +42,7 @@ impl BackendConfig for RcloneConfig {
     const ENV: &'static [(&'static str, &'static str)] = &[("RCLONE_REMOTE", "remote")];
 
     fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
-        Ok(Timeout::wrap(RcloneDriver::new(&self)?, self.timeout))
+        Ok(Timeout::above(RcloneDriver::new(&self)?, self.timeout))
     }
 
     fn location(&self, _storage: &StorageConfig) -> String {
