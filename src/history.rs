@@ -119,8 +119,7 @@ pub async fn rebuild(
         .collect();
     manifests.sort_unstable();
     let mut added = Vec::new();
-    let mut next = base.next_archive_id();
-    for (id, name) in manifests {
+    for (next, (id, name)) in (base.next_archive_id()..).zip(manifests) {
         if id != next {
             bail!(
                 "archive {next} has no manifest on {} (the next one found is {name}); the index \
@@ -145,7 +144,6 @@ pub async fn rebuild(
             archive_id: id,
             max_replay_id,
         });
-        next += 1;
     }
     Ok((base, added))
 }

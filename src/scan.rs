@@ -164,7 +164,7 @@ pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {
             scan.too_young += 1;
             continue;
         }
-        if rustix::fs::access(&entry.path(), rustix::fs::Access::READ_OK).is_err() {
+        if rustix::fs::access(entry.path(), rustix::fs::Access::READ_OK).is_err() {
             scan.stuck.push(Stuck {
                 name: name.to_owned(),
                 why: "oiseau cannot read it; fix its permissions".to_owned(),

@@ -2,7 +2,7 @@
 //! "try again later"), and its index read.
 
 use anyhow::{Context, Result, anyhow};
-use backends::{ByteRange, ErrorKind, PreflightMode, Readiness, Storage, Version};
+use backends::{ByteRange, ErrorKind, ObjectReader, PreflightMode, Readiness, Storage, Version};
 use tokio_util::io::SyncIoBridge;
 
 use crate::digest::{ArchiveDigest, DigestHasher};
@@ -59,6 +59,18 @@ pub async fn read_index(storage: &Storage) -> Result<(Index, Version)> {
     Ok((index, meta.version_token()))
 }
 
+/// A whole object as a blocking reader, for a tar reader or a hasher on a blocking thread.
+pub async fn read_for_blocking(
+    storage: &Storage,
+    name: &str,
+) -> Result<SyncIoBridge<ObjectReader>> {
+    let reader = storage
+        .read(name, ByteRange::ALL)
+        .await
+        .with_context(|| format!("cannot read {name} from {}", storage.describe()))?;
+    Ok(SyncIoBridge::new(reader))
+}
+
 /// The digest of an object as the storage holds it, read through: how an archive found under
 /// a name is known to be this run's and not another writer's (equal sizes prove nothing).
 pub async fn stored_digest(
@@ -66,11 +78,7 @@ pub async fn stored_digest(
     name: &str,
     hasher: DigestHasher,
 ) -> Result<ArchiveDigest> {
-    let reader = storage
-        .read(name, ByteRange::ALL)
-        .await
-        .with_context(|| format!("cannot read {name} back from {}", storage.describe()))?;
-    let mut bridge = SyncIoBridge::new(reader);
+    let mut bridge = read_for_blocking(storage, name).await?;
     tokio::task::spawn_blocking(move || hasher.read_from(&mut bridge))
         .await
         .context("the digest of a stored object stopped unexpectedly")?

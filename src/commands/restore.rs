@@ -5,13 +5,12 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use backends::{ByteRange, PreflightMode, Storage};
-use tokio_util::io::SyncIoBridge;
+use backends::{PreflightMode, Storage};
 
 use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::settings::Settings;
-use crate::storage::open_ready;
+use crate::storage::{open_ready, read_for_blocking};
 
 /// Prints the archive holding each replay; fails naming the ids that were never archived.
 pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
@@ -155,11 +154,7 @@ async fn extract_from(
     to: &Path,
     overwrite: bool,
 ) -> Result<Extracted> {
-    let reader = storage
-        .read(archive, ByteRange::ALL)
-        .await
-        .with_context(|| format!("cannot download {archive} from {}", storage.describe()))?;
-    let bridge = SyncIoBridge::new(reader);
+    let bridge = read_for_blocking(storage, archive).await?;
     let to = to.to_owned();
     let archive_name = archive.to_owned();
     tokio::task::spawn_blocking(move || extract(bridge, &archive_name, wanted, &to, overwrite))

@@ -4,8 +4,7 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use backends::{ByteRange, PreflightMode, Storage};
-use tokio_util::io::SyncIoBridge;
+use backends::{PreflightMode, Storage};
 
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::digest::{ArchiveDigest, DigestHasher};
@@ -14,7 +13,7 @@ use crate::error::is_try_later;
 use crate::layout::INDEX_NAME;
 use crate::scan::replay_id;
 use crate::settings::Settings;
-use crate::storage::open_ready;
+use crate::storage::{open_ready, read_for_blocking};
 
 pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Result<()> {
     let mode = if deep {
@@ -113,11 +112,7 @@ async fn check(storage: &Storage, archive: &CatalogEntry, deep: bool) -> Result<
     if !deep {
         return Ok(());
     }
-    let reader = storage
-        .read(&object.name, ByteRange::ALL)
-        .await
-        .context("cannot download it")?;
-    let bridge = SyncIoBridge::new(reader);
+    let bridge = read_for_blocking(storage, &object.name).await?;
     let hasher = archive.manifest.as_ref().map(|m| m.digest.hasher());
     let contents = tokio::task::spawn_blocking(move || read_through(bridge, hasher))
         .await
