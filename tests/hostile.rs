@@ -408,3 +408,59 @@ fn one_corrupt_manifest_leaves_the_other_archives_usable() {
     assert!(out.stdout().contains("archive 1 ("), "{}", out.stdout());
     assert!(!out.stdout().contains("archive 2 ("), "{}", out.stdout());
 }
+
+#[test]
+fn a_storage_path_that_is_a_file_fails_at_once_saying_what_to_check() {
+    let d = Deployment::new("");
+    std::fs::write(&d.storage, b"not a folder").unwrap();
+    d.add_replays(&[1]);
+    let started = std::time::Instant::now();
+    let out = d.oiseau(&["run"], &[]).expect_code(1);
+    assert!(
+        out.stderr().contains("is a file, not a folder"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        !out.stderr().contains("trying again"),
+        "not retried: {}",
+        out.stderr()
+    );
+    assert!(!out.stderr().contains("Unexpected"), "{}", out.stderr());
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(d.temp_names(), ["replay_1.osr"]);
+}
+
+#[test]
+fn objects_on_a_local_storage_are_readable_like_the_archives() {
+    use std::os::unix::fs::PermissionsExt;
+    let target = Target::local();
+    target.init();
+    add_sized_replays(&target.d.temp, 1, 2, 3000);
+    assert!(target.run(&[]).status.success());
+    for name in common::names_in(&target.storage) {
+        let mode = std::fs::metadata(target.storage.join(&name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{name}");
+    }
+}
+
+#[test]
+fn running_on_the_defaults_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::Result::checked(
+        std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
+            .arg("status")
+            .current_dir(dir.path())
+            .env_remove("OISEAU_CONFIG")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        out.stderr().contains("using the defaults"),
+        "{}",
+        out.stderr()
+    );
+}
