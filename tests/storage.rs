@@ -8,6 +8,7 @@ use backends::ftp::{FtpConfig, FtpDriver};
 use backends::local::{LocalConfig, LocalDriver};
 use backends::memory::MemoryDriver;
 use backends::rclone::{RcloneConfig, RcloneDriver};
+use backends::s3::{S3Config, S3Driver};
 use backends::{Capabilities, Driver, ErrorKind, Secret};
 use common::conformance;
 use common::ftp::{FTP_PASSWORD, FtpServer, PyFtpServer};
@@ -106,4 +107,43 @@ async fn rclone_ftp_remote_keeps_the_contract() {
     let config = config.path().to_str().unwrap();
     conformance::check(rclone("testftp:backup".into(), config)).await;
     assert_eq!(names(&server.root.join("backup")), ["c14_index.txt"]);
+}
+
+fn s3(server: &common::s3::MotoServer, bucket: &str, archive_class: &str) -> Arc<dyn Driver> {
+    server.create_bucket(bucket);
+    Arc::new(
+        S3Driver::new(&S3Config {
+            bucket: bucket.to_owned(),
+            prefix: "osu".to_owned(),
+            endpoint: server.endpoint(),
+            archive_class: archive_class.to_owned(),
+            access_key_id: common::s3::ACCESS_KEY.to_owned(),
+            secret_access_key: Secret::new(common::s3::SECRET_KEY),
+            ..S3Config::default()
+        })
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn s3_on_moto_keeps_the_contract() {
+    let server = common::s3::MotoServer::start();
+    conformance::check(s3(&server, "standard", "STANDARD")).await;
+    conformance::check(s3(&server, "infrequent", "STANDARD_IA")).await;
+}
+
+#[test]
+fn s3_refuses_archive_classes_it_cannot_read_back_yet() {
+    for class in ["GLACIER", "deep_archive"] {
+        let err = S3Driver::new(&S3Config {
+            bucket: "b".into(),
+            archive_class: class.into(),
+            access_key_id: "k".into(),
+            secret_access_key: Secret::new("s"),
+            ..S3Config::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{class}");
+        assert!(err.to_string().contains("GLACIER_IR"), "{err}");
+    }
 }

@@ -11,6 +11,9 @@ pub struct Capabilities {
     /// A plain `put` replaces an existing object in one step: a reader sees the old or the new
     /// bytes, never a partial or missing object (restic's `HasAtomicReplace`).
     pub atomic_replace: bool,
+    /// `put` honours [`crate::Put::if_match`]: the object is replaced only if it is still the
+    /// version read earlier, checked by the storage itself (S3's `If-Match`).
+    pub replace_if_match: bool,
     /// `rename` moves an object to another name on the server, replacing the target.
     pub rename: bool,
     /// `read` of a part of an object costs about that part, not the whole object.

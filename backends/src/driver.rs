@@ -53,6 +53,13 @@ impl ObjectMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version(String);
 
+impl Version {
+    /// The token itself, for a storage that compares it (an ETag).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A part of an object: `start..end`, or from `start` to the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
@@ -150,6 +157,9 @@ pub struct Put<'a> {
     /// declare [`Capabilities::atomic_create`].
     pub if_absent: bool,
     pub placement: Placement,
+    /// Replace the object only if it is still this version. Asked only of drivers that
+    /// declare [`Capabilities::replace_if_match`].
+    pub if_match: Option<&'a Version>,
     pub progress: Progress<'a>,
 }
 
@@ -160,6 +170,7 @@ impl<'a> Put<'a> {
             source,
             if_absent: false,
             placement: Placement::Hot,
+            if_match: None,
             progress: &|_| {},
         }
     }

@@ -31,6 +31,7 @@ pub mod local;
 pub mod memory;
 pub mod rclone;
 mod registry;
+pub mod s3;
 mod secret;
 mod source;
 mod storage;

@@ -13,6 +13,7 @@ use crate::c14::C14Config;
 use crate::ftp::FtpConfig;
 use crate::local::LocalConfig;
 use crate::rclone::RcloneConfig;
+use crate::s3::S3Config;
 
 use crate::layers::Retry;
 use crate::{Driver, Result, Storage, StorageError};
@@ -71,6 +72,7 @@ pub static BACKENDS: &[Backend] = &[
     Backend::of::<FtpConfig>(),
     Backend::of::<C14Config>(),
     Backend::of::<RcloneConfig>(),
+    Backend::of::<S3Config>(),
 ];
 
 fn open_table<C: BackendConfig>(storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
@@ -242,7 +244,7 @@ mod tests {
     fn unknown_tables_keys_and_backends_are_named() {
         let err = parse("backend = \"s4\"").unwrap_err().to_string();
         assert!(
-            err.contains("\"s4\" is not one of local, ftp, c14, rclone"),
+            err.contains("\"s4\" is not one of local, ftp, c14, rclone, s3"),
             "{err}"
         );
         let err = parse("[ftpp]\nurl = \"x\"").unwrap_err().to_string();

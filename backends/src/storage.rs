@@ -167,10 +167,11 @@ impl Storage {
     ) -> Result<ObjectMeta> {
         let driver = self.driver.as_ref();
         let capabilities = driver.capabilities();
-        let put = |if_absent| Put {
+        let put = |if_absent, if_match| Put {
             source,
             if_absent,
             placement: options.placement,
+            if_match,
             progress,
         };
         let direct = match &options.mode {
@@ -178,9 +179,17 @@ impl Storage {
             WriteMode::Replace | WriteMode::ReplaceIfUnchanged(_) => capabilities.atomic_replace,
         };
         if direct {
-            check_mode(driver, name, &options.mode, capabilities).await?;
             let if_absent = options.mode == WriteMode::CreateNew;
-            let sent = driver.put(name, &put(if_absent)).await?;
+            let if_match = match &options.mode {
+                WriteMode::ReplaceIfUnchanged(version) if capabilities.replace_if_match => {
+                    Some(version)
+                }
+                _ => {
+                    check_mode(driver, name, &options.mode, capabilities).await?;
+                    None
+                }
+            };
+            let sent = driver.put(name, &put(if_absent, if_match)).await?;
             return verified(driver, name, source, sent).await;
         }
         if !capabilities.rename {
@@ -193,7 +202,7 @@ impl Storage {
         check_mode(driver, name, &options.mode, capabilities).await?;
         let partial = partial_name(name);
         let result = async {
-            let sent = driver.put(&partial, &put(false)).await?;
+            let sent = driver.put(&partial, &put(false, None)).await?;
             let staged = driver.stat(&partial).await?;
             if staged.size != sent {
                 return Err(StorageError::size_mismatch(&partial, sent, staged.size));

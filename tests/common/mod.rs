@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod ftp;
 pub mod rclone;
+pub mod s3;
 pub mod target;
 pub mod telegram;
 
@@ -17,7 +18,10 @@ use std::time::{Duration, SystemTime};
 pub const INDEX: &str = "c14_index.txt";
 
 /// Environment variables a developer's shell might carry that would change what oiseau does.
-const CLEARED_ENV: [&str; 9] = [
+const CLEARED_ENV: [&str; 12] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
     "OISEAU_CONFIG",
     "OISEAU_LOG",
     "TELEGRAM_TOKEN",

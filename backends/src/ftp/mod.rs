@@ -69,6 +69,7 @@ impl FtpDriver {
     pub const CAPABILITIES: Capabilities = Capabilities {
         atomic_create: false,
         atomic_replace: false,
+        replace_if_match: false,
         rename: true,
         ranged_read: true,
         server_side_hash: false,

@@ -1,0 +1,362 @@
+//! S3-compatible object storage (AWS, Scaleway, MinIO, Backblaze B2, Cloudflare R2, Wasabi),
+//! through OpenDAL's S3 service.
+//!
+//! Archives go to `archive_class`, everything else (the index, manifests, index copies, the
+//! lock) to STANDARD: what every run reads must never sit in a class that needs a restore.
+//! OpenDAL sets the class per operator, so there are two. Uploads stream as multipart uploads,
+//! which appear only once completed: S3 needs no temporary name, and cannot copy a cold object
+//! anyway. Creates carry `If-None-Match: *` and conditional replaces `If-Match: <ETag>`, so
+//! another writer's object is never overwritten, whatever the timing.
+//!
+//! Classes that need a restore before a read (GLACIER, DEEP_ARCHIVE) are refused for now: this
+//! driver does not send `RestoreObject` yet, and an archive that can never be read back is not
+//! a backup. Classes read directly (STANDARD_IA, ONEZONE_IA, GLACIER_IR, ...) work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use opendal::{ErrorKind as OpendalKind, Operator, services};
+use serde::{Deserialize, Serialize};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use crate::layers::Timeout;
+use crate::{
+    BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Placement,
+    Put, Result, Secret, StorageConfig, StorageError,
+};
+
+/// `[storage.s3]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Objects live under `<prefix>/`; `""` is the bucket's root. Hosts that share a prefix
+    /// share one backup, taking turns through the lock; a prefix each keeps them apart.
+    pub prefix: String,
+    pub region: String,
+    /// Empty for AWS.
+    pub endpoint: String,
+    /// `true` for AWS (`bucket.s3.amazonaws.com`); `false` for path-style addressing.
+    pub virtual_host_style: bool,
+    /// Storage class of the archives (STANDARD, STANDARD_IA, ONEZONE_IA, GLACIER_IR, ...).
+    pub archive_class: String,
+    /// Env `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// Env `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Secret,
+    /// Env `AWS_SESSION_TOKEN`, for temporary credentials.
+    pub session_token: Secret,
+    /// Bound on every request, and on every stall of a transfer.
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".to_owned(),
+            endpoint: String::new(),
+            virtual_host_style: false,
+            archive_class: "STANDARD".to_owned(),
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+            session_token: Secret::default(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Classes whose objects answer `InvalidObjectState` until restored.
+const NEEDS_RESTORE: [&str; 2] = ["GLACIER", "DEEP_ARCHIVE"];
+
+/// Size of the parts of a multipart upload: S3's minimum is 5 MiB; a few parts in flight stay
+/// well within the run's memory budget.
+const PART_SIZE: usize = 8 << 20;
+
+impl BackendConfig for S3Config {
+    const NAME: &'static str = "s3";
+    const ENV: &'static [(&'static str, &'static str)] = &[
+        ("AWS_ACCESS_KEY_ID", "access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+        ("AWS_SESSION_TOKEN", "session_token"),
+    ];
+
+    fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+        Ok(Timeout::above(S3Driver::new(&self)?, self.timeout))
+    }
+
+    fn location(&self, _storage: &StorageConfig) -> String {
+        let endpoint = if self.endpoint.is_empty() {
+            "aws"
+        } else {
+            self.endpoint.trim_end_matches('/')
+        };
+        format!(
+            "{endpoint} {}/{}",
+            self.bucket,
+            self.prefix.trim_matches('/')
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct S3Driver {
+    bucket: String,
+    prefix: String,
+    archive_class: String,
+    /// STANDARD: everything but the archives.
+    hot: Operator,
+    /// `archive_class`.
+    archive: Operator,
+}
+
+impl S3Driver {
+    pub fn new(config: &S3Config) -> Result<Self> {
+        if config.bucket.trim().is_empty() {
+            return Err(StorageError::config(
+                "storage.s3.bucket is empty; set it to the bucket that holds the backup",
+            ));
+        }
+        if config.access_key_id.is_empty() || config.secret_access_key.is_empty() {
+            return Err(StorageError::config(
+                "storage.s3 has no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                 (or access_key_id and secret_access_key)",
+            ));
+        }
+        let class = config.archive_class.trim().to_ascii_uppercase();
+        if NEEDS_RESTORE.contains(&class.as_str()) {
+            return Err(StorageError::config(format!(
+                "storage.s3.archive_class {class} needs a restore before every read, which this \
+                 version does not request yet; use GLACIER_IR, STANDARD_IA or ONEZONE_IA, or the \
+                 rclone backend"
+            )));
+        }
+        let prefix = config.prefix.trim_matches('/').to_owned();
+        Ok(S3Driver {
+            bucket: config.bucket.clone(),
+            hot: operator(config, &prefix, "STANDARD")?,
+            archive: operator(config, &prefix, &class)?,
+            archive_class: class,
+            prefix,
+        })
+    }
+
+    fn operator_for(&self, placement: Placement) -> &Operator {
+        match placement {
+            Placement::Hot => &self.hot,
+            Placement::Archive => &self.archive,
+        }
+    }
+
+    /// An OpenDAL error as a storage error naming the bucket, the key and S3's own words.
+    fn error(&self, name: &str, err: opendal::Error) -> StorageError {
+        let key = if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        };
+        let text = err.to_string();
+        let place = format!("s3://{}/{key}", self.bucket);
+        let error = match err.kind() {
+            _ if text.contains("NoSuchBucket") => StorageError::config(format!(
+                "bucket {} does not exist; create it or fix storage.s3.bucket",
+                self.bucket
+            )),
+            OpendalKind::NotFound => return StorageError::not_found(name).with_source(err),
+            OpendalKind::ConditionNotMatch => StorageError::new(
+                ErrorKind::ConditionFailed,
+                format!("{place} was written by another writer meanwhile (HTTP 412)"),
+            ),
+            _ if text.contains("InvalidObjectState") => StorageError::new(
+                ErrorKind::NotReady,
+                format!("{place} is in a cold storage class and must be restored first"),
+            ),
+            OpendalKind::PermissionDenied => StorageError::new(
+                ErrorKind::Denied,
+                format!(
+                    "S3 refused access to {place}: {}; check the credentials and the bucket's \
+                     permissions",
+                    s3_code(&text)
+                ),
+            ),
+            OpendalKind::ConfigInvalid => {
+                StorageError::config(format!("storage.s3 at {place}: {}", s3_code(&text)))
+            }
+            _ if err.is_temporary() => {
+                StorageError::temporary(format!("{place}: {}", s3_code(&text)))
+            }
+            _ => StorageError::other(format!("{place}: {}", s3_code(&text))),
+        };
+        error.with_object(name).with_source(err)
+    }
+}
+
+/// S3's error code and message in an OpenDAL error (`S3Error { code: "AccessDenied", message:
+/// "..." }`), or the error's first words: OpenDAL's whole text carries every response header.
+fn s3_code(text: &str) -> String {
+    let field = |name: &str| {
+        text.split_once(&format!("{name}: \""))
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(value, _)| value.to_owned())
+    };
+    match (field("code"), field("message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code,
+        _ => text
+            .split(", context:")
+            .next()
+            .unwrap_or(text)
+            .chars()
+            .take(200)
+            .collect(),
+    }
+}
+
+fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
+    let mut builder = services::S3::default()
+        .bucket(&config.bucket)
+        .root(&format!("/{prefix}"))
+        .region(&config.region)
+        .access_key_id(&config.access_key_id)
+        .secret_access_key(config.secret_access_key.expose())
+        .default_storage_class(class)
+        // Credentials come from the settings only: never from files or instance metadata
+        // that the operator did not name.
+        .disable_config_load()
+        .disable_ec2_metadata();
+    if !config.session_token.is_empty() {
+        builder = builder.session_token(config.session_token.expose());
+    }
+    if !config.endpoint.is_empty() {
+        builder = builder.endpoint(&config.endpoint);
+    }
+    if config.virtual_host_style {
+        builder = builder.enable_virtual_host_style();
+    }
+    // OpenDAL's process-wide HTTP client (reqwest with rustls), installed once.
+    opendal::install_default();
+    let op =
+        Operator::new(builder).map_err(|e| StorageError::config(format!("storage.s3: {e}")))?;
+    // Each request, and each stall of a transfer, bounded by the timeout.
+    Ok(op.layer(
+        opendal::layers::TimeoutLayer::new()
+            .with_timeout(config.timeout)
+            .with_io_timeout(config.timeout),
+    ))
+}
+
+#[async_trait]
+impl Driver for S3Driver {
+    fn describe(&self) -> String {
+        format!("S3 bucket {}/{}", self.bucket, self.prefix)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_create: true,
+            atomic_replace: true,
+            replace_if_match: true,
+            ranged_read: true,
+            storage_classes: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn condition(&self) -> Option<String> {
+        Some(format!(
+            "archives in {}, everything else STANDARD",
+            self.archive_class
+        ))
+    }
+
+    async fn stat(&self, name: &str) -> Result<ObjectMeta> {
+        let meta = self.hot.stat(name).await.map_err(|e| self.error(name, e))?;
+        Ok(ObjectMeta {
+            name: name.to_owned(),
+            size: meta.content_length(),
+            version: meta.etag().map(str::to_owned),
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        let entries = self.hot.list("/").await.map_err(|e| self.error("", e))?;
+        let mut objects: Vec<ObjectMeta> = entries
+            .into_iter()
+            .filter(|entry| entry.metadata().is_file())
+            .map(|entry| ObjectMeta::new(entry.name(), entry.metadata().content_length()))
+            .collect();
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
+    async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
+        let size = self.stat(name).await?.size;
+        let len = range.len_within(size);
+        if len == 0 {
+            return Ok(Box::new(tokio::io::empty()));
+        }
+        let reader = self
+            .hot
+            .reader(name)
+            .await
+            .map_err(|e| self.error(name, e))?;
+        let stream = reader
+            .into_futures_async_read(range.start..range.start + len)
+            .await
+            .map_err(|e| self.error(name, e))?;
+        Ok(Box::new(stream.compat()))
+    }
+
+    async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
+        let mut writer = self
+            .operator_for(put.placement)
+            .writer_with(name)
+            .chunk(PART_SIZE);
+        if put.if_absent {
+            writer = writer.if_not_exists(true);
+        }
+        if let Some(version) = put.if_match {
+            writer = writer.if_match(version.as_str());
+        }
+        let mut writer = writer.await.map_err(|e| self.error(name, e))?;
+        let mut chunks = put.source.chunks();
+        let mut sent = 0u64;
+        loop {
+            let chunk = match chunks.try_next().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    // An abandoned source: the incomplete multipart upload goes too.
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            };
+            sent += chunk.len() as u64;
+            if let Err(e) = writer.write(chunk).await {
+                let _ = writer.abort().await;
+                return Err(self.error(name, e));
+            }
+            (put.progress)(sent);
+        }
+        writer.close().await.map_err(|e| {
+            let error = self.error(name, e);
+            // A create refused by `If-None-Match: *`: the name is taken.
+            if put.if_absent && error.kind() == ErrorKind::ConditionFailed {
+                StorageError::already_exists(name).with_source(error)
+            } else {
+                error
+            }
+        })?;
+        Ok(sent)
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        // S3 deletes a missing key without a word; the contract says NotFound.
+        self.stat(name).await?;
+        self.hot.delete(name).await.map_err(|e| self.error(name, e))
+    }
+}

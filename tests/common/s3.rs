@@ -1,0 +1,134 @@
+//! moto's S3 server (`moto[server]`, provisioned by scripts/test), one per test, on a free
+//! loopback port, and plain HTTP requests to it for what a test checks behind oiseau's back.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "TESTKEYID";
+pub const SECRET_KEY: &str = "TEST-SECRET-s3-key-do-not-print";
+
+pub struct MotoServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let mut child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start moto_server ({e}): run the tests with scripts/test, which provisions it")
+            });
+        // werkzeug names the port it took in its first lines, on stderr.
+        let (found, lines) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let found = found.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = found.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto_server stopped at once ({status}): run the tests with scripts/test");
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            if let Some(port) = line
+                .split("http://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|port| port.parse().ok())
+            {
+                break port;
+            }
+        };
+        MotoServer { port, child }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto does not check signatures).
+    pub fn create_bucket(&self, bucket: &str) {
+        let (status, _) = self.request("PUT", &format!("/{bucket}"));
+        assert_eq!(status, 200, "creating bucket {bucket}");
+    }
+
+    /// The storage class of an object, from a HEAD: STANDARD when none is named.
+    pub fn storage_class(&self, bucket: &str, key: &str) -> String {
+        let (status, headers) = self.request("HEAD", &format!("/{bucket}/{key}"));
+        assert_eq!(status, 200, "HEAD {key}");
+        headers
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("x-amz-storage-class")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| "STANDARD".to_owned())
+    }
+
+    /// One HTTP/1.1 request with an empty body: the status and the response's head.
+    fn request(&self, method: &str, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let head = response
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, head)
+    }
+
+    /// The `[storage]` tables of a deployment on `bucket` with `archive_class`.
+    pub fn settings(&self, bucket: &str, archive_class: &str) -> String {
+        format!(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"{bucket}\"\nprefix = \"osu\"\n\
+             endpoint = \"{}\"\narchive_class = \"{archive_class}\"\ntimeout = \"10s\"\n",
+            self.endpoint()
+        )
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The credentials, as operators give them: in the environment.
+pub fn env() -> [(&'static str, &'static str); 2] {
+    [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ]
+}

@@ -1,0 +1,86 @@
+//! The s3 backend end to end, against moto's S3 server.
+
+mod common;
+
+use common::Deployment;
+use common::s3::{MotoServer, SECRET_KEY, env};
+
+fn deployment(server: &MotoServer, bucket: &str, archive_class: &str) -> Deployment {
+    server.create_bucket(bucket);
+    let d = Deployment::new("");
+    d.write_settings_with_tables("", &server.settings(bucket, archive_class));
+    d
+}
+
+#[test]
+fn backups_land_with_cold_archives_and_a_hot_index_and_come_back() {
+    let server = MotoServer::start();
+    let d = deployment(&server, "replays", "STANDARD_IA");
+    let env = env();
+    d.oiseau(&["init"], &env).expect_code(0);
+    let mut replays = d.add_replays(&[1, 2, 3]);
+    d.oiseau(&["run"], &env).expect_code(0);
+    replays.extend(d.add_replays(&[4, 5]));
+    d.oiseau(&["run", "--log-format", "json"], &env)
+        .expect_code(0);
+    assert!(d.temp_names().is_empty());
+
+    // Every run reads the index and the manifests: never in the archives' class.
+    assert_eq!(
+        server.storage_class("replays", "osu/c14_index.txt"),
+        "STANDARD"
+    );
+    let status = d.oiseau(&["status", "--json"], &env).expect_code(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(status["archives_in_index"], 2);
+    let archive = status["last_archive"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.storage_class("replays", &format!("osu/{archive}")),
+        "STANDARD_IA"
+    );
+    assert_eq!(
+        server.storage_class("replays", &format!("osu/{archive}.json")),
+        "STANDARD"
+    );
+
+    let to = d.root.path().join("restored");
+    d.oiseau(&["restore", "1", "5", "--to", to.to_str().unwrap()], &env)
+        .expect_code(0);
+    for name in ["replay_1.osr", "replay_5.osr"] {
+        assert_eq!(std::fs::read(to.join(name)).unwrap(), replays[name]);
+    }
+    d.oiseau(&["verify", "--deep"], &env).expect_code(0);
+    let config = d.oiseau(&["config"], &env).expect_code(0);
+    assert!(config.stdout().contains("secret_access_key = \"***\""));
+    for out in [&config, &d.oiseau(&["run", "--force"], &env)] {
+        assert!(!out.stdout().contains(SECRET_KEY) && !out.stderr().contains(SECRET_KEY));
+    }
+}
+
+#[test]
+fn a_missing_bucket_is_named_and_nothing_is_deleted() {
+    let server = MotoServer::start();
+    let d = Deployment::new("");
+    d.write_settings_with_tables("", &server.settings("no-such-bucket", "STANDARD"));
+    d.add_replays(&[1]);
+    let out = d.oiseau(&["run"], &env()).expect_code(1);
+    assert!(
+        out.stderr()
+            .contains("bucket no-such-bucket does not exist"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(d.temp_names(), ["replay_1.osr"]);
+}
+
+#[test]
+fn missing_credentials_are_a_settings_error_naming_the_variables() {
+    let server = MotoServer::start();
+    let d = deployment(&server, "replays", "STANDARD");
+    let out = d.oiseau(&["run"], &[]).expect_code(2);
+    assert!(
+        out.stderr().contains("AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        out.stderr()
+    );
+}
