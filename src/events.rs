@@ -15,6 +15,9 @@ pub enum Event {
     Started,
     /// An archive left unfinished by an interrupted run is being finished first.
     Resumed { archive_name: String },
+    /// Archives about to be read are in a cold class and not readable yet: restores were
+    /// requested, or are under way. `detail` names them.
+    ArchivesWarmingUp { detail: String },
     /// How the run ended: every run reports exactly one.
     Finished(Outcome),
 }

@@ -73,8 +73,12 @@ impl Telegram {
 /// The chat message for an event, if the chat hears of it: successes, waits for the storage
 /// and failures.
 fn render(event: &Event) -> Option<String> {
-    let Event::Finished(outcome) = event else {
-        return None;
+    let outcome = match event {
+        Event::Finished(outcome) => outcome,
+        Event::ArchivesWarmingUp { detail } => {
+            return Some(format!("⏳ <b>oiseau</b>: {}", escape(detail)));
+        }
+        Event::Started | Event::Resumed { .. } => return None,
     };
     match outcome {
         Outcome::Done(done) => Some(format!(

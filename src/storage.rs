@@ -8,6 +8,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::digest::{ArchiveDigest, DigestHasher};
 
 use crate::error::TryLater;
+use crate::events::{Event, Reporters};
 use crate::index::Index;
 use crate::layout::INDEX_NAME;
 use crate::settings::{Settings, SettingsError};
@@ -83,4 +84,41 @@ pub async fn stored_digest(
         .await
         .context("the digest of a stored object stopped unexpectedly")?
         .with_context(|| format!("cannot read {name} back from {}", storage.describe()))
+}
+
+/// Makes the archives about to be read readable: a cold archive's restore is requested (once).
+/// While any of them is not readable yet, the operators are told and the command is "try again
+/// later"; the next try reads them.
+pub async fn warm_up<'a>(
+    storage: &Storage,
+    names: impl IntoIterator<Item = &'a str>,
+    reporters: &Reporters,
+) -> Result<()> {
+    let mut pending = Vec::new();
+    for name in names {
+        let readiness = storage.warm_up(name).await.with_context(|| {
+            format!(
+                "cannot prepare {name} on {} for reading",
+                storage.describe()
+            )
+        })?;
+        if let Readiness::Pending(why) = readiness {
+            pending.push(why);
+        }
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let detail = format!(
+        "{} archive{} in cold storage not readable yet, try again later: {}",
+        pending.len(),
+        if pending.len() == 1 { "" } else { "s" },
+        pending.join("; ")
+    );
+    reporters
+        .report(&Event::ArchivesWarmingUp {
+            detail: detail.clone(),
+        })
+        .await;
+    Err(TryLater(detail).into())
 }

@@ -84,3 +84,46 @@ fn missing_credentials_are_a_settings_error_naming_the_variables() {
         out.stderr()
     );
 }
+
+#[test]
+fn a_cold_archive_is_restored_first_then_read() {
+    let server = MotoServer::start();
+    let d = deployment(&server, "cold", "GLACIER");
+    let env = env();
+    d.oiseau(&["init"], &env).expect_code(0);
+    let replays = d.add_replays(&[1, 2]);
+    d.oiseau(&["run"], &env).expect_code(0);
+    let status = d.oiseau(&["status", "--json"], &env).expect_code(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    let archive = status["last_archive"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.storage_class("cold", &format!("osu/{archive}")),
+        "GLACIER"
+    );
+    assert_eq!(
+        server.storage_class("cold", "osu/c14_index.txt"),
+        "STANDARD"
+    );
+    // Sizes only: nothing to restore.
+    d.oiseau(&["verify"], &env).expect_code(0);
+    d.oiseau(&["locate", "2"], &env).expect_code(0);
+
+    server.keep_restores_pending(1);
+    let to = d.root.path().join("restored");
+    let restore = ["restore", "2", "--to", to.to_str().unwrap()];
+    let out = d.oiseau(&restore, &env).expect_code(75);
+    assert!(
+        out.stderr().contains("restore requested (Standard tier"),
+        "{}",
+        out.stderr()
+    );
+    let out = d.oiseau(&restore, &env).expect_code(75);
+    assert!(out.stderr().contains("still restoring"), "{}", out.stderr());
+    assert!(!to.join("replay_2.osr").exists());
+    d.oiseau(&restore, &env).expect_code(0);
+    assert_eq!(
+        std::fs::read(to.join("replay_2.osr")).unwrap(),
+        replays["replay_2.osr"]
+    );
+    d.oiseau(&["verify", "--deep"], &env).expect_code(0);
+}

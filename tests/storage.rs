@@ -133,17 +133,27 @@ async fn s3_on_moto_keeps_the_contract() {
 }
 
 #[test]
-fn s3_refuses_archive_classes_it_cannot_read_back_yet() {
-    for class in ["GLACIER", "deep_archive"] {
-        let err = S3Driver::new(&S3Config {
-            bucket: "b".into(),
-            archive_class: class.into(),
-            access_key_id: "k".into(),
-            secret_access_key: Secret::new("s"),
-            ..S3Config::default()
-        })
-        .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Config, "{class}");
-        assert!(err.to_string().contains("GLACIER_IR"), "{err}");
-    }
+fn s3_settings_are_checked_before_anything_is_contacted() {
+    let config = S3Config {
+        bucket: "b".into(),
+        archive_class: "GLACIER".into(),
+        access_key_id: "k".into(),
+        secret_access_key: Secret::new("s"),
+        ..S3Config::default()
+    };
+    let driver = S3Driver::new(&config).unwrap();
+    assert!(
+        driver.capabilities().needs_warm_up,
+        "GLACIER needs a restore before reads"
+    );
+    let err = S3Driver::new(&S3Config {
+        restore_tier: "Fast".into(),
+        ..config
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string().contains("Expedited, Standard or Bulk"),
+        "{err}"
+    );
 }

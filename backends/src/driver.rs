@@ -256,6 +256,13 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// Removes one object; [`crate::ErrorKind::NotFound`] when it does not exist.
     async fn delete(&self, name: &str) -> Result<()>;
 
+    /// The second step of readiness, per object: makes `name` readable (a cold archive's
+    /// restore is requested, once) and says whether it is now, or is still being prepared.
+    /// Default: every object is readable.
+    async fn warm_up(&self, _name: &str) -> Result<Readiness> {
+        Ok(Readiness::Ready)
+    }
+
     /// Compares the storage's own hash of `name` with the same hash of the local file
     /// `local`, where the storage keeps one (see [`Capabilities::server_side_hash`]).
     async fn check_hash(&self, _name: &str, _local: &Path) -> Result<()> {

@@ -141,6 +141,11 @@ impl Storage {
         self.driver.delete(name).await
     }
 
+    /// See [`Driver::warm_up`].
+    pub async fn warm_up(&self, name: &str) -> Result<Readiness> {
+        self.driver.warm_up(name).await
+    }
+
     /// See [`Driver::create_lock`].
     pub async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
         self.driver.create_lock(name, lease).await

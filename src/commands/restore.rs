@@ -9,8 +9,9 @@ use backends::{PreflightMode, Storage};
 
 use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::digest::{ReplayHash, copy_with_blake3};
+use crate::notify::reporters;
 use crate::settings::Settings;
-use crate::storage::{open_ready, read_for_blocking};
+use crate::storage::{open_ready, read_for_blocking, warm_up};
 
 /// Prints the archive holding each replay; fails naming the ids that were never archived.
 pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
@@ -100,6 +101,13 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             join(&missing)
         );
     }
+    // Cold archives are restored first: this asks, and a later try reads them.
+    warm_up(
+        &storage,
+        plan.keys().map(String::as_str),
+        &reporters(settings),
+    )
+    .await?;
     let damaged: Vec<String> = catalog
         .archives
         .iter()

@@ -11,9 +11,10 @@ use crate::digest::{ArchiveDigest, DigestHasher};
 use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::error::is_try_later;
 use crate::layout::INDEX_NAME;
+use crate::notify::reporters;
 use crate::scan::replay_id;
 use crate::settings::Settings;
-use crate::storage::{open_ready, read_for_blocking};
+use crate::storage::{open_ready, read_for_blocking, warm_up};
 
 pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Result<()> {
     let mode = if deep {
@@ -23,6 +24,15 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
     };
     let storage = open_ready(settings, mode).await?;
     let catalog = Catalog::load(&storage, &settings.work_dir).await?;
+    if deep {
+        // Cold archives are restored first: this asks, and a later try reads them.
+        let checked = catalog
+            .archives
+            .iter()
+            .filter(|a| since.is_none_or(|since| a.entry.archive_id >= since))
+            .filter_map(|a| a.object.as_ref().map(|o| o.name.as_str()));
+        warm_up(&storage, checked, &reporters(settings)).await?;
+    }
     let mut problems = Vec::new();
     let mut checked = 0;
     for archive in &catalog.archives {

@@ -64,13 +64,23 @@ impl MotoServer {
 
     /// Creates a bucket (moto does not check signatures).
     pub fn create_bucket(&self, bucket: &str) {
-        let (status, _) = self.request("PUT", &format!("/{bucket}"));
+        let (status, _) = self.request("PUT", &format!("/{bucket}"), "");
         assert_eq!(status, 200, "creating bucket {bucket}");
+    }
+
+    /// Makes the next restores stay pending for `reads` reads of their state (moto's state
+    /// manager), instead of completing at once.
+    pub fn keep_restores_pending(&self, reads: u32) {
+        let body = format!(
+            r#"{{"model_name": "s3::keyrestore", "transition": {{"progression": "manual", "times": {reads}}}}}"#
+        );
+        let (status, _) = self.request("POST", "/moto-api/state-manager/set-transition", &body);
+        assert_eq!(status, 201, "moto's state manager");
     }
 
     /// The storage class of an object, from a HEAD: STANDARD when none is named.
     pub fn storage_class(&self, bucket: &str, key: &str) -> String {
-        let (status, headers) = self.request("HEAD", &format!("/{bucket}/{key}"));
+        let (status, headers) = self.request("HEAD", &format!("/{bucket}/{key}"), "");
         assert_eq!(status, 200, "HEAD {key}");
         headers
             .lines()
@@ -82,15 +92,16 @@ impl MotoServer {
             .unwrap_or_else(|| "STANDARD".to_owned())
     }
 
-    /// One HTTP/1.1 request with an empty body: the status and the response's head.
-    fn request(&self, method: &str, path: &str) -> (u16, String) {
+    /// One HTTP/1.1 request: the status and the response's head.
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\
              Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/us-east-1/s3/aws4_request, \
-             SignedHeaders=host, Signature=0\r\nConnection: close\r\n\r\n",
-            self.port
+             SignedHeaders=host, Signature=0\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
         )
         .unwrap();
         let mut response = String::new();

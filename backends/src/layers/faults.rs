@@ -178,4 +178,11 @@ impl Driver for Faults {
     async fn remove_lock(&self, name: &str) -> Result<()> {
         self.inner.remove_lock(name).await
     }
+
+    async fn warm_up(&self, name: &str) -> Result<Readiness> {
+        if self.check("warm_up") == Some(Fault::Pending) {
+            return Ok(Readiness::Pending(format!("{name} is being restored")));
+        }
+        self.inner.warm_up(name).await
+    }
 }

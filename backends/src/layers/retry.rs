@@ -175,6 +175,11 @@ impl Driver for Retry {
         self.attempt("unlock", name, || self.inner.remove_lock(name))
             .await
     }
+
+    async fn warm_up(&self, name: &str) -> Result<Readiness> {
+        self.attempt("warm-up", name, || self.inner.warm_up(name))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -107,4 +107,9 @@ impl Driver for Timeout {
         self.bounded("unlock", name, self.inner.remove_lock(name))
             .await
     }
+
+    async fn warm_up(&self, name: &str) -> Result<Readiness> {
+        self.bounded("warm-up", name, self.inner.warm_up(name))
+            .await
+    }
 }

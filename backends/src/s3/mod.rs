@@ -8,9 +8,10 @@
 //! anyway. Creates carry `If-None-Match: *` and conditional replaces `If-Match: <ETag>`, so
 //! another writer's object is never overwritten, whatever the timing.
 //!
-//! Classes that need a restore before a read (GLACIER, DEEP_ARCHIVE) are refused for now: this
-//! driver does not send `RestoreObject` yet, and an archive that can never be read back is not
-//! a backup. Classes read directly (STANDARD_IA, ONEZONE_IA, GLACIER_IR, ...) work.
+//! Classes that need a restore before a read (GLACIER, DEEP_ARCHIVE) are warmed up object by
+//! object before a read (see the `restore` module): the caller asks, comes back later, reads.
+
+mod restore;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,9 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use crate::layers::Timeout;
 use crate::{
     BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Placement,
-    Put, Result, Secret, StorageConfig, StorageError,
+    Put, Readiness, Result, Secret, StorageConfig, StorageError,
 };
+use restore::{NEEDS_RESTORE, Restorer};
 
 /// `[storage.s3]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -40,8 +42,12 @@ pub struct S3Config {
     pub endpoint: String,
     /// `true` for AWS (`bucket.s3.amazonaws.com`); `false` for path-style addressing.
     pub virtual_host_style: bool,
-    /// Storage class of the archives (STANDARD, STANDARD_IA, ONEZONE_IA, GLACIER_IR, ...).
+    /// Storage class of the archives (STANDARD, GLACIER, DEEP_ARCHIVE, ONEZONE_IA, ...).
     pub archive_class: String,
+    /// How long a restored archive stays readable.
+    pub restore_days: u32,
+    /// Expedited, Standard or Bulk: how fast (and how dear) a restore is.
+    pub restore_tier: String,
     /// Env `AWS_ACCESS_KEY_ID`.
     pub access_key_id: String,
     /// Env `AWS_SECRET_ACCESS_KEY`.
@@ -62,6 +68,8 @@ impl Default for S3Config {
             endpoint: String::new(),
             virtual_host_style: false,
             archive_class: "STANDARD".to_owned(),
+            restore_days: 7,
+            restore_tier: "Standard".to_owned(),
             access_key_id: String::new(),
             secret_access_key: Secret::default(),
             session_token: Secret::default(),
@@ -69,9 +77,6 @@ impl Default for S3Config {
         }
     }
 }
-
-/// Classes whose objects answer `InvalidObjectState` until restored.
-const NEEDS_RESTORE: [&str; 2] = ["GLACIER", "DEEP_ARCHIVE"];
 
 /// Size of the parts of a multipart upload: S3's minimum is 5 MiB; a few parts in flight stay
 /// well within the run's memory budget.
@@ -112,6 +117,7 @@ pub struct S3Driver {
     hot: Operator,
     /// `archive_class`.
     archive: Operator,
+    restorer: Restorer,
 }
 
 impl S3Driver {
@@ -128,16 +134,16 @@ impl S3Driver {
             ));
         }
         let class = config.archive_class.trim().to_ascii_uppercase();
-        if NEEDS_RESTORE.contains(&class.as_str()) {
+        if !["Expedited", "Standard", "Bulk"].contains(&config.restore_tier.as_str()) {
             return Err(StorageError::config(format!(
-                "storage.s3.archive_class {class} needs a restore before every read, which this \
-                 version does not request yet; use GLACIER_IR, STANDARD_IA or ONEZONE_IA, or the \
-                 rclone backend"
+                "storage.s3.restore_tier {:?} is not Expedited, Standard or Bulk",
+                config.restore_tier
             )));
         }
         let prefix = config.prefix.trim_matches('/').to_owned();
         Ok(S3Driver {
             bucket: config.bucket.clone(),
+            restorer: Restorer::new(config, &prefix)?,
             hot: operator(config, &prefix, "STANDARD")?,
             archive: operator(config, &prefix, &class)?,
             archive_class: class,
@@ -262,6 +268,7 @@ impl Driver for S3Driver {
             replace_if_match: true,
             ranged_read: true,
             storage_classes: true,
+            needs_warm_up: NEEDS_RESTORE.contains(&self.archive_class.as_str()),
             ..Capabilities::default()
         }
     }
@@ -352,6 +359,13 @@ impl Driver for S3Driver {
             }
         })?;
         Ok(sent)
+    }
+
+    async fn warm_up(&self, name: &str) -> Result<Readiness> {
+        if !NEEDS_RESTORE.contains(&self.archive_class.as_str()) {
+            return Ok(Readiness::Ready);
+        }
+        self.restorer.warm_up(name).await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
