@@ -78,6 +78,39 @@ impl MotoServer {
         assert_eq!(status, 201, "moto's state manager");
     }
 
+    /// Starts a multipart upload of `key` and leaves it incomplete, as a killed run would.
+    pub fn start_multipart_upload(&self, bucket: &str, key: &str) {
+        let (status, _) = self.request("POST", &format!("/{bucket}/{key}?uploads"), "");
+        assert_eq!(status, 200, "starting a multipart upload of {key}");
+    }
+
+    /// The keys of the incomplete multipart uploads in `bucket`.
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let body = self.get_body(&format!("/{bucket}?uploads"));
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect()
+    }
+
+    fn get_body(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential={ACCESS_KEY}/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, \
+             Signature=0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
+    }
+
     /// The storage class of an object, from a HEAD: STANDARD when none is named.
     pub fn storage_class(&self, bucket: &str, key: &str) -> String {
         let (status, headers) = self.request("HEAD", &format!("/{bucket}/{key}"), "");

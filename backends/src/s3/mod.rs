@@ -9,9 +9,9 @@
 //! another writer's object is never overwritten, whatever the timing.
 //!
 //! Classes that need a restore before a read (GLACIER, DEEP_ARCHIVE) are warmed up object by
-//! object before a read (see the `restore` module): the caller asks, comes back later, reads.
+//! object before a read (see the `raw` module): the caller asks, comes back later, reads.
 
-mod restore;
+mod raw;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +25,9 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use crate::layers::Timeout;
 use crate::{
     BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Placement,
-    Put, Readiness, Result, Secret, StorageConfig, StorageError,
+    PreflightMode, Put, Readiness, Result, Secret, StorageConfig, StorageError,
 };
-use restore::{NEEDS_RESTORE, Restorer};
+use raw::{NEEDS_RESTORE, RawS3};
 
 /// `[storage.s3]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -78,6 +78,10 @@ impl Default for S3Config {
     }
 }
 
+/// A multipart upload started longer ago than this belongs to no live run: a run's lease lasts
+/// 6 hours, and no archive upload takes a day.
+const ABANDONED: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 /// Size of the parts of a multipart upload: S3's minimum is 5 MiB; a few parts in flight stay
 /// well within the run's memory budget.
 const PART_SIZE: usize = 8 << 20;
@@ -117,10 +121,20 @@ pub struct S3Driver {
     hot: Operator,
     /// `archive_class`.
     archive: Operator,
-    restorer: Restorer,
+    raw: RawS3,
 }
 
 impl S3Driver {
+    /// Aborts the multipart uploads under the prefix started more than `age` ago, and returns
+    /// their keys: what every run's preparation does with a day.
+    pub async fn abort_abandoned_uploads(&self, age: Duration) -> Result<Vec<String>> {
+        let age = chrono::TimeDelta::from_std(age)
+            .map_err(|_| StorageError::other(format!("an age of {age:?} is too long")))?;
+        self.raw
+            .abort_abandoned_uploads(chrono::Utc::now() - age)
+            .await
+    }
+
     pub fn new(config: &S3Config) -> Result<Self> {
         if config.bucket.trim().is_empty() {
             return Err(StorageError::config(
@@ -143,7 +157,7 @@ impl S3Driver {
         let prefix = config.prefix.trim_matches('/').to_owned();
         Ok(S3Driver {
             bucket: config.bucket.clone(),
-            restorer: Restorer::new(config, &prefix)?,
+            raw: RawS3::new(config, &prefix)?,
             hot: operator(config, &prefix, "STANDARD")?,
             archive: operator(config, &prefix, &class)?,
             archive_class: class,
@@ -361,11 +375,29 @@ impl Driver for S3Driver {
         Ok(sent)
     }
 
+    /// Aborts the multipart uploads under the prefix abandoned more than [`ABANDONED`] ago (a
+    /// killed run's; S3 bills them until aborted). Never fails the command: a listing refused
+    /// is reported, and a bucket lifecycle rule is the operator's other way.
+    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+        if mode == PreflightMode::Prepare {
+            let before = chrono::Utc::now() - ABANDONED;
+            match self.raw.abort_abandoned_uploads(before).await {
+                Ok(keys) => {
+                    for key in keys {
+                        tracing::info!("aborted the abandoned multipart upload of {key}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot look for abandoned multipart uploads: {e}"),
+            }
+        }
+        Ok(Readiness::Ready)
+    }
+
     async fn warm_up(&self, name: &str) -> Result<Readiness> {
         if !NEEDS_RESTORE.contains(&self.archive_class.as_str()) {
             return Ok(Readiness::Ready);
         }
-        self.restorer.warm_up(name).await
+        self.raw.warm_up(name).await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {

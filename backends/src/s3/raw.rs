@@ -1,6 +1,8 @@
-//! Restores of cold objects (GLACIER, DEEP_ARCHIVE), which OpenDAL does not speak: a `HEAD`
-//! that reads `x-amz-storage-class` and `x-amz-restore`, and `POST ?restore`. Both are signed
-//! with reqsign, the signing crate OpenDAL itself uses, so no SigV4 is written here.
+//! The S3 calls OpenDAL has none for: restores of cold objects (GLACIER, DEEP_ARCHIVE), with a
+//! `HEAD` that reads `x-amz-storage-class` and `x-amz-restore` and `POST ?restore`; and the
+//! incomplete multipart uploads a killed run leaves behind (`GET ?uploads`, `DELETE
+//! ?uploadId=`), which are billed until aborted. All are signed with reqsign, the signing crate
+//! OpenDAL itself uses, so no SigV4 is written here.
 
 use reqsign_core::SignRequest;
 
@@ -20,7 +22,7 @@ enum ColdState {
 
 /// Signs and sends the few S3 requests OpenDAL has no call for.
 #[derive(Debug)]
-pub struct Restorer {
+pub struct RawS3 {
     client: reqwest::Client,
     signer: reqsign_aws_v4::RequestSigner,
     credential: reqsign_aws_v4::Credential,
@@ -34,7 +36,7 @@ pub struct Restorer {
 /// Classes whose objects answer `InvalidObjectState` until restored.
 pub const NEEDS_RESTORE: [&str; 2] = ["GLACIER", "DEEP_ARCHIVE"];
 
-impl Restorer {
+impl RawS3 {
     pub fn new(config: &S3Config, prefix: &str) -> Result<Self> {
         let endpoint = if config.endpoint.is_empty() {
             format!("https://s3.{}.amazonaws.com", config.region)
@@ -51,7 +53,7 @@ impl Restorer {
             .timeout(config.timeout)
             .build()
             .map_err(|e| StorageError::config(format!("storage.s3: cannot set up HTTPS: {e}")))?;
-        Ok(Restorer {
+        Ok(RawS3 {
             client,
             signer: reqsign_aws_v4::RequestSigner::new("s3", &config.region),
             credential: reqsign_aws_v4::Credential {
@@ -68,20 +70,66 @@ impl Restorer {
         })
     }
 
+    /// The URL of the object `name` (relative to the prefix), with `query`.
     fn url(&self, name: &str, query: &str) -> String {
-        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-        const KEY: &AsciiSet = &NON_ALPHANUMERIC
-            .remove(b'/')
-            .remove(b'-')
-            .remove(b'_')
-            .remove(b'.')
-            .remove(b'~');
         let key = if self.prefix.is_empty() {
             name.to_owned()
         } else {
             format!("{}/{name}", self.prefix)
         };
-        format!("{}/{}{query}", self.base, utf8_percent_encode(&key, KEY))
+        self.key_url(&key, query)
+    }
+
+    /// The URL of the key `key` (from the bucket's root), with `query`.
+    fn key_url(&self, key: &str, query: &str) -> String {
+        format!("{}/{}{query}", self.base, encode(key, true))
+    }
+
+    /// Aborts the incomplete multipart uploads under the prefix that were started before
+    /// `older_than` (a killed run's: S3 bills their parts until they are aborted), and returns
+    /// their keys.
+    pub async fn abort_abandoned_uploads(
+        &self,
+        older_than: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>> {
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let url = format!("{}?prefix={}&uploads=", self.base, encode(&prefix, false));
+        let response = self
+            .send(
+                http::Method::GET,
+                &url,
+                String::new(),
+                "the multipart uploads",
+            )
+            .await?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(answer_error(
+                "the multipart uploads",
+                "ListMultipartUploads",
+                status,
+                &text,
+            ));
+        }
+        let mut aborted = Vec::new();
+        for (key, id) in abandoned(&text, older_than) {
+            let url = self.key_url(key, &format!("?uploadId={}", encode(id, false)));
+            let response = self
+                .send(http::Method::DELETE, &url, String::new(), key)
+                .await?;
+            let status = response.status();
+            if !status.is_success() && status != reqwest::StatusCode::NOT_FOUND {
+                let text = response.text().await.unwrap_or_default();
+                return Err(answer_error(key, "AbortMultipartUpload", status, &text));
+            }
+            aborted.push(key.to_owned());
+        }
+        Ok(aborted)
     }
 
     /// Sends one signed request and returns the answer, whatever its status.
@@ -185,6 +233,39 @@ impl Restorer {
     }
 }
 
+/// Percent-encodes a key or a query value once, as SigV4 expects; `/` stays in keys.
+fn encode(text: &str, keep_slashes: bool) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    const KEY: &AsciiSet = &VALUE.remove(b'/');
+    utf8_percent_encode(text, if keep_slashes { KEY } else { VALUE }).to_string()
+}
+
+/// The uploads of a `ListMultipartUploads` answer started before `older_than`: key and id.
+fn abandoned(listing: &str, older_than: chrono::DateTime<chrono::Utc>) -> Vec<(&str, &str)> {
+    listing
+        .split("<Upload>")
+        .skip(1)
+        .filter_map(|upload| {
+            let initiated = xml_field(upload, "Initiated")
+                .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())?;
+            (initiated < older_than)
+                .then(|| Some((xml_field(upload, "Key")?, xml_field(upload, "UploadId")?)))?
+        })
+        .collect()
+}
+
+/// The text of the first `<name>` element in `xml`.
+fn xml_field<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let (_, rest) = xml.split_once(&format!("<{name}>"))?;
+    rest.split_once(&format!("</{name}>"))
+        .map(|(value, _)| value)
+}
+
 fn answer_error(name: &str, call: &str, status: reqwest::StatusCode, body: &str) -> StorageError {
     let code = body
         .split_once("<Code>")
@@ -200,5 +281,33 @@ fn answer_error(name: &str, call: &str, status: reqwest::StatusCode, body: &str)
         error.with_status(crate::ErrorStatus::Temporary)
     } else {
         error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_uploads_started_before_the_limit_are_abandoned() {
+        let listing = "<ListMultipartUploadsResult>\
+            <Upload><UploadId>old</UploadId><Key>osu/1.tar.gz</Key>\
+            <Initiated>2026-11-01T10:00:00.000Z</Initiated></Upload>\
+            <Upload><UploadId>live</UploadId><Key>osu/2.tar.gz</Key>\
+            <Initiated>2026-11-29T10:00:00.000Z</Initiated></Upload>\
+            </ListMultipartUploadsResult>";
+        let limit = chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(abandoned(listing, limit), [("osu/1.tar.gz", "old")]);
+    }
+
+    #[test]
+    fn keys_and_values_are_encoded_once() {
+        assert_eq!(
+            encode("osu/replay 1+2.tar.gz", true),
+            "osu/replay%201%2B2.tar.gz"
+        );
+        assert_eq!(encode("osu/", false), "osu%2F");
     }
 }
