@@ -93,7 +93,24 @@ impl MotoServer {
             .collect()
     }
 
-    fn get_body(&self, path: &str) -> String {
+    /// Copies every object under `prefix/` into `dir`, names relative to the prefix, so that a
+    /// test can check the storage as it checks a folder.
+    pub fn snapshot(&self, bucket: &str, prefix: &str, dir: &std::path::Path) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let listing = self.get_body(&format!("/{bucket}?list-type=2&prefix={prefix}/"));
+        for key in listing
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key))
+        {
+            let name = key.strip_prefix(&format!("{prefix}/")).unwrap();
+            let body = self.get_bytes(&format!("/{bucket}/{key}"));
+            std::fs::write(dir.join(name), body).unwrap();
+        }
+    }
+
+    fn get_bytes(&self, path: &str) -> Vec<u8> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             stream,
@@ -103,12 +120,17 @@ impl MotoServer {
             self.port
         )
         .unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default()
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let start = response
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .map_or(response.len(), |at| at + 4);
+        response.split_off(start)
+    }
+
+    fn get_body(&self, path: &str) -> String {
+        String::from_utf8_lossy(&self.get_bytes(path)).into_owned()
     }
 
     /// The storage class of an object, from a HEAD: STANDARD when none is named.
