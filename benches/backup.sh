@@ -4,7 +4,9 @@
 #
 #   benches/backup.sh [CORPUS_DIR]
 #
-# METHODS (default "oiseau-run tar-czf tar-cf python-tarfile") picks the methods to time. The
+# METHODS (default "oiseau-run tar-czf tar-cf python-tarfile") picks the methods to time.
+# oiseau-s3 (a whole run on the s3 backend) and rclone-s3 (`rclone copyto` of the same archive)
+# use moto's S3 server on loopback (from scripts/test's venv). The
 # remote ones upload to a pyftpdlib server on loopback (Debian's python3-pyftpdlib):
 # oiseau-ftp and oiseau-rclone (a whole run on the ftp / rclone backends), and, for the plain
 # transfer of the same archive, curl-ftp (`curl -T`) and rclone-copyto. They need oiseau-run
@@ -53,6 +55,24 @@ ftp_server() {
     printf 'machine 127.0.0.1 login bench password bench-password\n' > "$scratch/netrc"
     export RCLONE_FTP_PASS=$(printf bench-password | "$rclone" obscure -)
     export FTP_PASSWORD=bench-password
+}
+
+# moto's S3 server for oiseau-s3 and rclone-s3 (moto_server on PATH: scripts/test provisions it
+# in target/test-tools/venv), started on first use, a bucket per method.
+s3_port=""
+s3_server() {
+    [ -n "$s3_port" ] && return
+    command -v moto_server >/dev/null || export PATH="$PWD/target/test-tools/venv/bin:$PATH"
+    s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    moto_server -H 127.0.0.1 -p "$s3_port" >/dev/null 2>&1 &
+    s3_pid=$!
+    trap 'kill $s3_pid ${ftp_pid:-} 2>/dev/null; rm -rf "$scratch"' EXIT
+    sleep 2
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
+    export RCLONE_S3_ACCESS_KEY_ID=bench RCLONE_S3_SECRET_ACCESS_KEY=bench-secret
+}
+fresh_bucket() {
+    curl -s -X PUT "http://127.0.0.1:$s3_port/$1" >/dev/null
 }
 
 # timed_run NAME DIR TABLE: a whole `oiseau run` on a fresh deployment in DIR, whose temp folder
@@ -120,6 +140,18 @@ for run in $(seq "$runs"); do
             ftp_server
             remote_run "$method" "[storage]\nbackend = \"rclone\"\n[storage.rclone]\nremote = \":ftp,host=127.0.0.1,port=$ftp_port,user=bench:\"\nbinary = \"$rclone\""
             ;;
+        oiseau-s3)
+            s3_server
+            fresh_bucket "oiseau-$run"
+            timed_run "$method" "$scratch/s3" "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"oiseau-$run\"\nendpoint = \"http://127.0.0.1:$s3_port\""
+            output=$archive
+            ;;
+        rclone-s3)
+            s3_server
+            fresh_bucket "rclone-$run"
+            measure "$method" "$rclone" copyto "$archive" ":s3,provider=Other,endpoint='http://127.0.0.1:$s3_port':rclone-$run/plain.tar.gz"
+            output=$archive
+            ;;
         curl-ftp)
             ftp_server
             rm -rf "$scratch/ftp"/*
@@ -171,7 +203,7 @@ for name in methods:
     ratio = f"{walls[name] / walls['tar-cf']:.2f}x" if "tar-cf" in walls else "-"
     print(f"{name:<15} {walls[name]:>11.2f}s {ratio:>10} {rss / 1024:>11.1f} MiB {sizes[name] / 1e6:>7.1f} MB")
 # A remote run is held to 1.2x the larger of packing alone (the local run) and a plain upload.
-for run, plain in (("oiseau-ftp", "curl-ftp"), ("oiseau-rclone", "rclone-copyto")):
+for run, plain in (("oiseau-ftp", "curl-ftp"), ("oiseau-rclone", "rclone-copyto"), ("oiseau-s3", "rclone-s3")):
     if {run, plain, "oiseau-run"} <= walls.keys():
         bound = max(walls["oiseau-run"], walls[plain])
         print(f"{run}: {walls[run] / bound:.2f}x max(oiseau-run, {plain}) (target 1.2x)")

@@ -29,6 +29,7 @@ pub mod ftp;
 pub mod layers;
 pub mod local;
 pub mod memory;
+mod opendal_io;
 pub mod rclone;
 mod registry;
 pub mod s3;

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use opendal::{ErrorKind as OpendalKind, Operator, services};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::layers::Timeout;
+use crate::opendal_io::write_source;
 use crate::{
     BackendConfig, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Progress, Put,
     Result, Source, StorageConfig, StorageError, partial_name,
@@ -139,32 +139,12 @@ impl LocalDriver {
     }
 
     async fn copy(&self, source: &Source, staged: &str, progress: Progress<'_>) -> Result<u64> {
-        let mut chunks = source.chunks();
-        let mut writer = self
+        let writer = self
             .op
             .writer(staged)
             .await
             .map_err(|e| map_err(staged, e))?;
-        let mut sent = 0u64;
-        loop {
-            let chunk = match chunks.try_next().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(e);
-                }
-            };
-            let n = chunk.len() as u64;
-            if let Err(e) = writer.write(chunk).await {
-                let _ = writer.abort().await;
-                return Err(map_err(staged, e));
-            }
-            sent += n;
-            progress(sent);
-        }
-        writer.close().await.map_err(|e| map_err(staged, e))?;
-        Ok(sent)
+        write_source(writer, source, progress, |e| map_err(staged, e)).await
     }
 
     /// Gives the staged file its name: a hard link, which fails if the name is taken, for a

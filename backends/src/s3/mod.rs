@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use opendal::{ErrorKind as OpendalKind, Operator, services};
 use serde::{Deserialize, Serialize};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::layers::Timeout;
+use crate::opendal_io::write_source;
 use crate::{
     BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Placement,
     PreflightMode, Put, Readiness, Result, Secret, StorageConfig, StorageError,
@@ -343,27 +343,8 @@ impl Driver for S3Driver {
         if let Some(version) = put.if_match {
             writer = writer.if_match(version.as_str());
         }
-        let mut writer = writer.await.map_err(|e| self.error(name, e))?;
-        let mut chunks = put.source.chunks();
-        let mut sent = 0u64;
-        loop {
-            let chunk = match chunks.try_next().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    // An abandoned source: the incomplete multipart upload goes too.
-                    let _ = writer.abort().await;
-                    return Err(e);
-                }
-            };
-            sent += chunk.len() as u64;
-            if let Err(e) = writer.write(chunk).await {
-                let _ = writer.abort().await;
-                return Err(self.error(name, e));
-            }
-            (put.progress)(sent);
-        }
-        writer.close().await.map_err(|e| {
+        let writer = writer.await.map_err(|e| self.error(name, e))?;
+        write_source(writer, put.source, put.progress, |e| {
             let error = self.error(name, e);
             // A create refused by `If-None-Match: *`: the name is taken.
             if put.if_absent && error.kind() == ErrorKind::ConditionFailed {
@@ -371,8 +352,8 @@ impl Driver for S3Driver {
             } else {
                 error
             }
-        })?;
-        Ok(sent)
+        })
+        .await
     }
 
     /// Aborts the multipart uploads under the prefix abandoned more than [`ABANDONED`] ago (a
