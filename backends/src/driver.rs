@@ -237,7 +237,8 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// Writes the put's source under `name`, reporting its progress, and returns the bytes
     /// written; a growing source is streamed as it is written, and the write ends only once
-    /// the source is complete.
+    /// the source is complete. The put's placement picks the storage class, where the driver
+    /// has them.
     ///
     /// With `if_absent`, see [`Capabilities::atomic_create`]. Without it, `name` is replaced
     /// if it exists, and a driver without [`Capabilities::atomic_replace`] may leave a partial

@@ -179,12 +179,17 @@ impl Storage {
             if_match,
             progress,
         };
+        // An upload that is atomic by itself goes straight to its name where there is no
+        // rename to stage it with (object storage through rclone, where a move is a copy):
+        // the create is then checked just before, and the storage lock keeps writers apart.
         let direct = match &options.mode {
-            WriteMode::CreateNew => capabilities.atomic_create,
+            WriteMode::CreateNew => {
+                capabilities.atomic_create || (capabilities.atomic_replace && !capabilities.rename)
+            }
             WriteMode::Replace | WriteMode::ReplaceIfUnchanged(_) => capabilities.atomic_replace,
         };
         if direct {
-            let if_absent = options.mode == WriteMode::CreateNew;
+            let if_absent = options.mode == WriteMode::CreateNew && capabilities.atomic_create;
             let if_match = match &options.mode {
                 WriteMode::ReplaceIfUnchanged(version) if capabilities.replace_if_match => {
                     Some(version)

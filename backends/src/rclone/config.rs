@@ -18,8 +18,16 @@ pub struct RcloneConfig {
     pub binary: String,
     /// An rclone config file; empty for rclone's own lookup.
     pub config: String,
-    /// Extra flags for the daemon, e.g. `["--s3-storage-class", "GLACIER"]`.
+    /// Extra flags for the daemon, e.g. `["--retries", "5"]`. A storage class here would also
+    /// apply to the index: use `archive_options`.
     pub flags: Vec<String>,
+    /// Backend options for archive uploads only, in rclone's connection-string syntax, e.g.
+    /// `storage_class=GLACIER` (S3), `access_tier=archive` (Azure Blob).
+    pub archive_options: String,
+    /// How long a restored archive stays readable (S3 remotes).
+    pub restore_days: u32,
+    /// Expedited, Standard or Bulk (S3 remotes).
+    pub restore_tier: String,
     /// Bound on each operation, a whole upload included.
     #[serde(with = "crate::duration")]
     pub timeout: Duration,
@@ -32,6 +40,9 @@ impl Default for RcloneConfig {
             binary: "rclone".to_owned(),
             config: String::new(),
             flags: Vec::new(),
+            archive_options: String::new(),
+            restore_days: 7,
+            restore_tier: "Standard".to_owned(),
             timeout: Duration::from_secs(600),
         }
     }

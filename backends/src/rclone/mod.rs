@@ -24,8 +24,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::{
-    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, PreflightMode, Progress, Put,
-    Readiness, Result, Source, StorageError,
+    ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Placement, PreflightMode,
+    Progress, Put, Readiness, Result, Source, StorageError,
 };
 pub use config::RcloneConfig;
 use daemon::{Daemon, Refusal};
@@ -47,8 +47,20 @@ pub struct RcloneDriver {
     /// Whether the remote root answered a probe: once is enough to tell a missing object from
     /// an unreachable remote.
     root_probed: AtomicBool,
-    /// The hash types the remote keeps, as `operations/fsinfo` said during `prepare`.
-    hashes: OnceLock<Vec<String>>,
+    /// What `operations/fsinfo` said of the remote during `prepare`.
+    info: OnceLock<RemoteInfo>,
+    /// The remote with `archive_options`, where archives are uploaded.
+    archive_fs: String,
+}
+
+/// What rclone says of a remote.
+#[derive(Debug)]
+struct RemoteInfo {
+    /// The hash types it keeps.
+    hashes: Vec<String>,
+    /// Object storage (S3, GCS, Azure Blob, B2, Swift): an upload appears whole or not at all,
+    /// and a server-side move is a copy (impossible for a cold object).
+    bucket_based: bool,
 }
 
 /// One entry of `operations/stat` or `operations/list`.
@@ -80,7 +92,8 @@ impl RcloneDriver {
             config: config.clone(),
             daemon: OnceCell::new(),
             root_probed: AtomicBool::new(false),
-            hashes: OnceLock::new(),
+            info: OnceLock::new(),
+            archive_fs: with_options(&config.remote, &config.archive_options)?,
         })
     }
 
@@ -145,7 +158,13 @@ impl RcloneDriver {
     }
 
     /// Streams `source` into the remote as `name`, reporting the bytes handed over.
-    async fn stream_in(&self, source: &Source, name: &str, progress: Progress<'_>) -> Result<()> {
+    async fn stream_in(
+        &self,
+        fs: &str,
+        source: &Source,
+        name: &str,
+        progress: Progress<'_>,
+    ) -> Result<()> {
         let daemon = self.daemon().await?;
         let mut chunks = source.chunks();
         let (forward, body) = mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_CHUNKS_AHEAD);
@@ -179,12 +198,51 @@ impl RcloneDriver {
         let method = "operations/uploadfile";
         let request = daemon
             .request(method)
-            .query(&[("fs", self.config.remote.as_str()), ("remote", "")])
+            .query(&[("fs", fs), ("remote", "")])
             .multipart(reqwest::multipart::Form::new().part("file", file));
         let ((), answer) = tokio::join!(pump, daemon.send(method, request));
         answer?
             .map(drop)
             .map_err(|refusal| refused(method, &refusal))
+    }
+}
+
+/// Whether rclone's answer says the object is cold: its own words for S3, S3's code.
+fn is_cold(answer: &str) -> bool {
+    answer.contains("restore first") || answer.contains("InvalidObjectState")
+}
+
+/// `remote` with backend `options` added, in rclone's connection-string syntax: `name:path` ->
+/// `name,options:path`, `:backend,opts:path` -> `:backend,opts,options:path`. A local path has
+/// no backend to take options.
+fn with_options(remote: &str, options: &str) -> Result<String> {
+    if options.trim().is_empty() {
+        return Ok(remote.to_owned());
+    }
+    // The ':' that ends the remote's name and options, outside quotes.
+    let mut quote = None;
+    let start = usize::from(remote.starts_with(':'));
+    let end = remote.char_indices().skip(start).find_map(|(at, c)| {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(open), c) if c == open => quote = None,
+            (None, ':') => return Some(at),
+            (None, '/') if start == 0 => return Some(usize::MAX),
+            _ => {}
+        }
+        None
+    });
+    match end {
+        Some(at) if at != usize::MAX => Ok(format!(
+            "{},{}{}",
+            &remote[..at],
+            options.trim().trim_start_matches(','),
+            &remote[at..]
+        )),
+        _ => Err(StorageError::config(format!(
+            "storage.rclone.archive_options need a remote (name:path or :backend:path); {remote} \
+             is a local path"
+        ))),
     }
 }
 
@@ -240,10 +298,15 @@ impl Driver for RcloneDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
+        let info = self.info.get();
+        let bucket_based = info.is_some_and(|info| info.bucket_based);
         Capabilities {
-            rename: true,
+            // On object storage an upload is atomic by itself, and a move would copy it.
+            atomic_replace: bucket_based,
+            rename: !bucket_based,
             ranged_read: true,
-            server_side_hash: self.hashes.get().is_some_and(|hashes| !hashes.is_empty()),
+            server_side_hash: info.is_some_and(|info| !info.hashes.is_empty()),
+            storage_classes: !self.config.archive_options.is_empty(),
             ..Capabilities::default()
         }
     }
@@ -281,7 +344,14 @@ impl Driver for RcloneDriver {
                     .collect()
             })
             .unwrap_or_default();
-        let _ = self.hashes.set(hashes);
+        let bucket_based = info
+            .pointer("/Features/BucketBased")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let _ = self.info.set(RemoteInfo {
+            hashes,
+            bucket_based,
+        });
         Ok(Readiness::Ready)
     }
 
@@ -340,12 +410,31 @@ impl Driver for RcloneDriver {
             .await
             .map_err(|e| daemon.unreachable("read", e).with_object(name))?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(StorageError::not_found(name));
-        }
         if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            if is_cold(&text) {
+                return Err(StorageError::new(
+                    ErrorKind::NotReady,
+                    format!("{name} is in a cold storage tier and must be restored first"),
+                )
+                .with_object(name));
+            }
+            if status == reqwest::StatusCode::NOT_FOUND {
+                // rclone serves a cold object as "Not Found" (its reason goes to its log),
+                // while `operations/stat` above just found it: on object storage, that is an
+                // object to restore.
+                if self.info.get().is_some_and(|info| info.bucket_based) {
+                    return Err(StorageError::new(
+                        ErrorKind::NotReady,
+                        format!("{name} exists but cannot be read yet: it is in a cold tier"),
+                    )
+                    .with_object(name));
+                }
+                return Err(StorageError::not_found(name));
+            }
             return Err(StorageError::other(format!(
-                "rclone read of {name} failed: HTTP {status}"
+                "rclone read of {name} failed: HTTP {status}: {}",
+                text.trim()
             ))
             .with_object(name));
         }
@@ -366,10 +455,67 @@ impl Driver for RcloneDriver {
     }
 
     async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
-        self.stream_in(put.source, name, put.progress).await?;
+        let fs = match put.placement {
+            Placement::Archive => &self.archive_fs,
+            Placement::Hot => &self.config.remote,
+        };
+        self.stream_in(fs, put.source, name, put.progress).await?;
         let sent = put.source.len().await?;
         (put.progress)(sent);
         Ok(sent)
+    }
+
+    /// On object storage: a byte of the archive is read; if it is cold, rclone's S3 backend is
+    /// asked to restore it (`backend/command restore`), and it is pending until a read works.
+    async fn warm_up(&self, name: &str) -> Result<Readiness> {
+        if !self.info.get().is_some_and(|info| info.bucket_based) {
+            return Ok(Readiness::Ready);
+        }
+        match self.read(name, ByteRange::new(0, 1)).await {
+            Ok(mut reader) => {
+                let mut byte = [0u8; 1];
+                match reader.read(&mut byte).await {
+                    Ok(_) => return Ok(Readiness::Ready),
+                    Err(e) if !is_cold(&e.to_string()) => {
+                        return Err(StorageError::from_io(name, e));
+                    }
+                    Err(_) => {}
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotReady => {}
+            Err(e) => return Err(e),
+        }
+        let (dir, file) = match name.rsplit_once('/') {
+            Some((dir, file)) => (format!("{}/{dir}", self.config.remote), file),
+            None => (self.config.remote.clone(), name),
+        };
+        let answer = self
+            .rc(
+                "backend/command",
+                json!({
+                    "command": "restore",
+                    "fs": dir,
+                    "opt": {
+                        "priority": self.config.restore_tier,
+                        "lifetime": self.config.restore_days.to_string(),
+                    },
+                    "_filter": {"IncludeRule": [file]},
+                }),
+            )
+            .await?;
+        match answer {
+            Ok(_) => Ok(Readiness::Pending(format!(
+                "{name}: restore requested or under way ({} tier, readable for {} days once \
+                 done)",
+                self.config.restore_tier, self.config.restore_days
+            ))),
+            Err(refusal) => Err(StorageError::other(format!(
+                "{name} is cold and rclone cannot restore it on {} ({}); restore it by hand, \
+                 then try again",
+                self.config.remote, refusal.message
+            ))
+            .with_object(name)),
+        }
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
@@ -401,7 +547,8 @@ impl Driver for RcloneDriver {
         if self.lookup(name, false).await.is_ok() {
             return Err(StorageError::already_exists(name));
         }
-        self.stream_in(lease, name, &|_| {}).await?;
+        self.stream_in(&self.config.remote, lease, name, &|_| {})
+            .await?;
         tokio::time::sleep(LOCK_SETTLE).await;
         let written = tokio::fs::read(lease.path())
             .await
@@ -478,6 +625,24 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_options_go_into_the_connection_string() {
+        assert_eq!(
+            with_options("s3glacier:replays/osu", "storage_class=GLACIER").unwrap(),
+            "s3glacier,storage_class=GLACIER:replays/osu"
+        );
+        assert_eq!(
+            with_options(
+                ":s3,endpoint='http://h:9000':b/osu",
+                "storage_class=GLACIER"
+            )
+            .unwrap(),
+            ":s3,endpoint='http://h:9000',storage_class=GLACIER:b/osu"
+        );
+        assert_eq!(with_options("remote:dir", "").unwrap(), "remote:dir");
+        assert!(with_options("/srv/backup", "storage_class=GLACIER").is_err());
+    }
 
     #[test]
     fn versions_are_read_from_the_first_line() {
