@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RcloneDriver;
 use crate::layers::Timeout;
-use crate::{BackendConfig, Driver, Result, StorageConfig};
+use crate::{BackendConfig, Driver, Result, StorageConfig, StorageError};
 
 /// `[storage.rclone]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -58,5 +58,62 @@ impl BackendConfig for RcloneConfig {
 
     fn location(&self, _storage: &StorageConfig) -> String {
         self.remote.clone()
+    }
+}
+
+/// `remote` with backend `options` added, in rclone's connection-string syntax: `name:path` ->
+/// `name,options:path`, `:backend,opts:path` -> `:backend,opts,options:path`. A local path has
+/// no backend to take options.
+pub(super) fn with_options(remote: &str, options: &str) -> Result<String> {
+    if options.trim().is_empty() {
+        return Ok(remote.to_owned());
+    }
+    // The ':' that ends the remote's name and options, outside quotes.
+    let mut quote = None;
+    let start = usize::from(remote.starts_with(':'));
+    let end = remote.char_indices().skip(start).find_map(|(at, c)| {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(open), c) if c == open => quote = None,
+            (None, ':') => return Some(at),
+            (None, '/') if start == 0 => return Some(usize::MAX),
+            _ => {}
+        }
+        None
+    });
+    match end {
+        Some(at) if at != usize::MAX => Ok(format!(
+            "{},{}{}",
+            &remote[..at],
+            options.trim().trim_start_matches(','),
+            &remote[at..]
+        )),
+        _ => Err(StorageError::config(format!(
+            "storage.rclone.archive_options need a remote (name:path or :backend:path); {remote} \
+             is a local path"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_options_go_into_the_connection_string() {
+        assert_eq!(
+            with_options("s3glacier:replays/osu", "storage_class=GLACIER").unwrap(),
+            "s3glacier,storage_class=GLACIER:replays/osu"
+        );
+        assert_eq!(
+            with_options(
+                ":s3,endpoint='http://h:9000':b/osu",
+                "storage_class=GLACIER"
+            )
+            .unwrap(),
+            ":s3,endpoint='http://h:9000',storage_class=GLACIER:b/osu"
+        );
+        assert_eq!(with_options("remote:dir", "").unwrap(), "remote:dir");
+        assert!(with_options("/srv/backup", "storage_class=GLACIER").is_err());
     }
 }

@@ -9,6 +9,8 @@
 
 mod config;
 mod daemon;
+mod restore;
+mod serve;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -17,15 +19,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::{
-    ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Placement, PreflightMode,
-    Progress, Put, Readiness, Result, Source, StorageError,
+    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Progress,
+    Put, Readiness, Result, Source, StorageError,
 };
 pub use config::RcloneConfig;
 use daemon::{Daemon, Refusal};
@@ -93,7 +95,7 @@ impl RcloneDriver {
             daemon: OnceCell::new(),
             root_probed: AtomicBool::new(false),
             info: OnceLock::new(),
-            archive_fs: with_options(&config.remote, &config.archive_options)?,
+            archive_fs: config::with_options(&config.remote, &config.archive_options)?,
         })
     }
 
@@ -207,88 +209,9 @@ impl RcloneDriver {
     }
 }
 
-/// Whether rclone's answer says the object is cold: its own words for S3, S3's code.
-fn is_cold(answer: &str) -> bool {
-    answer.contains("restore first") || answer.contains("InvalidObjectState")
-}
-
-/// `remote` with backend `options` added, in rclone's connection-string syntax: `name:path` ->
-/// `name,options:path`, `:backend,opts:path` -> `:backend,opts,options:path`. A local path has
-/// no backend to take options.
-fn with_options(remote: &str, options: &str) -> Result<String> {
-    if options.trim().is_empty() {
-        return Ok(remote.to_owned());
-    }
-    // The ':' that ends the remote's name and options, outside quotes.
-    let mut quote = None;
-    let start = usize::from(remote.starts_with(':'));
-    let end = remote.char_indices().skip(start).find_map(|(at, c)| {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(open), c) if c == open => quote = None,
-            (None, ':') => return Some(at),
-            (None, '/') if start == 0 => return Some(usize::MAX),
-            _ => {}
-        }
-        None
-    });
-    match end {
-        Some(at) if at != usize::MAX => Ok(format!(
-            "{},{}{}",
-            &remote[..at],
-            options.trim().trim_start_matches(','),
-            &remote[at..]
-        )),
-        _ => Err(StorageError::config(format!(
-            "storage.rclone.archive_options need a remote (name:path or :backend:path); {remote} \
-             is a local path"
-        ))),
-    }
-}
-
-/// An object the daemon is serving, counted as it arrives.
-struct Served {
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-    received: u64,
-    wanted: u64,
-    name: String,
-}
-
-impl Served {
-    async fn next_chunk(mut self) -> std::io::Result<Option<(Bytes, Self)>> {
-        match self.body.next().await {
-            Some(Ok(chunk)) => {
-                self.received += chunk.len() as u64;
-                Ok(Some((chunk, self)))
-            }
-            Some(Err(e)) => Err(std::io::Error::other(e.without_url())),
-            None if self.received == self.wanted => Ok(None),
-            None => Err(std::io::Error::other(StorageError::temporary(format!(
-                "download of {} ended after {} of {} bytes",
-                self.name, self.received, self.wanted
-            )))),
-        }
-    }
-}
-
 /// rclone has already retried what it could (`--retries`, `--low-level-retries`).
 fn refused(method: &str, refusal: &Refusal) -> StorageError {
     StorageError::other(format!("rclone {method} failed: {}", refusal.message))
-}
-
-/// `[fs]/remote` for the daemon's object server, percent-encoded but for the slashes.
-fn served_path(fs: &str, name: &str) -> String {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    const PATH: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'/')
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.');
-    format!(
-        "{}/{}",
-        utf8_percent_encode(&format!("[{fs}]"), PATH),
-        utf8_percent_encode(name, PATH)
-    )
 }
 
 #[async_trait]
@@ -388,70 +311,8 @@ impl Driver for RcloneDriver {
         Ok(objects)
     }
 
-    /// A GET of the object the daemon serves, with an HTTP `Range`; the stream fails if it
-    /// ends before the range does.
     async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
-        let size = self.stat(name).await?.size;
-        let wanted = range.len_within(size);
-        let daemon = self.daemon().await?;
-        let mut request = daemon.serve(&served_path(&self.config.remote, name));
-        if range != ByteRange::ALL {
-            if wanted == 0 {
-                return Ok(Box::new(tokio::io::empty()));
-            }
-            let last = range.start + wanted - 1;
-            request = request.header(
-                reqwest::header::RANGE,
-                format!("bytes={}-{last}", range.start),
-            );
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| daemon.unreachable("read", e).with_object(name))?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            if is_cold(&text) {
-                return Err(StorageError::new(
-                    ErrorKind::NotReady,
-                    format!("{name} is in a cold storage tier and must be restored first"),
-                )
-                .with_object(name));
-            }
-            if status == reqwest::StatusCode::NOT_FOUND {
-                // rclone serves a cold object as "Not Found" (its reason goes to its log),
-                // while `operations/stat` above just found it: on object storage, that is an
-                // object to restore.
-                if self.info.get().is_some_and(|info| info.bucket_based) {
-                    return Err(StorageError::new(
-                        ErrorKind::NotReady,
-                        format!("{name} exists but cannot be read yet: it is in a cold tier"),
-                    )
-                    .with_object(name));
-                }
-                return Err(StorageError::not_found(name));
-            }
-            return Err(StorageError::other(format!(
-                "rclone read of {name} failed: HTTP {status}: {}",
-                text.trim()
-            ))
-            .with_object(name));
-        }
-        if range != ByteRange::ALL && status != reqwest::StatusCode::PARTIAL_CONTENT {
-            return Err(StorageError::other(format!(
-                "rclone served all of {name} where {range} was asked"
-            ))
-            .with_object(name));
-        }
-        let served = Served {
-            body: Box::pin(response.bytes_stream()),
-            received: 0,
-            wanted,
-            name: name.to_owned(),
-        };
-        let body = futures_util::stream::try_unfold(served, Served::next_chunk);
-        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(body))))
+        self.serve(name, range).await
     }
 
     async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
@@ -465,57 +326,8 @@ impl Driver for RcloneDriver {
         Ok(sent)
     }
 
-    /// On object storage: a byte of the archive is read; if it is cold, rclone's S3 backend is
-    /// asked to restore it (`backend/command restore`), and it is pending until a read works.
     async fn warm_up(&self, name: &str) -> Result<Readiness> {
-        if !self.info.get().is_some_and(|info| info.bucket_based) {
-            return Ok(Readiness::Ready);
-        }
-        match self.read(name, ByteRange::new(0, 1)).await {
-            Ok(mut reader) => {
-                let mut byte = [0u8; 1];
-                match reader.read(&mut byte).await {
-                    Ok(_) => return Ok(Readiness::Ready),
-                    Err(e) if !is_cold(&e.to_string()) => {
-                        return Err(StorageError::from_io(name, e));
-                    }
-                    Err(_) => {}
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotReady => {}
-            Err(e) => return Err(e),
-        }
-        let (dir, file) = match name.rsplit_once('/') {
-            Some((dir, file)) => (format!("{}/{dir}", self.config.remote), file),
-            None => (self.config.remote.clone(), name),
-        };
-        let answer = self
-            .rc(
-                "backend/command",
-                json!({
-                    "command": "restore",
-                    "fs": dir,
-                    "opt": {
-                        "priority": self.config.restore_tier,
-                        "lifetime": self.config.restore_days.to_string(),
-                    },
-                    "_filter": {"IncludeRule": [file]},
-                }),
-            )
-            .await?;
-        match answer {
-            Ok(_) => Ok(Readiness::Pending(format!(
-                "{name}: restore requested or under way ({} tier, readable for {} days once \
-                 done)",
-                self.config.restore_tier, self.config.restore_days
-            ))),
-            Err(refusal) => Err(StorageError::other(format!(
-                "{name} is cold and rclone cannot restore it on {} ({}); restore it by hand, \
-                 then try again",
-                self.config.remote, refusal.message
-            ))
-            .with_object(name)),
-        }
+        self.restore_if_cold(name).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
@@ -625,24 +437,6 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn archive_options_go_into_the_connection_string() {
-        assert_eq!(
-            with_options("s3glacier:replays/osu", "storage_class=GLACIER").unwrap(),
-            "s3glacier,storage_class=GLACIER:replays/osu"
-        );
-        assert_eq!(
-            with_options(
-                ":s3,endpoint='http://h:9000':b/osu",
-                "storage_class=GLACIER"
-            )
-            .unwrap(),
-            ":s3,endpoint='http://h:9000',storage_class=GLACIER:b/osu"
-        );
-        assert_eq!(with_options("remote:dir", "").unwrap(), "remote:dir");
-        assert!(with_options("/srv/backup", "storage_class=GLACIER").is_err());
-    }
 
     #[test]
     fn versions_are_read_from_the_first_line() {
