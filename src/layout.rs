@@ -1,8 +1,7 @@
 //! Every object name on the storage, built and parsed here and nowhere else: the index, the
-//! archives, their manifests, the index copies and the partial uploads. The names are the
-//! original tool's (plus the manifests), so an existing backup is taken over as it is.
-
-pub use backends::PARTIAL_SUFFIX;
+//! archives, their manifests, the index copies and the lock. The names are the original tool's
+//! (plus the manifests and the lock), so an existing backup is taken over as it is. Partial
+//! uploads are the storage layer's own (`backends::partial_name`).
 
 /// Name of the index in the storage root.
 pub const INDEX_NAME: &str = "c14_index.txt";
@@ -56,11 +55,6 @@ pub fn manifest_archive(name: &str) -> Option<&str> {
     archive_id_of(archive).map(|_| archive)
 }
 
-/// Whether `name` is a partial upload left by an interrupted run: never a finished object.
-pub fn is_partial(name: &str) -> bool {
-    name.ends_with(PARTIAL_SUFFIX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +75,7 @@ mod tests {
         ] {
             assert_eq!(archive_id_of(other), None, "{other}");
         }
-        assert!(is_partial(&backends::partial_name(&name)));
+        assert_eq!(archive_id_of(&backends::partial_name(&name)), None);
         assert_eq!(manifest_name(&name), "1571000000_replays_12.tar.gz.json");
         assert_eq!(index_copy_name(5), "5_c14_index.txt");
         assert_eq!(index_copy_timestamp("5_c14_index.txt"), Some(5));

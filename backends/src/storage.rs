@@ -103,15 +103,6 @@ impl Storage {
         self.driver.stat(name).await
     }
 
-    /// Whether `name` exists.
-    pub async fn exists(&self, name: &str) -> Result<bool> {
-        match self.driver.stat(name).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// See [`Driver::list`].
     pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
         self.driver.list().await
