@@ -9,15 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::target::Target;
-use common::{INDEX, add_sized_replays, assert_nothing_lost};
-
-const STEPS: [&str; 5] = [
-    "after-pack",
-    "mid-upload",
-    "after-upload",
-    "after-index",
-    "mid-cleanup",
-];
+use common::{CRASH_STEPS, INDEX, add_sized_replays, assert_nothing_lost};
 
 fn killed(output: &std::process::Output) -> bool {
     output.status.signal() == Some(9)
@@ -67,21 +59,21 @@ fn crash_and_recover(target: Target, step: &str) {
 
 #[test]
 fn killed_at_each_step_on_local_storage_the_next_run_completes() {
-    for step in STEPS {
+    for step in CRASH_STEPS {
         crash_and_recover(Target::local(), step);
     }
 }
 
 #[test]
 fn killed_at_each_step_on_ftp_the_next_run_completes() {
-    for step in STEPS {
+    for step in CRASH_STEPS {
         crash_and_recover(Target::ftp(), step);
     }
 }
 
 #[test]
 fn killed_at_each_step_on_rclone_the_next_run_completes() {
-    for step in STEPS {
+    for step in CRASH_STEPS {
         crash_and_recover(Target::rclone(), step);
     }
 }

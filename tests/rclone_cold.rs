@@ -88,37 +88,8 @@ fn archives_go_cold_the_index_stays_hot_and_nothing_is_copied() {
 #[test]
 fn killed_at_each_step_on_a_cold_rclone_remote_the_next_run_completes() {
     let server = MotoServer::start();
-    let env = env();
-    for (round, step) in [
-        "after-pack",
-        "mid-upload",
-        "after-upload",
-        "after-index",
-        "mid-cleanup",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let bucket = format!("crash{round}");
-        // A class read directly, so that the test can read the archives back.
-        let d = deployment(&server, &bucket, "STANDARD_IA");
-        d.oiseau(&["init"], &env).expect_code(0);
-        let replays = common::add_sized_replays(&d.temp, 1, 12, 300 * 1024);
-        let mut crash_env = env.to_vec();
-        crash_env.push(("OISEAU_CRASH_AT", step));
-        let crashed = d.oiseau(&["run"], &crash_env).0;
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&crashed.status),
-            Some(9),
-            "{step}: the run was not killed"
-        );
-        let seen = d.root.path().join("seen");
-        server.snapshot(&bucket, "osu", &seen);
-        common::assert_nothing_lost(&replays, &d.temp, &seen, false);
-        d.oiseau(&["run"], &env).expect_code(0);
-        server.snapshot(&bucket, "osu", &seen);
-        let archived = common::assert_nothing_lost(&replays, &d.temp, &seen, true);
-        assert_eq!(archived.len(), replays.len(), "{step}");
-        assert!(d.temp_names().is_empty(), "{step}");
-    }
+    // A class read directly, so that the test can read the archives back.
+    common::s3::killed_at_each_step_the_next_run_completes(&server, &env(), |bucket| {
+        deployment(&server, bucket, "STANDARD_IA")
+    });
 }

@@ -131,46 +131,7 @@ fn a_cold_archive_is_restored_first_then_read() {
 #[test]
 fn killed_at_each_step_on_s3_the_next_run_completes() {
     let server = MotoServer::start();
-    let env = env();
-    for (round, step) in [
-        "after-pack",
-        "mid-upload",
-        "after-upload",
-        "after-index",
-        "mid-cleanup",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let bucket = format!("crash{round}");
-        let d = deployment(&server, &bucket, "STANDARD_IA");
-        d.oiseau(&["init"], &env).expect_code(0);
-        let replays = common::add_sized_replays(&d.temp, 1, 12, 700 * 1024);
-        let mut crash_env = env.to_vec();
-        crash_env.push(("OISEAU_CRASH_AT", step));
-        let crashed = d.oiseau(&["run"], &crash_env).0;
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&crashed.status),
-            Some(9),
-            "{step}: the run was not killed"
-        );
-        let seen = d.root.path().join("seen");
-        server.snapshot(&bucket, "osu", &seen);
-        common::assert_nothing_lost(&replays, &d.temp, &seen, false);
-
-        d.oiseau(&["run"], &env).expect_code(0);
-        server.snapshot(&bucket, "osu", &seen);
-        let archived = common::assert_nothing_lost(&replays, &d.temp, &seen, true);
-        assert_eq!(archived.len(), replays.len(), "{step}");
-        assert!(d.temp_names().is_empty(), "{step}");
-        assert_eq!(
-            std::fs::read(seen.join("c14_index.txt")).unwrap(),
-            b"1\t12\n",
-            "{step}"
-        );
-        assert!(
-            !seen.join("oiseau.lock").exists(),
-            "{step}: the lock is free"
-        );
-    }
+    common::s3::killed_at_each_step_the_next_run_completes(&server, &env(), |bucket| {
+        deployment(&server, bucket, "STANDARD_IA")
+    });
 }

@@ -218,6 +218,15 @@ pub fn set_age(path: &Path, age: Duration) {
 /// Every secret the tests hand to oiseau contains this marker.
 pub const SECRET_MARKER: &str = "TEST-SECRET";
 
+/// Every point where the fault tests kill a run (`OISEAU_CRASH_AT`).
+pub const CRASH_STEPS: [&str; 5] = [
+    "after-pack",
+    "mid-upload",
+    "after-upload",
+    "after-index",
+    "mid-cleanup",
+];
+
 /// A finished oiseau process.
 pub struct Result(pub Output);
 

@@ -191,6 +191,48 @@ impl Drop for MotoServer {
     }
 }
 
+/// Kills a run at each crash point, each on a fresh bucket made by `deployment` (from the
+/// bucket's name, with the objects under `osu/`), and checks the storage after the kill and
+/// after the next run: nothing lost, everything archived, the lock free.
+pub fn killed_at_each_step_the_next_run_completes(
+    server: &MotoServer,
+    env: &[(&str, &str)],
+    deployment: impl Fn(&str) -> super::Deployment,
+) {
+    for (round, step) in super::CRASH_STEPS.into_iter().enumerate() {
+        let bucket = format!("crash{round}");
+        let d = deployment(&bucket);
+        d.oiseau(&["init"], env).expect_code(0);
+        let replays = super::add_sized_replays(&d.temp, 1, 12, 700 * 1024);
+        let mut crash_env = env.to_vec();
+        crash_env.push(("OISEAU_CRASH_AT", step));
+        let crashed = d.oiseau(&["run"], &crash_env).0;
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&crashed.status),
+            Some(9),
+            "{step}: the run was not killed"
+        );
+        let seen = d.root.path().join("seen");
+        server.snapshot(&bucket, "osu", &seen);
+        super::assert_nothing_lost(&replays, &d.temp, &seen, false);
+
+        d.oiseau(&["run"], env).expect_code(0);
+        server.snapshot(&bucket, "osu", &seen);
+        let archived = super::assert_nothing_lost(&replays, &d.temp, &seen, true);
+        assert_eq!(archived.len(), replays.len(), "{step}");
+        assert!(d.temp_names().is_empty(), "{step}");
+        assert_eq!(
+            std::fs::read(seen.join("c14_index.txt")).unwrap(),
+            b"1\t12\n",
+            "{step}"
+        );
+        assert!(
+            !seen.join("oiseau.lock").exists(),
+            "{step}: the lock is free"
+        );
+    }
+}
+
 /// The credentials, as operators give them: in the environment.
 pub fn env() -> [(&'static str, &'static str); 2] {
     [
