@@ -61,7 +61,7 @@ pub struct FtpDriver {
     root: String,
     timeout: Duration,
     /// A logged-in session left by the last operation, for the next one.
-    idle: Idle,
+    idle: Arc<Idle>,
 }
 
 impl FtpDriver {
@@ -114,7 +114,7 @@ impl FtpDriver {
             password: config.password.clone(),
             root,
             timeout: config.timeout,
-            idle: Idle::default(),
+            idle: Arc::default(),
         })
     }
 
@@ -251,6 +251,7 @@ impl Driver for FtpDriver {
             .await?;
         let download = Download {
             ftp,
+            idle: Arc::clone(&self.idle),
             data,
             steps: Steps {
                 name: name.to_owned(),

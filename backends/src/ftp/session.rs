@@ -18,6 +18,15 @@ pub(super) type Session = AsyncRustlsFtpStream;
 #[derive(Default)]
 pub(super) struct Idle(Mutex<Option<Session>>);
 
+impl Idle {
+    /// Keeps a session that ended its operation cleanly for the next one.
+    pub(super) fn keep(&self, ftp: Session) {
+        if let Ok(mut idle) = self.0.lock() {
+            *idle = Some(ftp);
+        }
+    }
+}
+
 impl std::fmt::Debug for Idle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Idle")
@@ -86,9 +95,7 @@ impl FtpDriver {
 
     /// Keeps a session that ended its operation cleanly for the next one.
     pub(super) fn release(&self, ftp: Session) {
-        if let Ok(mut idle) = self.idle.0.lock() {
-            *idle = Some(ftp);
-        }
+        self.idle.keep(ftp);
     }
 
     /// Runs `operation` on a session and keeps the session if the operation got an answer
@@ -138,6 +145,11 @@ impl FtpDriver {
         .await?;
         self.within("TYPE I", None, ftp.transfer_type(FileType::Binary))
             .await?;
+        tracing::debug!(
+            "logged in to the FTP server {} as {}",
+            self.address(),
+            self.user
+        );
         if !self.root.is_empty() {
             self.within("CWD", Some(&self.root), ftp.cwd(&self.root))
                 .await

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use suppaftp::tokio::{AsyncRustlsStream, TransferStream};
 use tokio::io::AsyncReadExt;
 
-use super::session::Session;
+use std::sync::Arc;
+
+use super::session::{Idle, Session};
 use crate::{Result, StorageError};
 
 /// Size of the chunks read from the data connection.
@@ -48,6 +50,8 @@ pub(super) async fn data_step<T>(
 /// A download in progress: the session, its data connection and how much is still wanted.
 pub(super) struct Download {
     pub ftp: Session,
+    /// Where the session goes once the transfer is complete.
+    pub idle: Arc<Idle>,
     pub data: Transfer,
     pub steps: Steps,
     /// Bytes of the range not yet handed out.
@@ -69,7 +73,8 @@ impl Download {
                         self.steps.name
                     ))));
                 }
-                let _ = tokio::time::timeout(self.steps.timeout, self.ftp.quit()).await;
+                // Whole and confirmed: the session serves the next operation.
+                self.idle.keep(self.ftp);
             }
             return Ok(None);
         }
