@@ -117,7 +117,16 @@ impl RawS3 {
             ));
         }
         let mut aborted = Vec::new();
-        for (key, id) in abandoned(&text, older_than) {
+        // Only objects of the storage's flat layout: a bucket shared with other tools keeps
+        // their uploads, in folders below the prefix or beside it.
+        let ours = |key: &str| {
+            key.strip_prefix(&prefix)
+                .is_some_and(|name| !name.contains('/'))
+        };
+        for (key, id) in abandoned(&text, older_than)
+            .into_iter()
+            .filter(|(key, _)| ours(key))
+        {
             let url = self.key_url(key, &format!("?uploadId={}", encode(id, false)));
             let response = self
                 .send(http::Method::DELETE, &url, String::new(), key)
