@@ -244,3 +244,80 @@ async fn a_cold_index_read_is_try_later_not_a_failure() {
     assert!(matches!(outcome, Outcome::Waiting { .. }));
     assert_eq!(bench.temp_names(), 5);
 }
+
+/// A storage on which another writer replaces the index just before this run writes it: the
+/// race the storage lock exists for, forced, to check what the conditional write does alone.
+#[derive(Debug)]
+struct Meddler {
+    inner: Arc<MemoryDriver>,
+}
+
+#[async_trait]
+impl Driver for Meddler {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn stat(&self, name: &str) -> backends::Result<backends::ObjectMeta> {
+        self.inner.stat(name).await
+    }
+
+    async fn list(&self) -> backends::Result<Vec<backends::ObjectMeta>> {
+        self.inner.list().await
+    }
+
+    async fn read(
+        &self,
+        name: &str,
+        range: backends::ByteRange,
+    ) -> backends::Result<backends::ObjectReader> {
+        self.inner.read(name, range).await
+    }
+
+    async fn put(&self, name: &str, put: &backends::Put<'_>) -> backends::Result<u64> {
+        if name == INDEX_NAME && put.if_match.is_some() {
+            let theirs = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(theirs.path(), b"1\t999\n").unwrap();
+            let source = backends::Source::file(theirs.path());
+            self.inner
+                .put(name, &backends::Put::new(&source))
+                .await
+                .unwrap();
+        }
+        self.inner.put(name, put).await
+    }
+
+    async fn delete(&self, name: &str) -> backends::Result<()> {
+        self.inner.delete(name).await
+    }
+}
+
+#[tokio::test]
+async fn an_index_changed_under_the_run_stops_it_and_deletes_nothing() {
+    let mut bench = Bench::new(native(), |f| f).await;
+    bench.storage = Storage::new(Arc::new(Meddler {
+        inner: bench.memory.clone(),
+    }));
+    bench.add_replays(1, 5);
+    let (result, outcome) = bench.run().await;
+    let error = result.unwrap_err();
+    assert_eq!(exit_code(&error), EXIT_FAILED);
+    assert!(
+        error.chain().any(|cause| cause
+            .downcast_ref::<backends::StorageError>()
+            .is_some_and(|e| e.kind() == backends::ErrorKind::ConditionFailed)),
+        "{error:#}"
+    );
+    assert!(matches!(outcome, Outcome::Failed { .. }));
+    assert_eq!(bench.temp_names(), 5, "nothing left the temp folder");
+    assert_eq!(
+        bench.index().await,
+        b"1\t999\n",
+        "the other writer's index stands"
+    );
+    assert!(Journal::load(&bench.settings.work_dir).unwrap().is_some());
+}

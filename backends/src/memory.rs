@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 
 use crate::{
-    ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Put, Result, Source, StorageError,
+    ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Put, Result, Source,
+    StorageError,
 };
 
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl Default for MemoryDriver {
         Self::with_capabilities(Capabilities {
             atomic_create: true,
             atomic_replace: true,
+            replace_if_match: true,
             rename: true,
             ranged_read: true,
             ..Capabilities::default()
@@ -53,11 +55,23 @@ impl MemoryDriver {
             .map_err(|_| StorageError::other("the memory storage was poisoned by a panic"))
     }
 
-    fn store(&self, name: &str, bytes: Bytes, if_absent: bool) -> Result<()> {
+    fn store(&self, name: &str, bytes: Bytes, put: &Put<'_>) -> Result<()> {
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut objects = self.objects()?;
-        if if_absent && objects.contains_key(name) {
+        if put.if_absent && objects.contains_key(name) {
             return Err(StorageError::already_exists(name));
+        }
+        if let Some(expected) = put.if_match {
+            let current = objects
+                .get(name)
+                .map(|stored| stored.generation.to_string());
+            if current.as_deref() != Some(expected.as_str()) {
+                return Err(StorageError::new(
+                    ErrorKind::ConditionFailed,
+                    format!("{name} changed since it was read"),
+                )
+                .with_object(name));
+            }
         }
         let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         objects.insert(name.to_owned(), Stored { bytes, generation });
@@ -120,7 +134,7 @@ impl Driver for MemoryDriver {
             (put.progress)(bytes.len() as u64);
         }
         let sent = bytes.len() as u64;
-        self.store(name, Bytes::from(bytes), put.if_absent)?;
+        self.store(name, Bytes::from(bytes), put)?;
         Ok(sent)
     }
 
@@ -138,7 +152,11 @@ impl Driver for MemoryDriver {
         let bytes = tokio::fs::read(lease.path())
             .await
             .map_err(|e| lease.error(e))?;
-        self.store(name, Bytes::from(bytes), true)
+        let create = Put {
+            if_absent: true,
+            ..Put::new(lease)
+        };
+        self.store(name, Bytes::from(bytes), &create)
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
