@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use backends::{ErrorKind, ObjectMeta, Storage};
 
 use crate::history::beyond_index;
-use crate::index::{Index, IndexEntry};
+use crate::index::IndexEntry;
 use crate::layout::{archive_id_of, manifest_name};
 use crate::manifest::Manifest;
 use crate::storage::read_index;
@@ -54,7 +54,7 @@ impl Catalog {
     /// Reads the index, lists the storage and loads every manifest (from the cache when it
     /// has it).
     pub async fn load(storage: &Storage, work_dir: &Path) -> Result<Catalog> {
-        let (index, _): (Index, _) = read_index(storage).await?;
+        let (index, _) = read_index(storage).await?;
         let objects = storage
             .list()
             .await

@@ -44,9 +44,7 @@ fn archives_go_cold_the_index_stays_hot_and_nothing_is_copied() {
     // The second run reads the index: it must not be cold.
     d.oiseau(&["run"], &env).expect_code(0);
     assert!(d.temp_names().is_empty());
-    let status = d.oiseau(&["status", "--json"], &env).expect_code(0);
-    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
-    let archive = status["last_archive"]["name"].as_str().unwrap().to_owned();
+    let archive = d.last_archive(&env);
     assert_eq!(
         server.storage_class("cold", &format!("osu/{archive}")),
         "GLACIER"

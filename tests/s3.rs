@@ -30,10 +30,8 @@ fn backups_land_with_cold_archives_and_a_hot_index_and_come_back() {
         server.storage_class("replays", "osu/c14_index.txt"),
         "STANDARD"
     );
-    let status = d.oiseau(&["status", "--json"], &env).expect_code(0);
-    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
-    assert_eq!(status["archives_in_index"], 2);
-    let archive = status["last_archive"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(d.status_json(&env)["archives_in_index"], 2);
+    let archive = d.last_archive(&env);
     assert_eq!(
         server.storage_class("replays", &format!("osu/{archive}")),
         "STANDARD_IA"
@@ -93,9 +91,7 @@ fn a_cold_archive_is_restored_first_then_read() {
     d.oiseau(&["init"], &env).expect_code(0);
     let replays = d.add_replays(&[1, 2]);
     d.oiseau(&["run"], &env).expect_code(0);
-    let status = d.oiseau(&["status", "--json"], &env).expect_code(0);
-    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
-    let archive = status["last_archive"]["name"].as_str().unwrap().to_owned();
+    let archive = d.last_archive(&env);
     assert_eq!(
         server.storage_class("cold", &format!("osu/{archive}")),
         "GLACIER"

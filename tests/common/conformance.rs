@@ -305,14 +305,7 @@ pub async fn check(driver: Arc<dyn Driver>) {
         storage.stat("1_replays_1.tar.gz").await,
         ErrorKind::NotFound
     ));
-    let names: Vec<String> = storage
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
-    assert_eq!(names, ["c14_index.txt"]);
+    assert_eq!(names(driver.as_ref()).await, ["c14_index.txt"], "{who}");
 
     check_capabilities(driver.as_ref(), dir).await;
 }
@@ -370,12 +363,11 @@ async fn check_capabilities(driver: &dyn Driver, dir: &Path) {
         );
         driver.delete("hashed").await.unwrap();
     }
-    let names: Vec<String> = driver
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
-    assert_eq!(names, ["c14_index.txt"], "{who}");
+    assert_eq!(names(driver).await, ["c14_index.txt"], "{who}");
+}
+
+/// The names the storage lists.
+async fn names(driver: &dyn Driver) -> Vec<String> {
+    let listed = driver.list().await.unwrap();
+    listed.into_iter().map(|o| o.name).collect()
 }

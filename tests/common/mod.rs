@@ -123,6 +123,18 @@ impl Deployment {
             .collect()
     }
 
+    /// `oiseau status --json`, parsed; the command must succeed.
+    pub fn status_json(&self, env: &[(&str, &str)]) -> serde_json::Value {
+        let out = self.oiseau(&["status", "--json"], env).expect_code(0);
+        serde_json::from_str(&out.stdout()).unwrap()
+    }
+
+    /// The name of the last archive, as `status` tells it.
+    pub fn last_archive(&self, env: &[(&str, &str)]) -> String {
+        let status = self.status_json(env);
+        status["last_archive"]["name"].as_str().unwrap().to_owned()
+    }
+
     pub fn temp_names(&self) -> Vec<String> {
         names_in(&self.temp)
     }
