@@ -48,6 +48,10 @@ pub enum Command {
         /// Print the plan (archive id and name, replays, bytes) and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Print one JSON object with the outcome and its figures on stdout (the log stays
+        /// on stderr)
+        #[arg(long)]
+        json: bool,
     },
     /// Create an empty c14_index.txt on a new storage
     Init,
@@ -90,6 +94,17 @@ pub enum Command {
     },
     /// Print the effective settings, secrets redacted
     Config,
+    /// Print a shell completion script: `oiseau completions bash > /etc/bash_completion.d/oiseau`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `oiseau man | man -l -`; `oiseau man run` for a command's
+    Man {
+        /// The command whose page to print (oiseau-run(1), ...)
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
     /// Run a real backup of generated replays into a scratch folder, with no set-up
     Demo {
         /// Folder to create the demo in [default: a new folder under the system temp dir]

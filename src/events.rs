@@ -1,12 +1,14 @@
 //! What a backup run says happened, as typed events, and the reporters that hear them.
 //!
-//! The run never builds a message: it reports an [`Event`], and each channel (Telegram today)
-//! decides whether and how to say it. A reporter never fails the run: the backup itself matters
-//! more than the message about it.
+//! The run never builds a message: it reports an [`Event`], and each channel (a chat, a
+//! webhook, a dead man's switch, the metrics file) decides whether and how to say it. A
+//! reporter never fails the run: the backup itself matters more than the message about it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+
+use crate::record::RunRecord;
 
 /// Something worth hearing of during a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +21,31 @@ pub enum Event {
     /// requested, or are under way. `detail` names them.
     ArchivesWarmingUp { detail: String },
     /// How the run ended: every run reports exactly one.
-    Finished(Outcome),
+    Finished(Finished),
+}
+
+impl Event {
+    /// The event's name, as the webhook's JSON body gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Started => "started",
+            Event::Resumed { .. } => "resumed",
+            Event::ArchivesWarmingUp { .. } => "warming_up",
+            Event::Finished(finished) => finished.outcome.name(),
+        }
+    }
+}
+
+/// The end of a run, with what the channels that keep a history need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub outcome: Outcome,
+    /// What the process exits with (0 done, 1 failed, 2 bad settings, 75 try again later).
+    pub exit_code: u8,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    /// What the runs before this one did, this one included.
+    pub record: RunRecord,
 }
 
 /// How a run ended.
@@ -33,6 +59,18 @@ pub enum Outcome {
     Waiting { cause: WaitCause, reason: String },
     /// The run stopped; nothing was deleted. `error` is the whole one-line explanation.
     Failed { error: String },
+}
+
+impl Outcome {
+    /// The outcome's name in the JSON bodies and the metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "done",
+            Outcome::NothingToDo { .. } => "nothing_to_do",
+            Outcome::Waiting { .. } => "waiting",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// Why a run is waiting.
@@ -71,6 +109,10 @@ pub struct Reporters(Vec<Box<dyn Reporter>>);
 impl Reporters {
     pub fn new(reporters: Vec<Box<dyn Reporter>>) -> Self {
         Reporters(reporters)
+    }
+
+    pub fn push(&mut self, reporter: Box<dyn Reporter>) {
+        self.0.push(reporter);
     }
 
     pub async fn report(&self, event: &Event) {

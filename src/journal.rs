@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::{self, sync_dir};
 use crate::digest::ArchiveDigest;
 use crate::digest::ReplayHash;
 use crate::index::IndexEntry;
@@ -114,19 +115,13 @@ impl Journal {
     }
 
     /// Writes the journal so that a crash leaves the old state or the new one, never a torn
-    /// file: a temporary file, fsynced, renamed over, and the directory fsynced.
+    /// file.
     pub fn save(&self, work_dir: &Path) -> Result<()> {
         let path = Self::path(work_dir);
-        let staging = work_dir.join(format!("{FILE_NAME}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::io::BufWriter::new(std::fs::File::create(&staging)?);
-            serde_json::to_writer(&mut file, self)?;
-            let file = file.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            std::fs::rename(&staging, &path)?;
-            sync_dir(work_dir)
-        };
-        write().with_context(|| format!("cannot write the run journal {}", path.display()))
+        serde_json::to_vec(self)
+            .map_err(std::io::Error::other)
+            .and_then(|json| atomic_file::replace(&path, &json))
+            .with_context(|| format!("cannot write the run journal {}", path.display()))
     }
 
     /// Marks the run as finished.
@@ -136,11 +131,6 @@ impl Journal {
             .and_then(|()| sync_dir(work_dir))
             .with_context(|| format!("cannot remove the run journal {}", path.display()))
     }
-}
-
-/// Makes renames and removals in `dir` durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The wall clock as seconds since the epoch.

@@ -5,6 +5,7 @@
 #[macro_use]
 mod output;
 
+mod atomic_file;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
@@ -20,8 +21,10 @@ pub mod layout;
 pub mod lease;
 pub mod lock;
 pub mod manifest;
+pub mod metrics;
 pub mod notify;
 pub mod pack;
+pub mod record;
 mod progress;
 pub mod run;
 pub mod sample;

@@ -13,7 +13,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use futures_util::stream::BoxStream;
 use tokio::sync::watch;
 
@@ -34,6 +37,8 @@ pub struct Source {
     path: PathBuf,
     /// `None` for a finished file.
     growth: Option<Growing>,
+    /// At most this many bytes a second are read; `None` for as fast as the reader goes.
+    rate: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +146,7 @@ impl Source {
         Source {
             path: path.into(),
             growth: None,
+            rate: None,
         }
     }
 
@@ -154,8 +160,18 @@ impl Source {
                 state: receiver,
                 recent: Arc::clone(&recent),
             }),
+            rate: None,
         };
         (source, SourceFeed { state, recent })
+    }
+
+    /// The same bytes, streamed at most `bytes_per_second` (from the start of each read, with
+    /// no burst), so that an upload leaves room on the link for everything else.
+    pub fn paced(&self, bytes_per_second: Option<u64>) -> Source {
+        Source {
+            rate: bytes_per_second.filter(|rate| *rate > 0),
+            ..self.clone()
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -194,16 +210,36 @@ impl Source {
             read: 0,
             _reading: reading,
         };
-        Box::pin(futures_util::stream::try_unfold(
+        let chunks = Box::pin(futures_util::stream::try_unfold(
             reader,
             Follower::next_chunk,
-        ))
+        ));
+        match self.rate {
+            None => chunks,
+            Some(rate) => paced(chunks, rate),
+        }
     }
 
     /// An error met reading the source, naming the local file.
     pub fn error(&self, err: io::Error) -> StorageError {
         StorageError::from_io(&self.path.display().to_string(), err)
     }
+}
+
+/// Holds each chunk back until the bytes up to its end are due at `bytes_per_second`.
+fn paced(chunks: Chunks, bytes_per_second: u64) -> Chunks {
+    let mut started = None;
+    let mut sent = 0u64;
+    Box::pin(chunks.and_then(move |chunk| {
+        let started = *started.get_or_insert_with(Instant::now);
+        sent += chunk.len() as u64;
+        let nanos = u128::from(sent) * 1_000_000_000 / u128::from(bytes_per_second);
+        let due = started + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        async move {
+            tokio::time::sleep_until(due.into()).await;
+            Ok(chunk)
+        }
+    }))
 }
 
 fn abandoned() -> io::Error {
@@ -317,11 +353,24 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::TryStreamExt;
 
     async fn read_all(source: &Source) -> Result<Vec<u8>> {
         let chunks: Vec<Bytes> = source.chunks().try_collect().await?;
         Ok(chunks.concat())
+    }
+
+    #[tokio::test]
+    async fn a_paced_source_is_read_no_faster_than_its_rate_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("archive");
+        let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let started = Instant::now();
+        let read = read_all(&Source::file(&path).paced(Some(2_000_000)))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(500), "{:?}", started.elapsed());
+        assert_eq!(read, bytes);
     }
 
     #[tokio::test]

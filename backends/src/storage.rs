@@ -72,12 +72,27 @@ pub fn host_name() -> String {
 #[derive(Debug, Clone)]
 pub struct Storage {
     driver: Arc<dyn Driver>,
+    /// Uploads send at most this many bytes a second.
+    upload_rate: Option<u64>,
 }
 
 impl Storage {
     /// Wraps a driver, with whatever layers it already has.
     pub fn new(driver: Arc<dyn Driver>) -> Self {
-        Storage { driver }
+        Storage {
+            driver,
+            upload_rate: None,
+        }
+    }
+
+    /// Caps the speed of every upload that streams its bytes (not the local backend's, which
+    /// links the file into place), so that a backup never starves the machine's uplink.
+    #[must_use]
+    pub fn with_upload_rate(self, bytes_per_second: Option<u64>) -> Self {
+        Storage {
+            upload_rate: bytes_per_second,
+            ..self
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -163,6 +178,7 @@ impl Storage {
     ) -> Result<ObjectMeta> {
         let driver = self.driver.as_ref();
         let capabilities = driver.capabilities();
+        let source = &source.paced(self.upload_rate);
         let put = |if_absent, if_match| Put {
             source,
             if_absent,

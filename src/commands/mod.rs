@@ -1,6 +1,7 @@
 //! Every command of the command line, one module each; [`execute`] runs the one asked for.
 
 pub mod demo;
+mod help;
 pub mod index;
 pub mod init;
 pub mod restore;
@@ -17,16 +18,39 @@ use crate::settings::{ByteSize, DEFAULT_CONFIG, Settings};
 
 /// Loads the settings (except for `demo`, which makes its own) and runs the command.
 pub async fn execute(cli: Cli) -> Result<()> {
-    if let Command::Demo { dir } = cli.command {
-        return demo::demo(dir).await;
+    match cli.command {
+        Command::Demo { dir } => return demo::demo(dir).await,
+        Command::Completions { shell } => return help::completions(shell),
+        Command::Man { command } => return help::man_page(command.as_deref()),
+        _ => {}
     }
     let explicit = cli.config.is_some();
     let config = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let settings = Settings::load(&config, explicit, &|name| std::env::var(name).ok())?;
     match cli.command {
-        Command::Run { force, dry_run } => {
-            match run::run(&settings, RunOptions { force, dry_run }).await? {
+        Command::Run {
+            force,
+            dry_run,
+            json,
+        } => {
+            let options = RunOptions {
+                force,
+                dry_run,
+                json,
+            };
+            match run::run(&settings, options).await? {
                 RunReport::NothingToDo { .. } => {}
+                RunReport::Planned(plan) if json => say!(
+                    "{}",
+                    serde_json::json!({
+                        "plan": {
+                            "archive_id": plan.archive_id,
+                            "archive_name": plan.archive_name,
+                            "replays": plan.replays.len(),
+                            "replay_bytes": plan.bytes,
+                        }
+                    })
+                ),
                 RunReport::Planned(plan) => say!(
                     "plan: archive {} as {}: {} replays, {} ({} bytes); nothing was changed",
                     plan.archive_id,
@@ -62,6 +86,8 @@ pub async fn execute(cli: Cli) -> Result<()> {
             crate::output::raw(settings.to_redacted_toml()?.as_bytes());
             Ok(())
         }
-        Command::Demo { .. } => unreachable!("handled before the settings are loaded"),
+        Command::Demo { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled before the settings are loaded")
+        }
     }
 }

@@ -15,16 +15,16 @@ mod tidy;
 mod upload;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Result, anyhow};
 use backends::{PreflightMode, Storage};
 
-use crate::error::is_another_writer;
-use crate::events::{Archived, Event, Outcome, Reporters, WaitCause};
+use crate::error::{exit_code, is_another_writer};
+use crate::events::{Archived, Event, Finished, Outcome, Reporters, WaitCause};
 use crate::journal::Journal;
 use crate::lease::StorageLock;
-use crate::lock;
+use crate::{lock, record};
 use crate::settings::Settings;
 use crate::storage::{read_index, ready};
 use commit::{Upload, commit};
@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Print the plan and change nothing anywhere.
     pub dry_run: bool,
+    /// Print the finished run's report as JSON on stdout.
+    pub json: bool,
 }
 
 /// What a run did.
@@ -56,13 +58,11 @@ pub enum RunReport {
 /// Runs one backup on the configured storage and tells the operators how it went.
 pub async fn run(settings: &Settings, options: RunOptions) -> Result<RunReport> {
     let storage = crate::storage::open(settings)?;
-    run_on(
-        &storage,
-        settings,
-        options,
-        &crate::notify::reporters(settings),
-    )
-    .await
+    let mut reporters = crate::notify::reporters(settings);
+    if options.json {
+        reporters.push(Box::new(crate::notify::PrintJson));
+    }
+    run_on(&storage, settings, options, &reporters).await
 }
 
 /// Runs one backup on `storage` (opened, not yet made ready) and reports its events.
@@ -72,11 +72,27 @@ pub async fn run_on(
     options: RunOptions,
     reporters: &Reporters,
 ) -> Result<RunReport> {
+    let started_at = SystemTime::now();
     let started = Instant::now();
     let result = backup(storage, settings, options, started, reporters).await;
-    reporters
-        .report(&Event::Finished(outcome_of(&result, settings)))
-        .await;
+    // A dry run changes nothing anywhere, the reports and the run record included.
+    if !options.dry_run {
+        let outcome = outcome_of(&result, settings);
+        let previous = record::load(&settings.work_dir);
+        let record = previous.after(&outcome, started_at, SystemTime::now());
+        // A run that found another one working leaves the record to that run.
+        if record != previous {
+            record::save(&settings.work_dir, &record);
+        }
+        let finished = Finished {
+            outcome,
+            exit_code: result.as_ref().err().map_or(0, exit_code),
+            started_at,
+            duration: started.elapsed(),
+            record,
+        };
+        reporters.report(&Event::Finished(finished)).await;
+    }
     result
 }
 
@@ -113,7 +129,9 @@ async fn backup(
     reporters: &Reporters,
 ) -> Result<RunReport> {
     let _lock = lock::acquire(&settings.work_dir)?;
-    reporters.report(&Event::Started).await;
+    if !options.dry_run {
+        reporters.report(&Event::Started).await;
+    }
     let mut held = None;
     let result = backup_locked(storage, settings, options, started, reporters, &mut held).await;
     if let Some(storage_lock) = held {

@@ -1,15 +1,21 @@
 //! `settings.toml`: typed, strict (an unknown key is an error naming it), with environment
 //! variables on top for the secrets and the few values operators set per machine.
 
-use std::fmt;
+mod sinks;
+mod values;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backends::{Secret, StorageConfig};
+use serde::{Deserialize, Serialize};
 
 use crate::gzip::Level;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use sinks::{
+    DiscordSettings, HealthcheckSettings, TelegramSettings, WEBHOOK_EVENTS, WebhookSettings,
+};
+pub use values::{Bandwidth, ByteSize, Compression};
 
 /// Where `--config` points when neither the flag nor `OISEAU_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "settings.toml";
@@ -28,8 +34,15 @@ pub struct Settings {
     pub work_dir: PathBuf,
     /// gzip effort: `"auto"` or a level 0-9.
     pub compression: Compression,
+    /// A cap on upload speed, so that a backup never starves the game server's uplink.
+    pub bandwidth: Bandwidth,
+    /// A Prometheus textfile (node_exporter's collector) rewritten after every run; empty = off.
+    pub metrics_file: PathBuf,
     pub storage: StorageConfig,
     pub telegram: TelegramSettings,
+    pub discord: DiscordSettings,
+    pub webhook: WebhookSettings,
+    pub healthcheck: HealthcheckSettings,
 }
 
 impl Default for Settings {
@@ -40,27 +53,13 @@ impl Default for Settings {
             min_age: Duration::from_secs(60),
             work_dir: PathBuf::from(".oiseau"),
             compression: Compression(Level::Auto),
+            bandwidth: Bandwidth::default(),
+            metrics_file: PathBuf::new(),
             storage: StorageConfig::default(),
             telegram: TelegramSettings::default(),
-        }
-    }
-}
-
-/// `[telegram]`: notifications are off while the token or the chat id is empty.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelegramSettings {
-    pub token: Secret,
-    pub chat_id: String,
-    pub api_url: String,
-}
-
-impl Default for TelegramSettings {
-    fn default() -> Self {
-        TelegramSettings {
-            token: Secret::default(),
-            chat_id: String::new(),
-            api_url: "https://api.telegram.org".to_owned(),
+            discord: DiscordSettings::default(),
+            webhook: WebhookSettings::default(),
+            healthcheck: HealthcheckSettings::default(),
         }
     }
 }
@@ -114,8 +113,8 @@ impl Settings {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for path in [&mut self.temp_dir, &mut self.work_dir] {
-            if path.is_relative() {
+        for path in [&mut self.temp_dir, &mut self.work_dir, &mut self.metrics_file] {
+            if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = base.join(&*path);
             }
         }
@@ -132,6 +131,15 @@ impl Settings {
         }
         if let Some(chat_id) = get("TELEGRAM_CHAT_ID") {
             self.telegram.chat_id = chat_id;
+        }
+        if let Some(url) = get("DISCORD_WEBHOOK_URL") {
+            self.discord.webhook_url = Secret::new(url);
+        }
+        if let Some(url) = get("OISEAU_WEBHOOK_URL") {
+            self.webhook.url = Secret::new(url);
+        }
+        if let Some(url) = get("OISEAU_HEALTHCHECK_URL") {
+            self.healthcheck.url = Secret::new(url);
         }
         self.storage.apply_env(env);
     }
@@ -158,154 +166,24 @@ impl Settings {
             )
             .into());
         }
+        if let Some(unknown) = self
+            .webhook
+            .events
+            .iter()
+            .find(|event| !WEBHOOK_EVENTS.contains(&event.as_str()))
+        {
+            return Err(SettingsError(format!(
+                "webhook.events: unknown event {unknown:?}; the events are {}",
+                WEBHOOK_EVENTS.join(", ")
+            ))
+            .into());
+        }
         Ok(())
     }
 
     /// Settings as TOML with secrets shown as `***`.
     pub fn to_redacted_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).context("cannot print the settings")
-    }
-}
-
-/// The `compression` setting: `"auto"` or a zlib level 0 (store) to 9.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compression(pub Level);
-
-impl<'de> Deserialize<'de> for Compression {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Level(u32),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Level(level) if level <= 9 => Ok(Compression(Level::Fixed(level))),
-            Raw::Text(text) if text == "auto" => Ok(Compression(Level::Auto)),
-            _ => Err(serde::de::Error::custom(
-                "compression is \"auto\" or a level from 0 (store) to 9",
-            )),
-        }
-    }
-}
-
-impl Serialize for Compression {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Level::Auto => serializer.serialize_str("auto"),
-            Level::Fixed(level) => serializer.serialize_u32(level),
-        }
-    }
-}
-
-/// A size in bytes, written in the settings as an integer or as `"500 MiB"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    const UNITS: [(&'static str, u64); 7] = [
-        ("b", 1),
-        ("kb", 1000),
-        ("mb", 1000 * 1000),
-        ("gb", 1000 * 1000 * 1000),
-        ("kib", 1 << 10),
-        ("mib", 1 << 20),
-        ("gib", 1 << 30),
-    ];
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let unit = unit.trim().to_ascii_lowercase();
-        let multiplier = if unit.is_empty() {
-            1
-        } else {
-            Self::UNITS
-                .iter()
-                .find(|(name, _)| *name == unit)
-                .map(|(_, multiplier)| *multiplier)
-                .ok_or_else(|| {
-                    format!("unknown unit {unit:?} in {text:?}; use B, KB, MB, GB, KiB, MiB or GiB")
-                })?
-        };
-        // In integers, so that "1.5 GiB" is exact: the whole part, then the fraction's digits
-        // scaled and rounded to the byte.
-        let not_a_size = || format!("{text:?} is not a size such as \"500 MiB\"");
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() {
-            return Err(not_a_size());
-        }
-        let digits = |part: &str| -> Result<u128, String> {
-            if part.is_empty() {
-                return Ok(0);
-            }
-            part.parse().map_err(|_| not_a_size())
-        };
-        let scale = u32::try_from(fraction.len())
-            .ok()
-            .and_then(|len| 10u128.checked_pow(len))
-            .ok_or_else(not_a_size)?;
-        let multiplier = u128::from(multiplier);
-        let bytes =
-            digits(whole)? * multiplier + (digits(fraction)? * multiplier + scale / 2) / scale;
-        u64::try_from(bytes).map(ByteSize).map_err(|_| not_a_size())
-    }
-}
-
-impl fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = self.0;
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if bytes >= size {
-                let tenths = (u128::from(bytes) * 10 + u128::from(size) / 2) / u128::from(size);
-                return write!(f, "{}.{} {unit}", tenths / 10, tenths % 10);
-            }
-        }
-        write!(f, "{bytes} B")
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    /// A whole number of bytes or a string with a unit; anything else says what is expected.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = ByteSize;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size: whole bytes (2048) or a string such as \"500 MiB\"")
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, bytes: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(bytes))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, bytes: i64) -> Result<ByteSize, E> {
-                u64::try_from(bytes)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("{bytes} is negative; a size is 0 or more")))
-            }
-
-            fn visit_f64<E: serde::de::Error>(self, bytes: f64) -> Result<ByteSize, E> {
-                Err(E::custom(format!(
-                    "{bytes} is not a whole number of bytes; write a string such as \"1.5 MiB\""
-                )))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ByteSize, E> {
-                ByteSize::parse(text).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-impl Serialize for ByteSize {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(self.0)
     }
 }
 
@@ -452,13 +330,47 @@ mod tests {
 
     #[test]
     fn the_sample_settings_file_is_valid_and_matches_the_defaults() {
-        let sample = include_str!("../settings.sample.toml");
+        let sample = include_str!("../../settings.sample.toml");
         let parsed: Settings = toml::from_str(sample).unwrap();
         let defaults = Settings::default();
         assert_eq!(
             toml::to_string(&parsed).unwrap(),
             toml::to_string(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn bandwidth_is_a_rate_or_empty() {
+        assert_eq!(load_text("", &no_env).unwrap().bandwidth, Bandwidth(None));
+        let s = load_text("bandwidth = \"20 MiB/s\"", &no_env).unwrap();
+        assert_eq!(s.bandwidth, Bandwidth(Some(20 << 20)));
+        for (bad, expected) in [
+            ("bandwidth = \"20 MiB\"", "not a rate"),
+            ("bandwidth = \"0 B/s\"", "would stop every upload"),
+            ("bandwidth = \"fast/s\"", "unknown unit"),
+        ] {
+            let err = load_text(bad, &no_env).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn webhook_events_are_checked_and_urls_come_from_the_environment() {
+        let err = load_text("[webhook]\nevents = [\"done\", \"finished\"]\n", &no_env).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown event \"finished\""), "{err:#}");
+        let env = |name: &str| {
+            matches!(
+                name,
+                "DISCORD_WEBHOOK_URL" | "OISEAU_WEBHOOK_URL" | "OISEAU_HEALTHCHECK_URL"
+            )
+            .then(|| format!("https://example.com/{name}"))
+        };
+        let s = load_text("", &env).unwrap();
+        assert!(s.discord.webhook_url.expose().ends_with("DISCORD_WEBHOOK_URL"));
+        assert!(s.webhook.url.expose().ends_with("OISEAU_WEBHOOK_URL"));
+        assert!(s.healthcheck.url.expose().ends_with("OISEAU_HEALTHCHECK_URL"));
+        let printed = s.to_redacted_toml().unwrap();
+        assert!(!printed.contains("example.com"), "{printed}");
     }
 
     #[test]
