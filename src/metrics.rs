@@ -46,10 +46,9 @@ impl Reporter for MetricsFile {
         };
         let temp_dir = self.temp_dir.clone();
         // Every replay counts in the backlog, however young.
-        let backlog = tokio::task::spawn_blocking(move || {
-            scan(&temp_dir, Duration::ZERO, SystemTime::now())
-        })
-        .await;
+        let backlog =
+            tokio::task::spawn_blocking(move || scan(&temp_dir, Duration::ZERO, SystemTime::now()))
+                .await;
         let backlog = match backlog {
             Ok(Ok(scan)) => Some(scan),
             Ok(Err(e)) => {
@@ -63,11 +62,12 @@ impl Reporter for MetricsFile {
         };
         let text = render(finished, backlog.as_ref(), SystemTime::now());
         let path = self.path.clone();
-        let written =
-            tokio::task::spawn_blocking(move || crate::atomic_file::replace(&path, text.as_bytes()))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|written| written);
+        let written = tokio::task::spawn_blocking(move || {
+            crate::atomic_file::replace(&path, text.as_bytes())
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|written| written);
         if let Err(e) = written {
             tracing::warn!(
                 "cannot write the metrics file {}: {e}; check metrics_file",
@@ -75,6 +75,11 @@ impl Reporter for MetricsFile {
             );
         }
     }
+}
+
+/// A count or a unix time as a gauge's value.
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Registers the gauges and sets them; the registry is built for one file and dropped.
@@ -96,27 +101,25 @@ impl Gauges {
 
 /// The file's text: the OpenMetrics text format, which node_exporter's collector reads.
 fn render(finished: &Finished, backlog: Option<&Scan>, now: SystemTime) -> String {
-    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let at = |time: u64| count(time);
     let mut gauges = Gauges(Registry::with_prefix("oiseau"));
     gauges.set(
         "last_run_start_timestamp_seconds",
-        "When the last run started (unix time).",
-        at(unix(finished.started_at)),
+        "When the last run started (unix time)",
+        count(unix(finished.started_at)),
     );
     gauges.set(
         "last_run_end_timestamp_seconds",
-        "When the last run ended (unix time).",
-        at(unix(now)),
+        "When the last run ended (unix time)",
+        count(unix(now)),
     );
     gauges.set_f64(
         "last_run_duration_seconds",
-        "How long the last run took.",
+        "How long the last run took",
         finished.duration.as_secs_f64(),
     );
     gauges.set(
         "last_run_exit_code",
-        "The last run's exit code: 0 done, 1 failed, 2 bad settings, 75 try again later.",
+        "The last run's exit code: 0 done, 1 failed, 2 bad settings, 75 try again later",
         i64::from(finished.exit_code),
     );
     let outcomes = Family::<Vec<(String, String)>, Gauge>::default();
@@ -127,47 +130,58 @@ fn render(finished: &Finished, backlog: Option<&Scan>, now: SystemTime) -> Strin
     }
     gauges.0.register(
         "last_run_outcome",
-        "1 for how the last run ended (done, nothing_to_do, waiting, failed), 0 for the others.",
+        "1 for how the last run ended (done, nothing_to_do, waiting, failed), 0 for the others",
         outcomes,
     );
     let archived = matches!(finished.outcome, Outcome::Done(_));
     gauges.set(
         "last_run_archives",
-        "Archives the last run made (0 or 1).",
+        "Archives the last run made (0 or 1)",
         i64::from(archived),
     );
+    set_history(&mut gauges, finished);
+    if let Some(scan) = backlog {
+        set_backlog(&mut gauges, scan, now);
+    }
+    let mut text = String::new();
+    encode(&mut text, &gauges.0).expect("writing to a String cannot fail");
+    text
+}
+
+/// What the run record remembers: the last success, the last archive, the current wait.
+fn set_history(gauges: &mut Gauges, finished: &Finished) {
     let record = &finished.record;
     if let Some(success) = record.last_success {
         gauges.set(
             "last_success_timestamp_seconds",
-            "When a run last ended well, done or with nothing to do (unix time).",
-            at(success),
+            "When a run last ended well, done or with nothing to do (unix time)",
+            count(success),
         );
     }
     if let Some(archive) = &record.last_archive {
         gauges.set(
             "last_archive_id",
-            "The id of the last archive made here.",
+            "The id of the last archive made here",
             count(archive.id),
         );
         gauges.set(
             "last_archive_timestamp_seconds",
-            "When the last archive made here was committed (unix time).",
-            at(archive.at),
+            "When the last archive made here was committed (unix time)",
+            count(archive.at),
         );
         gauges.set(
             "last_archive_replays",
-            "Replays in the last archive made here.",
+            "Replays in the last archive made here",
             count(archive.replays as u64),
         );
         gauges.set(
             "last_archive_replay_bytes",
-            "The replays' bytes in the last archive made here, before packing.",
+            "The replays' bytes in the last archive made here, before packing",
             count(archive.replay_bytes),
         );
         gauges.set(
             "last_archive_bytes",
-            "The size of the last archive made here, on the storage.",
+            "The size of the last archive made here, on the storage",
             count(archive.archive_bytes),
         );
     }
@@ -180,43 +194,42 @@ fn render(finished: &Finished, backlog: Option<&Scan>, now: SystemTime) -> Strin
     );
     gauges.set(
         "storage_pending",
-        "1 while the storage is waking up (an unarchive or a restore under way).",
+        "1 while the storage is waking up (an unarchive or a restore under way)",
         i64::from(waiting),
     );
     if let Some(since) = record.waiting_since {
         gauges.set(
             "storage_pending_since_timestamp_seconds",
-            "Since when runs have been waiting for the storage (unix time).",
-            at(since),
+            "Since when runs have been waiting for the storage (unix time)",
+            count(since),
         );
     }
-    if let Some(scan) = backlog {
-        gauges.set(
-            "backlog_replays",
-            "Replays in the temp folder, not archived yet.",
-            count(scan.replays.len() as u64),
-        );
-        gauges.set(
-            "backlog_bytes",
-            "The bytes of the replays in the temp folder.",
-            count(scan.total_bytes()),
-        );
-        let oldest = scan.replays.iter().map(|replay| replay.mtime).min();
-        let age = oldest.map_or(0, |mtime| {
-            now.duration_since(mtime).map_or(0, |age| age.as_secs())
-        });
-        gauges.set(
-            "backlog_oldest_age_seconds",
-            "How long the oldest replay of the temp folder has waited (0 when there is none).",
-            count(age),
-        );
-        gauges.set(
-            "backlog_stuck_replays",
-            "Replay files no run archives as they are (see `oiseau status`).",
-            count(scan.stuck.len() as u64),
-        );
-    }
-    let mut text = String::new();
-    encode(&mut text, &gauges.0).expect("writing to a String cannot fail");
-    text
+}
+
+/// The replays waiting in the temp folder.
+fn set_backlog(gauges: &mut Gauges, scan: &Scan, now: SystemTime) {
+    gauges.set(
+        "backlog_replays",
+        "Replays in the temp folder, not archived yet",
+        count(scan.replays.len() as u64),
+    );
+    gauges.set(
+        "backlog_bytes",
+        "The bytes of the replays in the temp folder",
+        count(scan.total_bytes()),
+    );
+    let oldest = scan.replays.iter().map(|replay| replay.mtime).min();
+    let age = oldest.map_or(0, |mtime| {
+        now.duration_since(mtime).map_or(0, |age| age.as_secs())
+    });
+    gauges.set(
+        "backlog_oldest_age_seconds",
+        "How long the oldest replay of the temp folder has waited (0 when there is none)",
+        count(age),
+    );
+    gauges.set(
+        "backlog_stuck_replays",
+        "Replay files no run archives as they are (see `oiseau status`)",
+        count(scan.stuck.len() as u64),
+    );
 }

@@ -75,13 +75,15 @@ pub fn unix(time: SystemTime) -> u64 {
         .map_or(0, |since| since.as_secs())
 }
 
-
 /// The work_dir's record; a missing or unreadable one is an empty record (said in the log).
 pub fn load(work_dir: &Path) -> RunRecord {
     let path = work_dir.join(RECORD_NAME);
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!("ignoring {}: {e}; it is rewritten at the end of this run", path.display());
+            tracing::warn!(
+                "ignoring {}: {e}; it is rewritten at the end of this run",
+                path.display()
+            );
             RunRecord::default()
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => RunRecord::default(),
@@ -141,14 +143,23 @@ mod tests {
         let after = second.after(&done, at(900), at(903));
         assert_eq!(after.waiting_since, None);
         assert_eq!(after.last_success, Some(903));
-        assert_eq!(after.last_archive.as_ref().map(|a| (a.id, a.at)), Some((4, 903)));
+        assert_eq!(
+            after.last_archive.as_ref().map(|a| (a.id, a.at)),
+            Some((4, 903))
+        );
         let quiet = after.after(
-            &Outcome::NothingToDo { bytes: 1, threshold: 2 },
+            &Outcome::NothingToDo {
+                bytes: 1,
+                threshold: 2,
+            },
             at(1000),
             at(1001),
         );
         assert_eq!(quiet.last_success, Some(1001));
-        assert_eq!(quiet.last_archive, after.last_archive, "the last archive is kept");
+        assert_eq!(
+            quiet.last_archive, after.last_archive,
+            "the last archive is kept"
+        );
     }
 
     #[test]

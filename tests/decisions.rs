@@ -112,7 +112,7 @@ impl Recorder {
         let outcomes: Vec<&Outcome> = events
             .iter()
             .filter_map(|event| match event {
-                Event::Finished(outcome) => Some(outcome),
+                Event::Finished(finished) => Some(&finished.outcome),
                 _ => None,
             })
             .collect();

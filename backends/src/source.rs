@@ -369,7 +369,11 @@ mod tests {
         let read = read_all(&Source::file(&path).paced(Some(2_000_000)))
             .await
             .unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(500), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(read, bytes);
     }
 

@@ -33,6 +33,7 @@ pub fn man_page(command: Option<&str>) -> Result<()> {
                 .name(full.clone())
                 .bin_name(format!("oiseau {name}"))
                 .display_name(full)
+                .version(env!("CARGO_PKG_VERSION"))
         }
     };
     let mut roff = Vec::new();

@@ -153,7 +153,10 @@ mod tests {
             panic!("three days of waiting is a failure");
         };
         assert_eq!(path, "fail");
-        assert!(body.starts_with("waiting for the storage for 3days"), "{body}");
+        assert!(
+            body.starts_with("waiting for the storage for 3days"),
+            "{body}"
+        );
         assert!(body.ends_with("unarchive under way"), "{body}");
         assert_eq!(
             healthcheck(true).ping(&waiting(three_days_ago), now),
@@ -163,7 +166,13 @@ mod tests {
 
     #[test]
     fn a_failure_carries_its_error_and_its_exit_code_when_asked() {
-        let failed = finished(Outcome::Failed { error: "index line 2".into() }, 1, None);
+        let failed = finished(
+            Outcome::Failed {
+                error: "index line 2".into(),
+            },
+            1,
+            None,
+        );
         let now = SystemTime::now();
         assert_eq!(
             healthcheck(false).ping(&failed, now),

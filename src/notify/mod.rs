@@ -105,8 +105,12 @@ impl Endpoint {
                 // reqwest puts the URL, and so the secret, in its errors: strip it before logging.
                 let response = match build(&self.client).send().await {
                     Ok(response) => response,
+                    Err(e) if e.is_timeout() => {
+                        self.warn_no_answer();
+                        return false;
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e.without_url(), "cannot send the {} notification", self.channel);
+                        tracing::warn!(error = %chain(&e.without_url()), "cannot send the {} notification", self.channel);
                         return false;
                     }
                 };
@@ -120,7 +124,10 @@ impl Endpoint {
                 if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     let wait = retry_after.or_else(|| retry_after_in_body(&text));
                     if let Some(wait) = wait.filter(|wait| Instant::now() + *wait < deadline) {
-                        tracing::debug!("{} asks to wait {wait:?} before sending again", self.channel);
+                        tracing::debug!(
+                            "{} asks to wait {wait:?} before sending again",
+                            self.channel
+                        );
                         tokio::time::sleep(wait).await;
                         continue;
                     }
@@ -133,14 +140,30 @@ impl Endpoint {
         tokio::time::timeout(self.timeout, attempts)
             .await
             .unwrap_or_else(|_| {
-                tracing::warn!(
-                    "cannot send the {} notification: no answer within {}",
-                    self.channel,
-                    humantime::format_duration(self.timeout)
-                );
+                self.warn_no_answer();
                 false
             })
     }
+
+    fn warn_no_answer(&self) {
+        tracing::warn!(
+            "cannot send the {} notification: no answer within {}",
+            self.channel,
+            humantime::format_duration(self.timeout)
+        );
+    }
+}
+
+/// An error and its causes on one line ("error sending request: connection refused").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// The standard `Retry-After` header, in seconds.
@@ -182,7 +205,9 @@ mod tests {
         headers.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         assert_eq!(
-            retry_after_in_body(r#"{"message": "You are being rate limited.", "retry_after": 0.25, "global": false}"#),
+            retry_after_in_body(
+                r#"{"message": "You are being rate limited.", "retry_after": 0.25, "global": false}"#
+            ),
             Some(Duration::from_millis(250))
         );
         assert_eq!(

@@ -103,6 +103,9 @@ mod tests {
             render(ChatMessage::Waiting("unarchive <started>")),
             "⏳ <b>oiseau</b>: unarchive &lt;started&gt;"
         );
-        assert!(render(ChatMessage::Failed("index line 2")).starts_with("❌ <b>oiseau</b>: backup failed"));
+        assert!(
+            render(ChatMessage::Failed("index line 2"))
+                .starts_with("❌ <b>oiseau</b>: backup failed")
+        );
     }
 }

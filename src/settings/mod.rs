@@ -113,7 +113,11 @@ impl Settings {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for path in [&mut self.temp_dir, &mut self.work_dir, &mut self.metrics_file] {
+        for path in [
+            &mut self.temp_dir,
+            &mut self.work_dir,
+            &mut self.metrics_file,
+        ] {
             if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = base.join(&*path);
             }
@@ -357,7 +361,10 @@ mod tests {
     #[test]
     fn webhook_events_are_checked_and_urls_come_from_the_environment() {
         let err = load_text("[webhook]\nevents = [\"done\", \"finished\"]\n", &no_env).unwrap_err();
-        assert!(format!("{err:#}").contains("unknown event \"finished\""), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("unknown event \"finished\""),
+            "{err:#}"
+        );
         let env = |name: &str| {
             matches!(
                 name,
@@ -366,9 +373,19 @@ mod tests {
             .then(|| format!("https://example.com/{name}"))
         };
         let s = load_text("", &env).unwrap();
-        assert!(s.discord.webhook_url.expose().ends_with("DISCORD_WEBHOOK_URL"));
+        assert!(
+            s.discord
+                .webhook_url
+                .expose()
+                .ends_with("DISCORD_WEBHOOK_URL")
+        );
         assert!(s.webhook.url.expose().ends_with("OISEAU_WEBHOOK_URL"));
-        assert!(s.healthcheck.url.expose().ends_with("OISEAU_HEALTHCHECK_URL"));
+        assert!(
+            s.healthcheck
+                .url
+                .expose()
+                .ends_with("OISEAU_HEALTHCHECK_URL")
+        );
         let printed = s.to_redacted_toml().unwrap();
         assert!(!printed.contains("example.com"), "{printed}");
     }

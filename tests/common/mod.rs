@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod ftp;
+pub mod http;
 pub mod rclone;
 pub mod s3;
 pub mod target;
@@ -18,7 +19,10 @@ use std::time::{Duration, SystemTime};
 pub const INDEX: &str = "c14_index.txt";
 
 /// Environment variables a developer's shell might carry that would change what oiseau does.
-const CLEARED_ENV: [&str; 12] = [
+const CLEARED_ENV: [&str; 15] = [
+    "DISCORD_WEBHOOK_URL",
+    "OISEAU_WEBHOOK_URL",
+    "OISEAU_HEALTHCHECK_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
