@@ -16,6 +16,12 @@
 # CORPUS_DIR defaults to target/bench/corpus-500mb. When it does not exist it is generated with
 # gen_replays.py (GEN_REPLAYS=path/to/gen_replays.py; by default the copy in ../shared/tools).
 # RUNS (default 3) sets the repetitions; SIZE_MB (default 500) the size of a generated corpus.
+# COMPRESSIBLE=1 times a corpus derived once from it (CORPUS_DIR-compressible) where every third
+# replay ends in zeros for three quarters of its size: an archive about 25 % smaller than its
+# replays, where deflate's cost shows.
+# oiseau-ftp-slow and curl-ftp-slow upload to a second pyftpdlib server whose data connections
+# are throttled (ThrottledDTPHandler) to FTP_RATE bytes a second (default 20 MiB/s): a link
+# slower than packing. oiseau-ftp-slow also reports how many FTP sessions the run opened.
 # Every command ends with an fsync of its output, as oiseau's run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +36,24 @@ if [ ! -d "$corpus" ]; then
     [ -f "$gen" ] || { echo "no corpus at $corpus and no generator at $gen (set GEN_REPLAYS)" >&2; exit 1; }
     echo "generating ${SIZE_MB:-500} MB of replays into $corpus (once; reused afterwards)" >&2
     python3 "$gen" "$corpus" --total-mb "${SIZE_MB:-500}" --jobs 2 >&2
+fi
+if [ "${COMPRESSIBLE:-0}" = 1 ]; then
+    derived=$corpus-compressible
+    if [ ! -d "$derived" ]; then
+        echo "deriving a compressible corpus into $derived (once)" >&2
+        python3 - "$corpus" "$derived" <<'PY'
+import os, sys
+source, target = sys.argv[1:]
+os.makedirs(target)
+for i, name in enumerate(sorted(os.listdir(source))):
+    data = open(os.path.join(source, name), "rb").read()
+    if i % 3 == 0:
+        keep = len(data) // 4
+        data = data[:keep] + bytes(len(data) - keep)
+    open(os.path.join(target, name), "wb").write(data)
+PY
+    fi
+    corpus=$derived
 fi
 cargo build --release --quiet
 oiseau=$PWD/target/release/oiseau
@@ -57,6 +81,36 @@ ftp_server() {
     export FTP_PASSWORD=bench-password
 }
 
+# A throttled FTP server for the -slow methods (pyftpdlib from scripts/test's venv), its log
+# kept to count sessions.
+slow_port=""
+slow_ftp_server() {
+    [ -n "$slow_port" ] && return
+    mkdir -p "$scratch/slow"
+    slow_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$PWD/target/test-tools/venv/bin/python" - "$slow_port" "$scratch/slow" "${FTP_RATE:-20971520}" \
+        2>"$scratch/slow.log" <<'PY' &
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler, ThrottledDTPHandler
+from pyftpdlib.servers import FTPServer
+port, root, rate = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+logging.basicConfig(level=logging.INFO)
+ThrottledDTPHandler.read_limit = rate
+ThrottledDTPHandler.write_limit = rate
+authorizer = DummyAuthorizer()
+authorizer.add_user("bench", "bench-password", root, perm="elradfmwMT")
+FTPHandler.authorizer = authorizer
+FTPHandler.dtp_handler = ThrottledDTPHandler
+FTPServer(("127.0.0.1", port), FTPHandler).serve_forever()
+PY
+    slow_pid=$!
+    trap 'kill $slow_pid ${ftp_pid:-} ${s3_pid:-} 2>/dev/null; rm -rf "$scratch"' EXIT
+    sleep 1
+    printf 'machine 127.0.0.1 login bench password bench-password\n' > "$scratch/netrc"
+    export FTP_PASSWORD=bench-password
+}
+
 # moto's S3 server for oiseau-s3 and rclone-s3 (moto_server on PATH: scripts/test provisions it
 # in target/test-tools/venv), started on first use, a bucket per method.
 s3_port=""
@@ -66,7 +120,7 @@ s3_server() {
     s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     moto_server -H 127.0.0.1 -p "$s3_port" >/dev/null 2>&1 &
     s3_pid=$!
-    trap 'kill $s3_pid ${ftp_pid:-} 2>/dev/null; rm -rf "$scratch"' EXIT
+    trap 'kill $s3_pid ${ftp_pid:-} ${slow_pid:-} 2>/dev/null; rm -rf "$scratch"' EXIT
     sleep 2
     export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
     export RCLONE_S3_ACCESS_KEY_ID=bench RCLONE_S3_SECRET_ACCESS_KEY=bench-secret
@@ -136,6 +190,20 @@ for run in $(seq "$runs"); do
             ftp_server
             remote_run "$method" "[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"ftp://bench@127.0.0.1:$ftp_port/\""
             ;;
+        oiseau-ftp-slow)
+            slow_ftp_server
+            rm -rf "$scratch/slow"/*
+            logins=$(grep -c "logged in" "$scratch/slow.log" || true)
+            timed_run "$method" "$scratch/remote" "[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"ftp://bench@127.0.0.1:$slow_port/\""
+            echo "oiseau-ftp-slow: $(( $(grep -c "logged in" "$scratch/slow.log") - logins - 1 )) FTP sessions for the run (init's not counted)" >&2
+            output=$(find "$scratch/slow" -name '*_replays_*.tar.gz')
+            ;;
+        curl-ftp-slow)
+            slow_ftp_server
+            rm -rf "$scratch/slow"/*
+            measure "$method" curl -sS --netrc-file "$scratch/netrc" -T "$archive" "ftp://127.0.0.1:$slow_port/plain.tar.gz"
+            output=$scratch/slow/plain.tar.gz
+            ;;
         oiseau-rclone)
             ftp_server
             remote_run "$method" "[storage]\nbackend = \"rclone\"\n[storage.rclone]\nremote = \":ftp,host=127.0.0.1,port=$ftp_port,user=bench:\"\nbinary = \"$rclone\""
@@ -203,7 +271,7 @@ for name in methods:
     ratio = f"{walls[name] / walls['tar-cf']:.2f}x" if "tar-cf" in walls else "-"
     print(f"{name:<15} {walls[name]:>11.2f}s {ratio:>10} {rss / 1024:>11.1f} MiB {sizes[name] / 1e6:>7.1f} MB")
 # A remote run is held to 1.2x the larger of packing alone (the local run) and a plain upload.
-for run, plain in (("oiseau-ftp", "curl-ftp"), ("oiseau-rclone", "rclone-copyto"), ("oiseau-s3", "rclone-s3")):
+for run, plain in (("oiseau-ftp", "curl-ftp"), ("oiseau-rclone", "rclone-copyto"), ("oiseau-s3", "rclone-s3"), ("oiseau-ftp-slow", "curl-ftp-slow")):
     if {run, plain, "oiseau-run"} <= walls.keys():
         bound = max(walls["oiseau-run"], walls[plain])
         print(f"{run}: {walls[run] / bound:.2f}x max(oiseau-run, {plain}) (target 1.2x)")
