@@ -270,9 +270,10 @@ for name in methods:
     rss = statistics.median(int(r[2]) for r in rows if r[0] == name)
     ratio = f"{walls[name] / walls['tar-cf']:.2f}x" if "tar-cf" in walls else "-"
     print(f"{name:<15} {walls[name]:>11.2f}s {ratio:>10} {rss / 1024:>11.1f} MiB {sizes[name] / 1e6:>7.1f} MB")
-# A remote run is held to 1.2x the larger of packing alone (the local run) and a plain upload.
-for run, plain in (("oiseau-ftp", "curl-ftp"), ("oiseau-rclone", "rclone-copyto"), ("oiseau-s3", "rclone-s3"), ("oiseau-ftp-slow", "curl-ftp-slow")):
+# A remote run is held to 1.2x the larger of packing alone (the local run) and a plain upload;
+# on a link slower than packing, to 1.1x the plain upload.
+for run, plain, target in (("oiseau-ftp", "curl-ftp", 1.2), ("oiseau-rclone", "rclone-copyto", 1.2), ("oiseau-s3", "rclone-s3", 1.2), ("oiseau-ftp-slow", "curl-ftp-slow", 1.1)):
     if {run, plain, "oiseau-run"} <= walls.keys():
         bound = max(walls["oiseau-run"], walls[plain])
-        print(f"{run}: {walls[run] / bound:.2f}x max(oiseau-run, {plain}) (target 1.2x)")
+        print(f"{run}: {walls[run] / bound:.2f}x max(oiseau-run, {plain}) (target {target}x)")
 PY

@@ -83,10 +83,16 @@ pub enum Command {
         /// Also download each archive, check its recorded digest and read every replay
         #[arg(long)]
         deep: bool,
+        /// With --deep: read only N replays of each archive, each from its own range, and check
+        /// their hashes (archives without ranges in their manifest are still read whole)
+        #[arg(long, value_name = "N", requires = "deep")]
+        sample: Option<usize>,
         /// Only archives from this id on
         #[arg(long, value_name = "ARCHIVE_ID")]
         since: Option<u64>,
     },
+    /// Answer GET /replays/<id> over HTTP for a game server, from a cache or the storage
+    Serve,
     /// Work on the index of the storage
     Index {
         #[command(subcommand)]

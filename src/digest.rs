@@ -10,8 +10,8 @@
 use std::fmt;
 use std::io::{self, Read};
 
-use aws_lc_rs::digest::{Context as Sha256Context, SHA256};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Size of the buffer used to hash a file.
 const READ_BUFFER: usize = 1 << 20;
@@ -29,7 +29,7 @@ impl ArchiveDigest {
     pub fn hasher(&self) -> DigestHasher {
         match self {
             ArchiveDigest::Blake3(_) => DigestHasher::blake3(),
-            ArchiveDigest::Sha256(_) => DigestHasher::Sha256(Sha256Context::new(&SHA256)),
+            ArchiveDigest::Sha256(_) => DigestHasher::Sha256(Sha256::new()),
         }
     }
 }
@@ -46,7 +46,7 @@ impl fmt::Display for ArchiveDigest {
 /// Computes an [`ArchiveDigest`] from bytes fed in order.
 pub enum DigestHasher {
     Blake3(Box<blake3::Hasher>),
-    Sha256(Sha256Context),
+    Sha256(Sha256),
 }
 
 impl DigestHasher {
@@ -69,7 +69,7 @@ impl DigestHasher {
             DigestHasher::Blake3(hasher) => {
                 ArchiveDigest::Blake3(hasher.finalize().to_hex().to_string())
             }
-            DigestHasher::Sha256(context) => ArchiveDigest::Sha256(hex(context.finish().as_ref())),
+            DigestHasher::Sha256(context) => ArchiveDigest::Sha256(hex(&context.finalize())),
         }
     }
 

@@ -54,7 +54,13 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 pub struct Written {
     pub bytes: u64,
     pub digest: ArchiveDigest,
+    /// Where each member starts in the file, in order. Member `k` holds the uncompressed
+    /// bytes from `k * BLOCK_SIZE`: a reader can start at any member.
+    pub members: Vec<u64>,
 }
+
+/// Bytes of the uncompressed stream in each gzip member (the last one holds the rest).
+pub const BLOCK_SIZE: u64 = BLOCK as u64;
 
 /// Given each member's bytes once they are in the file, with the file's new size.
 pub type OnWritten = Box<dyn Fn(Vec<Bytes>, u64) + Send>;
@@ -92,6 +98,11 @@ impl ParallelGzip {
             workers,
             writer: Some(writer),
         }
+    }
+
+    /// Bytes of the uncompressed stream written so far.
+    pub fn position(&self) -> u64 {
+        self.next * BLOCK_SIZE + self.block.len() as u64
     }
 
     fn send_block(&mut self) -> io::Result<()> {
@@ -358,9 +369,11 @@ fn write_in_order(
     let mut bytes = 0u64;
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
+    let mut starts = Vec::new();
     for (sequence, member) in members {
         waiting.insert(sequence, member);
         while let Some(member) = waiting.remove(&next) {
+            starts.push(bytes);
             let pieces = member.into_pieces();
             let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
             for piece in &pieces {
@@ -378,6 +391,7 @@ fn write_in_order(
     Ok(Written {
         bytes,
         digest: hasher.finish(),
+        members: starts,
     })
 }
 

@@ -15,6 +15,8 @@ use crate::atomic_file::{self, sync_dir};
 use crate::digest::ArchiveDigest;
 use crate::digest::ReplayHash;
 use crate::index::IndexEntry;
+use crate::manifest::ReplayRange;
+use crate::pack::PackedReplay;
 use crate::scan::Replay;
 
 const FILE_NAME: &str = "journal.json";
@@ -48,6 +50,9 @@ pub struct JournalReplay {
     pub mtime_secs: u64,
     pub mtime_nanos: u32,
     pub blake3: ReplayHash,
+    /// Where it can be read back on its own; absent in journals of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<ReplayRange>,
 }
 
 impl JournalReplay {
@@ -80,11 +85,15 @@ impl Journal {
         }
     }
 
-    /// The packed replays: those of `replays` that have a hash.
-    pub fn replays_from(replays: &[Replay], hashes: &[Option<ReplayHash>]) -> Vec<JournalReplay> {
+    /// The packed replays: those of `replays` that are in the archive.
+    pub fn replays_from(
+        replays: &[Replay],
+        entries: &[Option<PackedReplay>],
+    ) -> Vec<JournalReplay> {
         // Sized exactly: grown by doubling, a list of 100,000 replays could take twice its room.
-        let mut packed = Vec::with_capacity(hashes.iter().flatten().count());
-        packed.extend(replays.iter().zip(hashes).filter_map(|(replay, hash)| {
+        let mut packed = Vec::with_capacity(entries.iter().flatten().count());
+        packed.extend(replays.iter().zip(entries).filter_map(|(replay, entry)| {
+            let entry = (*entry)?;
             let since_epoch = replay.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
             Some(JournalReplay {
                 id: replay.id,
@@ -92,7 +101,8 @@ impl Journal {
                 size: replay.size,
                 mtime_secs: since_epoch.as_secs(),
                 mtime_nanos: since_epoch.subsec_nanos(),
-                blake3: (*hash)?,
+                blake3: entry.hash,
+                range: entry.range,
             })
         }));
         packed
@@ -162,6 +172,7 @@ mod tests {
                 mtime_secs: 1_600_000_000,
                 mtime_nanos: 123_456_789,
                 blake3: ReplayHash([0xcd; 32]),
+                range: None,
             }],
         }
     }

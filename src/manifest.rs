@@ -4,6 +4,12 @@
 //! The index only keeps the largest replay id per archive, which locates a replay only when
 //! ids arrive in order; the manifest is exact. It is uploaded before the index line that
 //! commits its archive, so every committed archive made by oiseau has one.
+//!
+//! Format 3 also says where each replay can be read back on its own, in the spirit of
+//! eStargz's table of contents but beside the archive, so the `.tar.gz` stays exactly what
+//! GNU tar, gzip and Python read: the archive is a series of gzip members (one per MiB of the
+//! tar stream), and a replay's [`ReplayRange`] is the compressed bytes of the members holding
+//! its tar header and data, with how far into their decompressed bytes the header starts.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,9 +17,53 @@ use crate::digest::ArchiveDigest;
 use crate::digest::ReplayHash;
 use crate::journal::Journal;
 
+/// Where one replay can be read from its archive alone: `length` bytes from `offset` are whole
+/// gzip members; decompressed, they hold the replay's tar header `skip` bytes in, then its
+/// data. Written as `[offset, length, skip]`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "(u64, u64, u64)", into = "(u64, u64, u64)")]
+pub struct ReplayRange {
+    pub offset: u64,
+    pub length: u64,
+    pub skip: u64,
+}
+
+impl From<(u64, u64, u64)> for ReplayRange {
+    fn from((offset, length, skip): (u64, u64, u64)) -> Self {
+        ReplayRange {
+            offset,
+            length,
+            skip,
+        }
+    }
+}
+
+impl From<ReplayRange> for (u64, u64, u64) {
+    fn from(range: ReplayRange) -> Self {
+        (range.offset, range.length, range.skip)
+    }
+}
+
+impl ReplayRange {
+    /// The range of a tar entry spanning `[start, end)` of the uncompressed stream, in an
+    /// archive of `size` bytes whose members start at `members` (member `k` at `k * block` of
+    /// the uncompressed stream).
+    pub fn of_entry(start: u64, end: u64, block: u64, members: &[u64], size: u64) -> Option<Self> {
+        let first = usize::try_from(start / block).ok()?;
+        let last = usize::try_from(end.saturating_sub(1) / block).ok()?;
+        let offset = *members.get(first)?;
+        let stop = members.get(last + 1).copied().unwrap_or(size);
+        Some(ReplayRange {
+            offset,
+            length: stop.checked_sub(offset)?,
+            skip: start - first as u64 * block,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
-    /// Layout version of this file: 1 recorded a SHA-256, 2 a BLAKE3.
+    /// Layout version of this file: 1 recorded a SHA-256, 2 a BLAKE3, 3 adds `ranges`.
     pub format: u32,
     pub archive_id: u64,
     pub archive_name: String,
@@ -22,12 +72,19 @@ pub struct Manifest {
     pub digest: ArchiveDigest,
     /// `[id, size, blake3]` per replay, in archive order: compact, and still plain JSON.
     pub replays: Vec<(u64, u64, ReplayHash)>,
+    /// Format 3: one per replay, in the same order (empty in earlier formats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<ReplayRange>,
 }
 
 impl Manifest {
     pub fn from_journal(journal: &Journal) -> Self {
+        // Journals of earlier versions (an interrupted run finished by this one) have no
+        // ranges: their manifest is format 2.
+        let ranges: Option<Vec<ReplayRange>> = journal.replays.iter().map(|r| r.range).collect();
+        let ranges = ranges.unwrap_or_default();
         Manifest {
-            format: 2,
+            format: if ranges.is_empty() { 2 } else { 3 },
             archive_id: journal.archive_id,
             archive_name: journal.archive_name.clone(),
             size: journal.archive_size,
@@ -37,7 +94,18 @@ impl Manifest {
                 .iter()
                 .map(|r| (r.id, r.size, r.blake3))
                 .collect(),
+            ranges,
         }
+    }
+
+    /// Where replay `id` is, with its size and hash, when this manifest records it.
+    pub fn find(&self, id: u64) -> Option<(u64, ReplayHash, Option<ReplayRange>)> {
+        let at = self
+            .replays
+            .iter()
+            .position(|(replay, _, _)| *replay == id)?;
+        let (_, size, hash) = self.replays[at];
+        Some((size, hash, self.ranges.get(at).copied()))
     }
 
     /// Writes the manifest as JSON into a new local file, streamed (a manifest of 100,000

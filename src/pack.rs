@@ -10,19 +10,27 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result, bail};
 
 use crate::digest::{ArchiveDigest, ReplayHash};
-use crate::gzip::{Level, OnWritten, ParallelGzip, Written};
+use crate::gzip::{BLOCK_SIZE, Level, OnWritten, ParallelGzip, Written};
+use crate::manifest::ReplayRange;
 use crate::scan::Replay;
 
 /// Bytes of a replay read at a time.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// A replay as it went into an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedReplay {
+    pub hash: ReplayHash,
+    /// Where it can be read back without the rest of the archive.
+    pub range: Option<ReplayRange>,
+}
+
 /// What ended up in an archive.
 #[derive(Debug)]
 pub struct Packed {
-    /// One per replay given to [`pack`], in order: its hash when it is in the archive, `None`
-    /// when it was left out because it vanished or changed since the scan (it stays in the
-    /// temp folder for the next run).
-    pub hashes: Vec<Option<ReplayHash>>,
+    /// One per replay given to [`pack`], in order: `None` when it was left out because it
+    /// vanished or changed since the scan (it stays in the temp folder for the next run).
+    pub replays: Vec<Option<PackedReplay>>,
     /// Size of the `.tar.gz` in bytes.
     pub size: u64,
     pub digest: ArchiveDigest,
@@ -57,19 +65,35 @@ pub fn pack(
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
-    let (hashes, written) = result?;
-    if hashes.iter().all(Option::is_none) {
+    let (entries, written) = result?;
+    if entries.iter().all(Option::is_none) {
         let _ = std::fs::remove_file(out);
         bail!("every replay vanished or changed while being packed; nothing was archived");
     }
+    let replays = entries
+        .into_iter()
+        .map(|entry| {
+            entry.map(|(hash, start, end)| PackedReplay {
+                hash,
+                range: ReplayRange::of_entry(
+                    start,
+                    end,
+                    BLOCK_SIZE,
+                    &written.members,
+                    written.bytes,
+                ),
+            })
+        })
+        .collect();
     Ok(Packed {
-        hashes,
+        replays,
         size: written.bytes,
         digest: written.digest,
     })
 }
 
-type Archive = (Vec<Option<ReplayHash>>, Written);
+/// Per replay, its hash and where its tar entry starts and ends in the uncompressed stream.
+type Archive = (Vec<Option<(ReplayHash, u64, u64)>>, Written);
 
 /// Writes the replays into `gzip` as a tar stream.
 fn write_archive(
@@ -78,14 +102,15 @@ fn write_archive(
     progress: &dyn Fn(u64),
 ) -> Result<Archive> {
     let mut tar = tar::Builder::new(gzip);
-    let mut hashes = Vec::with_capacity(replays.len());
+    let mut entries = Vec::with_capacity(replays.len());
     let mut read_so_far = 0u64;
     let mut buffer = vec![0u8; READ_BUFFER];
     for replay in replays {
         let Some(source) = open_unchanged(replay)? else {
-            hashes.push(None);
+            entries.push(None);
             continue;
         };
+        let start = tar.get_ref().position();
         let mut header = tar::Header::new_ustar();
         header.set_path(replay.name())?;
         header.set_size(replay.size);
@@ -110,11 +135,11 @@ fn write_archive(
             },
         )
         .with_context(|| format!("cannot pack {}", replay.path.display()))?;
-        hashes.push(Some(hash));
+        entries.push(Some((hash, start, tar.get_ref().position())));
     }
     let gzip = tar.into_inner().context("cannot finish the tar stream")?;
     let written = gzip.finish().context("cannot write the spool file")?;
-    Ok((hashes, written))
+    Ok((entries, written))
 }
 
 /// Opens a replay if it is still what the scan saw. A vanished or changed file is `None`;
@@ -234,9 +259,9 @@ mod tests {
         let out = dir.path().join("out.tar.gz");
         let packed = pack_quietly(&scan.replays, &out).unwrap();
 
-        assert!(packed.hashes.iter().all(Option::is_some));
+        assert!(packed.replays.iter().all(Option::is_some));
         assert_eq!(
-            packed.hashes[0],
+            packed.replays[0].map(|r| r.hash),
             Some(ReplayHash(*blake3::hash(b"first").as_bytes()))
         );
         assert_eq!(packed.size, std::fs::metadata(&out).unwrap().len());
@@ -258,6 +283,59 @@ mod tests {
     }
 
     #[test]
+    fn each_replay_reads_back_from_its_range_alone() {
+        use std::io::Read;
+        // Noise, so members stay about a block each; replay 2 spans two members.
+        let noise = |seed: u64, len: usize| -> Vec<u8> {
+            let mut x = seed | 1;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x.to_le_bytes()[0]
+                })
+                .collect()
+        };
+        let files: Vec<(String, Vec<u8>)> = [(1, 700_000), (2, 900_000), (3, 10), (4, 300_000)]
+            .into_iter()
+            .map(|(id, len)| (format!("replay_{id}.osr"), noise(id, len)))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in &files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let scan = scan(dir.path(), Duration::ZERO, SystemTime::now()).unwrap();
+        let out = dir.path().join("out.tar.gz");
+        let packed = pack_quietly(&scan.replays, &out).unwrap();
+        let archive = std::fs::read(&out).unwrap();
+        for (replay, packed) in scan.replays.iter().zip(&packed.replays) {
+            let range = packed.unwrap().range.unwrap();
+            let start = usize::try_from(range.offset).unwrap();
+            let bytes = &archive[start..start + usize::try_from(range.length).unwrap()];
+            let mut stream = flate2::read::MultiGzDecoder::new(bytes);
+            std::io::copy(&mut (&mut stream).take(range.skip), &mut std::io::sink()).unwrap();
+            let mut tar = tar::Archive::new(stream);
+            let mut entry = tar.entries().unwrap().next().unwrap().unwrap();
+            assert_eq!(entry.path().unwrap().to_str(), Some(replay.name()));
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            let expected = &files.iter().find(|(n, _)| n == replay.name()).unwrap().1;
+            assert_eq!(&content, expected);
+            assert!(
+                range.length <= replay.size + 2 * 1024 * 1024 + 1024,
+                "{}: {range:?}",
+                replay.name()
+            );
+        }
+        let spanning = packed.replays[1].unwrap().range.unwrap();
+        assert!(
+            spanning.length > 1 << 20,
+            "replay 2 spans two members: {spanning:?}"
+        );
+    }
+
+    #[test]
     fn vanished_and_changed_replays_are_left_out() {
         let dir = replay_folder(&[
             ("replay_1.osr", b"stays"),
@@ -269,7 +347,7 @@ mod tests {
         std::fs::write(dir.path().join("replay_3.osr"), b"grows, and grows").unwrap();
         let out = dir.path().join("out.tar.gz");
         let packed = pack_quietly(&scan.replays, &out).unwrap();
-        let kept: Vec<bool> = packed.hashes.iter().map(Option::is_some).collect();
+        let kept: Vec<bool> = packed.replays.iter().map(Option::is_some).collect();
         assert_eq!(kept, [true, false, false], "replays 2 and 3 are left out");
         assert_eq!(unpack(&out).len(), 1);
     }

@@ -52,10 +52,17 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
     )
     .unwrap();
     std::fs::write(dir.path().join("oiseau.timer"), timer).unwrap();
+    let serve = std::fs::read_to_string(units.join("oiseau-serve.service")).unwrap();
+    std::fs::write(
+        dir.path().join("oiseau-serve.service"),
+        serve.replace("/usr/local/bin/oiseau", OISEAU),
+    )
+    .unwrap();
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(dir.path().join("oiseau.service"))
         .arg(dir.path().join("oiseau.timer"))
+        .arg(dir.path().join("oiseau-serve.service"))
         .output()
         .expect("systemd-analyze is installed (scripts/test installs it)");
     let said =

@@ -36,6 +36,7 @@ pub mod s3;
 mod secret;
 mod source;
 mod storage;
+mod tls;
 
 pub use capability::Capabilities;
 pub use driver::{
@@ -47,6 +48,7 @@ pub use registry::{BACKENDS, Backend, BackendConfig, StorageConfig, open};
 pub use secret::Secret;
 pub use source::{Chunks, Source, SourceFeed};
 pub use storage::{PARTIAL_SUFFIX, Storage, host_name, partial_name, partial_owner};
+pub use tls::install_provider as install_tls_provider;
 
 /// Result of every storage operation.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -78,10 +78,15 @@ pub async fn execute(cli: Cli) -> Result<()> {
         Command::Restore { ids, to, overwrite } => {
             restore::restore(&settings, &ids, &to, overwrite).await
         }
-        Command::Verify { deep, since } => verify::verify(&settings, deep, since).await,
+        Command::Verify {
+            deep,
+            since,
+            sample,
+        } => verify::verify(&settings, deep, sample, since).await,
         Command::Index {
             action: IndexAction::Rebuild { write },
         } => index::rebuild_index(&settings, write).await,
+        Command::Serve => crate::serve::serve(&settings).await,
         Command::Config => {
             crate::output::raw(settings.to_redacted_toml()?.as_bytes());
             Ok(())

@@ -9,9 +9,14 @@ use backends::{PreflightMode, Storage};
 
 use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::digest::{ReplayHash, copy_with_blake3};
+use crate::manifest::ReplayRange;
 use crate::notify::reporters;
-use crate::settings::Settings;
+use crate::ranged::{Gunzip, ReadCounter, open_entry};
+use crate::settings::{ByteSize, Settings};
 use crate::storage::{open_ready, read_for_blocking, warm_up};
+
+/// A replay wanted from an archive: its recorded hash and range, when its manifest has them.
+type Wanted = BTreeMap<String, (Option<ReplayHash>, Option<ReplayRange>)>;
 
 /// Prints the archive holding each replay; fails naming the ids that were never archived.
 pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
@@ -55,8 +60,9 @@ fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
     )
 }
 
-/// Fetches the archives holding `ids` and extracts just those replays into `to`, checking
-/// each against the hash recorded when it was archived.
+/// Fetches the replays `ids` into `to`, each checked against the hash recorded when it was
+/// archived: from its own range of its archive where the manifest records one (format 3),
+/// else by streaming the archive until every wanted replay of it is out.
 pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: bool) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     for id in ids {
@@ -74,7 +80,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
     let catalog = Catalog::load(&storage, &settings.work_dir).await?;
 
     // Archive name -> replays wanted from it, with their recorded hash when there is one.
-    let mut plan: BTreeMap<String, BTreeMap<String, Option<ReplayHash>>> = BTreeMap::new();
+    let mut plan: BTreeMap<String, Wanted> = BTreeMap::new();
     let mut missing = Vec::new();
     for &id in ids {
         let found = catalog.locate(id);
@@ -84,16 +90,15 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             continue;
         };
         let name = format!("replay_{id}.osr");
-        let hash = archive.manifest.as_ref().and_then(|m| {
-            m.replays
-                .iter()
-                .find(|(replay_id, _, _)| *replay_id == id)
-                .map(|(_, _, hash)| *hash)
-        });
+        let recorded = archive.manifest.as_ref().and_then(|m| m.find(id));
         let object = archive.object.as_ref().expect("filtered above");
-        plan.entry(object.name.clone())
-            .or_default()
-            .insert(name, hash);
+        plan.entry(object.name.clone()).or_default().insert(
+            name,
+            (
+                recorded.map(|(_, hash, _)| hash),
+                recorded.and_then(|(_, _, range)| range),
+            ),
+        );
     }
     if !missing.is_empty() {
         bail!(
@@ -115,8 +120,9 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
         .filter_map(|a| a.object.as_ref().map(|o| o.name.clone()))
         .collect();
     let mut failed = Vec::new();
+    let counter = ReadCounter::default();
     for (archive, wanted) in plan {
-        let extracted = extract_from(&storage, &archive, wanted, to, overwrite).await?;
+        let extracted = extract_from(&storage, &archive, wanted, to, overwrite, &counter).await?;
         for (name, outcome) in extracted {
             match outcome {
                 Ok(checked) => say!(
@@ -137,6 +143,12 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             }
         }
     }
+    say!(
+        "read {} bytes ({}) from {}",
+        counter.bytes(),
+        ByteSize(counter.bytes()),
+        storage.describe()
+    );
     if !failed.is_empty() {
         bail!(
             "{} of the {} replays asked for could not be restored: {}",
@@ -152,32 +164,60 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
 /// checked), or why not.
 type Extracted = Vec<(String, Result<bool>)>;
 
-/// Streams one archive from the storage and writes the wanted members into `to`. An archive
-/// that cannot be read at all is an error; a damaged or missing replay is reported in its
-/// place and the others are still restored.
+/// Writes the wanted replays of one archive into `to`: each from its own range when every one
+/// has a range, else from the archive streamed from its start. An archive that cannot be read
+/// at all is an error; a damaged or missing replay is reported in its place and the others
+/// are still restored.
 async fn extract_from(
     storage: &Storage,
+    archive: &str,
+    wanted: Wanted,
+    to: &Path,
+    overwrite: bool,
+    counter: &ReadCounter,
+) -> Result<Extracted> {
+    let ranges: Option<Vec<ReplayRange>> = wanted.values().map(|(_, range)| *range).collect();
+    let Some(ranges) = ranges else {
+        let whole = counter.counting(read_for_blocking(storage, archive).await?);
+        let tar = Gunzip::new(whole, 0);
+        let hashes = wanted
+            .into_iter()
+            .map(|(name, (hash, _))| (name, hash))
+            .collect();
+        return extract_blocking(tar, archive, hashes, to, overwrite).await;
+    };
+    let mut extracted = Vec::new();
+    for ((name, (hash, _)), range) in wanted.into_iter().zip(ranges) {
+        let tar = open_entry(storage, archive, range, counter).await?;
+        let one = BTreeMap::from([(name, hash)]);
+        extracted.extend(extract_blocking(tar, archive, one, to, overwrite).await?);
+    }
+    Ok(extracted)
+}
+
+async fn extract_blocking(
+    tar: impl Read + Send + 'static,
     archive: &str,
     wanted: BTreeMap<String, Option<ReplayHash>>,
     to: &Path,
     overwrite: bool,
 ) -> Result<Extracted> {
-    let bridge = read_for_blocking(storage, archive).await?;
     let to = to.to_owned();
     let archive_name = archive.to_owned();
-    tokio::task::spawn_blocking(move || extract(bridge, &archive_name, wanted, &to, overwrite))
+    tokio::task::spawn_blocking(move || extract(tar, &archive_name, wanted, &to, overwrite))
         .await
         .context("the extraction stopped unexpectedly")?
 }
 
+/// Extracts the wanted members of a tar stream.
 fn extract(
-    reader: impl Read,
+    tar: impl Read,
     archive_name: &str,
     mut wanted: BTreeMap<String, Option<ReplayHash>>,
     to: &Path,
     overwrite: bool,
 ) -> Result<Extracted> {
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(reader));
+    let mut archive = tar::Archive::new(tar);
     let mut extracted = Vec::new();
     let entries = archive
         .entries()

@@ -11,12 +11,21 @@ use crate::digest::{ArchiveDigest, DigestHasher};
 use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::error::is_try_later;
 use crate::layout::INDEX_NAME;
+use crate::manifest::Manifest;
 use crate::notify::reporters;
+use crate::ranged::{ReadCounter, open_entry};
 use crate::scan::replay_id;
 use crate::settings::Settings;
 use crate::storage::{open_ready, read_for_blocking, warm_up};
 
-pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Result<()> {
+/// Checks the archives of the index (from `since` on); `deep` reads them, whole or, with
+/// `sample`, that many replays of each through their ranges.
+pub async fn verify(
+    settings: &Settings,
+    deep: bool,
+    sample: Option<usize>,
+    since: Option<u64>,
+) -> Result<()> {
     let mode = if deep {
         PreflightMode::Prepare
     } else {
@@ -35,6 +44,7 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
     }
     let mut problems = Vec::new();
     let mut checked = 0;
+    let counter = ReadCounter::default();
     for archive in &catalog.archives {
         if since.is_some_and(|since| archive.entry.archive_id < since) {
             continue;
@@ -48,7 +58,12 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
                 .as_ref()
                 .map_or("no such file", |o| o.name.as_str())
         );
-        match check(&storage, archive, deep).await {
+        let depth = match (deep, sample) {
+            (false, _) => Depth::Listing,
+            (true, None) => Depth::Whole,
+            (true, Some(n)) => Depth::Sample(n),
+        };
+        match check(&storage, archive, depth, &counter).await {
             Ok(()) => tracing::debug!("{label}: ok"),
             // A cold archive awaiting its restore is not a damaged one: come back later.
             Err(e) if is_try_later(&e) => return Err(e.context(label)),
@@ -90,17 +105,36 @@ pub async fn verify(settings: &Settings, deep: bool, since: Option<u64>) -> Resu
     }
     say!(
         "{checked} archives verified{} on {}",
-        if deep {
-            " (deep: downloaded, hashed and read through)"
-        } else {
-            ""
+        match (deep, sample) {
+            (false, _) => String::new(),
+            (true, None) => " (deep: downloaded, hashed and read through)".to_owned(),
+            (true, Some(n)) => format!(
+                " (deep: {n} replays of each read from their ranges and hashed, {} bytes read)",
+                counter.bytes()
+            ),
         },
         storage.describe()
     );
     Ok(())
 }
 
-async fn check(storage: &Storage, archive: &CatalogEntry, deep: bool) -> Result<()> {
+/// How far `verify` looks into an archive.
+#[derive(Debug, Clone, Copy)]
+enum Depth {
+    /// Its size on the storage and its manifest.
+    Listing,
+    /// Read whole: its digest, every replay.
+    Whole,
+    /// This many replays read from their ranges (format 3 manifests; others are read whole).
+    Sample(usize),
+}
+
+async fn check(
+    storage: &Storage,
+    archive: &CatalogEntry,
+    depth: Depth,
+    counter: &ReadCounter,
+) -> Result<()> {
     let Some(object) = &archive.object else {
         bail!("missing from the storage");
     };
@@ -119,10 +153,14 @@ async fn check(storage: &Storage, archive: &CatalogEntry, deep: bool) -> Result<
     if object.size == 0 {
         bail!("empty on the storage");
     }
-    if !deep {
-        return Ok(());
+    match (depth, &archive.manifest) {
+        (Depth::Listing, _) => return Ok(()),
+        (Depth::Sample(n), Some(manifest)) if !manifest.ranges.is_empty() => {
+            return check_sample(storage, &object.name, manifest, n, counter).await;
+        }
+        _ => {}
     }
-    let bridge = read_for_blocking(storage, &object.name).await?;
+    let bridge = counter.counting(read_for_blocking(storage, &object.name).await?);
     let hasher = archive.manifest.as_ref().map(|m| m.digest.hasher());
     let contents = tokio::task::spawn_blocking(move || read_through(bridge, hasher))
         .await
@@ -148,6 +186,54 @@ async fn check(storage: &Storage, archive: &CatalogEntry, deep: bool) -> Result<
         }
         if contents.replays != manifest.replays {
             bail!("its replays differ from its manifest");
+        }
+    }
+    Ok(())
+}
+
+/// Reads `n` replays of the archive, spread over it from a random start, each from its own
+/// range, and checks each against its recorded size and hash.
+async fn check_sample(
+    storage: &Storage,
+    archive: &str,
+    manifest: &Manifest,
+    n: usize,
+    counter: &ReadCounter,
+) -> Result<()> {
+    let count = manifest.replays.len().min(manifest.ranges.len());
+    if count == 0 {
+        return Ok(());
+    }
+    let n = n.clamp(1, count);
+    let start = usize::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()),
+    )
+    .unwrap_or(0);
+    for k in 0..n {
+        let at = (start + k * count / n) % count;
+        let (id, size, hash) = manifest.replays[at];
+        let tar = open_entry(storage, archive, manifest.ranges[at], counter).await?;
+        let name = format!("replay_{id}.osr");
+        let read = tokio::task::spawn_blocking(move || -> Result<(String, u64, ReplayHash)> {
+            let mut tar = tar::Archive::new(tar);
+            let mut entry = tar
+                .entries()?
+                .next()
+                .context("nothing at its range")?
+                .context("damaged tar stream at its range")?;
+            let found = entry.path()?.to_string_lossy().into_owned();
+            let (size, hash) = copy_with_blake3(&mut entry, &mut std::io::sink())?;
+            Ok((found, size, hash))
+        })
+        .await
+        .context("the check stopped unexpectedly")?
+        .with_context(|| format!("replay {id} cannot be read from its range"))?;
+        if read != (name.clone(), size, hash) {
+            bail!(
+                "{name} read from its range does not match its manifest: the archive is damaged there"
+            );
         }
     }
     Ok(())

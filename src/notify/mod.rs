@@ -82,6 +82,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn new(channel: &'static str, timeout: Duration) -> Self {
+        backends::install_tls_provider();
         Endpoint {
             channel,
             client: reqwest::Client::builder()

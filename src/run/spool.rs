@@ -75,7 +75,11 @@ pub async fn pack_to_spool(
     .await
     .context("the packer stopped unexpectedly")??;
     bar.finish_and_clear();
-    let left_out = packed.hashes.iter().filter(|hash| hash.is_none()).count();
+    let left_out = packed
+        .replays
+        .iter()
+        .filter(|replay| replay.is_none())
+        .count();
     if left_out > 0 {
         tracing::warn!(
             "{left_out} replays vanished or changed while packing; they stay for the next run"

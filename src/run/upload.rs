@@ -44,7 +44,7 @@ pub async fn pack_and_upload(
             timestamp: plan.timestamp,
             archive_size: packed.size,
             digest: packed.digest,
-            replays: Journal::replays_from(&plan.replays, &packed.hashes),
+            replays: Journal::replays_from(&plan.replays, &packed.replays),
         });
         // From here on the journal is the plan; the scan's copy can go.
         drop(plan);

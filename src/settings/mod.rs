@@ -1,6 +1,7 @@
 //! `settings.toml`: typed, strict (an unknown key is an error naming it), with environment
 //! variables on top for the secrets and the few values operators set per machine.
 
+mod serve;
 mod sinks;
 mod values;
 
@@ -12,6 +13,7 @@ use backends::{Secret, StorageConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::gzip::Level;
+pub use serve::ServeSettings;
 pub use sinks::{
     DiscordSettings, HealthcheckSettings, TelegramSettings, WEBHOOK_EVENTS, WebhookSettings,
 };
@@ -43,6 +45,7 @@ pub struct Settings {
     pub discord: DiscordSettings,
     pub webhook: WebhookSettings,
     pub healthcheck: HealthcheckSettings,
+    pub serve: ServeSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             discord: DiscordSettings::default(),
             webhook: WebhookSettings::default(),
             healthcheck: HealthcheckSettings::default(),
+            serve: ServeSettings::default(),
         }
     }
 }
@@ -117,6 +121,7 @@ impl Settings {
             &mut self.temp_dir,
             &mut self.work_dir,
             &mut self.metrics_file,
+            &mut self.serve.cache_dir,
         ] {
             if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = base.join(&*path);
@@ -169,6 +174,11 @@ impl Settings {
                     .into(),
             )
             .into());
+        }
+        if self.serve.max_concurrent_reads == 0 {
+            return Err(
+                SettingsError("serve.max_concurrent_reads must be at least 1".into()).into(),
+            );
         }
         if let Some(unknown) = self
             .webhook

@@ -104,6 +104,15 @@ impl Deployment {
         Result::checked(command.output().await.unwrap())
     }
 
+    /// Starts `oiseau <args>` in the background (a server), its output discarded.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        self.command(args, env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"));
         command.arg("--config").arg(&self.config).args(args);
@@ -363,8 +372,8 @@ pub fn add_sized_replays(
 
 /// SHA-256 of bytes, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-        .as_ref()
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

@@ -105,6 +105,7 @@ impl ApiError {
 
 impl Api {
     pub(super) fn new(base: &str, key: Secret) -> Result<Self> {
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(API_TIMEOUT)
             .build()

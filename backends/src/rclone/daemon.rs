@@ -143,6 +143,7 @@ impl Daemon {
         let stderr = child.stderr.take().expect("stderr is piped");
         tokio::spawn(keep_tail(stderr, Arc::clone(&stderr_tail)));
         // Straight to loopback: an operator's HTTP_PROXY must never see the daemon's password.
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(config.timeout)

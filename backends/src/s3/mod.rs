@@ -258,6 +258,7 @@ fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
         builder = builder.enable_virtual_host_style();
     }
     // OpenDAL's process-wide HTTP client (reqwest with rustls), installed once.
+    crate::install_tls_provider();
     opendal::install_default();
     let op =
         Operator::new(builder).map_err(|e| StorageError::config(format!("storage.s3: {e}")))?;

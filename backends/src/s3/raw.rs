@@ -49,6 +49,7 @@ impl RawS3 {
         } else {
             format!("{endpoint}/{}", config.bucket)
         };
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()

@@ -1,0 +1,115 @@
+//! One replay read back from its archive alone, through the range its manifest records
+//! (format 3), and a count of the bytes read from the storage on the way, so that a restore
+//! can say what it cost.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use backends::{ByteRange, ObjectReader, Storage};
+use tokio_util::io::SyncIoBridge;
+
+use crate::manifest::ReplayRange;
+
+/// Bytes read from the storage, shared by the readers of one command.
+#[derive(Debug, Clone, Default)]
+pub struct ReadCounter(Arc<AtomicU64>);
+
+impl ReadCounter {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `reader`, counting what is read through it.
+    pub fn counting<R: Read>(&self, reader: R) -> Counting<R> {
+        Counting {
+            inner: reader,
+            counter: self.clone(),
+        }
+    }
+}
+
+pub struct Counting<R> {
+    inner: R,
+    counter: ReadCounter,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The tar stream of `archive` from the entry `range` locates: its gzip members read from the
+/// storage and decompressed, the bytes before the entry skipped. A blocking reader, for a
+/// blocking task.
+pub async fn open_entry(
+    storage: &Storage,
+    archive: &str,
+    range: ReplayRange,
+    counter: &ReadCounter,
+) -> Result<Gunzip<Counting<SyncIoBridge<ObjectReader>>>> {
+    let reader = storage
+        .read(archive, ByteRange::new(range.offset, range.length))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read bytes {}-{} of {archive} from {}",
+                range.offset,
+                range.offset + range.length,
+                storage.describe()
+            )
+        })?;
+    Ok(Gunzip::new(
+        counter.counting(SyncIoBridge::new(reader)),
+        range.skip,
+    ))
+}
+
+/// A multi-member gzip stream, decompressed, its first `skip` bytes dropped. Everything,
+/// the decoder's making included (flate2 reads the header then), happens on the first read:
+/// in the blocking task, never on the async runtime.
+pub struct Gunzip<R: Read> {
+    state: GunzipState<R>,
+    skip: u64,
+}
+
+enum GunzipState<R: Read> {
+    Waiting(Option<R>),
+    Reading(flate2::read::MultiGzDecoder<R>),
+}
+
+impl<R: Read> Gunzip<R> {
+    pub fn new(compressed: R, skip: u64) -> Self {
+        Gunzip {
+            state: GunzipState::Waiting(Some(compressed)),
+            skip,
+        }
+    }
+}
+
+impl<R: Read> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let GunzipState::Waiting(compressed) = &mut self.state {
+            let compressed = compressed.take().expect("made once");
+            self.state = GunzipState::Reading(flate2::read::MultiGzDecoder::new(compressed));
+        }
+        let GunzipState::Reading(decoder) = &mut self.state else {
+            unreachable!("made just above");
+        };
+        if self.skip > 0 {
+            let skipped = std::io::copy(&mut decoder.take(self.skip), &mut std::io::sink())?;
+            if skipped < self.skip {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the range ends before the replay's entry",
+                ));
+            }
+            self.skip = 0;
+        }
+        decoder.read(buf)
+    }
+}

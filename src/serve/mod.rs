@@ -1,0 +1,362 @@
+//! `oiseau serve`: a small HTTP server a game server falls back to when a replay is no longer
+//! in its own folder. `GET /replays/{id}` answers the replay's exact bytes from a local cache,
+//! or fetches them with a ranged read of their archive; `GET /healthz` says it is up, with its
+//! counters.
+//!
+//! Requests for the same replay at once share one storage read; storage reads at once are
+//! bounded; a cold archive is asked to be restored once, and answered `503` with `Retry-After`
+//! until it is readable.
+
+mod cache;
+mod locator;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use backends::{PreflightMode, Readiness, Storage};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use tokio::sync::Semaphore;
+
+use crate::digest::copy_with_blake3;
+use crate::ranged::{Gunzip, ReadCounter, open_entry};
+use crate::settings::Settings;
+use crate::storage::{open_ready, read_for_blocking};
+use cache::Cache;
+use locator::{Location, Locator};
+
+/// How long a client is told to wait while a cold archive is restored.
+const RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How often the storage is asked again whether a cold archive is readable yet.
+const WARM_CHECK: Duration = Duration::from_secs(60);
+/// The longest id a request may carry: `u64::MAX` has 20 digits.
+const MAX_ID_DIGITS: usize = 20;
+
+/// Serves replays until interrupted (Ctrl-C or SIGTERM).
+pub async fn serve(settings: &Settings) -> Result<()> {
+    // Only looks: a cold storage is woken up by the first request that needs it.
+    let storage = open_ready(settings, PreflightMode::Inspect).await?;
+    let locator = Locator::load(storage.clone(), settings.work_dir.clone()).await?;
+    let cache_dir = if settings.serve.cache_dir.as_os_str().is_empty() {
+        settings.work_dir.join("serve-cache")
+    } else {
+        settings.serve.cache_dir.clone()
+    };
+    let server = Arc::new(Server {
+        storage,
+        locator,
+        cache: Cache::open(&cache_dir, settings.serve.cache_size.0)?,
+        reads: Semaphore::new(settings.serve.max_concurrent_reads),
+        fetching: std::sync::Mutex::new(HashMap::new()),
+        warming: tokio::sync::Mutex::new(HashMap::new()),
+        counters: Counters::default(),
+    });
+    let app = axum::Router::new()
+        .route("/replays/{id}", get(replay))
+        .route("/healthz", get(healthz))
+        .with_state(server);
+    let listener = tokio::net::TcpListener::bind(&settings.serve.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; set serve.listen to a free address:port",
+                settings.serve.listen
+            )
+        })?;
+    tracing::info!(
+        "serving replays on http://{}/replays/<id>",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("the server stopped")
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match &mut term {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+}
+
+struct Server {
+    storage: Storage,
+    locator: Locator,
+    cache: Cache,
+    reads: Semaphore,
+    /// Replays being fetched: a request for one of them waits for that fetch.
+    fetching: std::sync::Mutex<HashMap<u64, Shared<BoxFuture<'static, Answer>>>>,
+    /// Cold archives asked to be restored, with when the storage was last asked about them.
+    warming: tokio::sync::Mutex<HashMap<String, Instant>>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    cache_hits: AtomicU64,
+    storage_reads: AtomicU64,
+    storage_bytes: ReadCounter,
+    restores_requested: AtomicU64,
+}
+
+/// What a fetch came to.
+#[derive(Debug, Clone)]
+enum Answer {
+    Found(PathBuf),
+    NotFound,
+    /// A cold archive is being restored.
+    Warming(String),
+    Failed(String),
+}
+
+/// Ids are digits only, and fit in a u64: anything else is refused before any lookup.
+fn parse_id(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > MAX_ID_DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+async fn replay(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return (StatusCode::BAD_REQUEST, "a replay id is digits only\n").into_response();
+    };
+    let answer = match server.cache.get(id) {
+        Some(path) => {
+            server.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            Answer::Found(path)
+        }
+        None => Arc::clone(&server).fetch(id).await,
+    };
+    match answer {
+        Answer::Found(path) => match tokio::fs::read(&path).await {
+            Ok(bytes) => replay_response(bytes),
+            // Evicted between the lookup and the read: fetch it again.
+            Err(_) => match Arc::clone(&server).fetch(id).await {
+                Answer::Found(path) => match tokio::fs::read(&path).await {
+                    Ok(bytes) => replay_response(bytes),
+                    Err(e) => failed(id, &format!("cannot read the cached copy: {e}")),
+                },
+                other => answer_response(id, other),
+            },
+        },
+        other => answer_response(id, other),
+    }
+}
+
+fn replay_response(bytes: Vec<u8>) -> Response {
+    let etag = format!("\"{}\"", blake3::hash(&bytes).to_hex());
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::ETAG,
+                HeaderValue::from_str(&etag).expect("hex is a valid header value"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn answer_response(id: u64, answer: Answer) -> Response {
+    match answer {
+        Answer::Found(_) => failed(id, "found but not readable"),
+        Answer::NotFound => (
+            StatusCode::NOT_FOUND,
+            format!("replay {id} was never archived\n"),
+        )
+            .into_response(),
+        Answer::Warming(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string())],
+            format!("replay {id} is in cold storage being restored: {why}\n"),
+        )
+            .into_response(),
+        Answer::Failed(why) => failed(id, &why),
+    }
+}
+
+fn failed(id: u64, why: &str) -> Response {
+    tracing::warn!("replay {id}: {why}");
+    (StatusCode::BAD_GATEWAY, format!("replay {id}: {why}\n")).into_response()
+}
+
+async fn healthz(State(server): State<Arc<Server>>) -> Response {
+    let counters = &server.counters;
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "storage": server.storage.describe(),
+        "archives": server.locator.archives().await,
+        "cache_hits": counters.cache_hits.load(Ordering::Relaxed),
+        "storage_reads": counters.storage_reads.load(Ordering::Relaxed),
+        "storage_bytes_read": counters.storage_bytes.bytes(),
+        "restores_requested": counters.restores_requested.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+impl Server {
+    /// Fetches replay `id` into the cache, sharing the fetch with every request for it that
+    /// arrives meanwhile.
+    async fn fetch(self: Arc<Self>, id: u64) -> Answer {
+        let shared = {
+            let mut fetching = self
+                .fetching
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(running) = fetching.get(&id) {
+                running.clone()
+            } else {
+                let server = Arc::clone(&self);
+                let fetch = async move {
+                    let answer = server.fetch_once(id).await;
+                    server
+                        .fetching
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&id);
+                    answer
+                }
+                .boxed()
+                .shared();
+                fetching.insert(id, fetch.clone());
+                fetch
+            }
+        };
+        shared.await
+    }
+
+    async fn fetch_once(&self, id: u64) -> Answer {
+        // Fetched by a request that finished just before this one started.
+        if let Some(path) = self.cache.get(id) {
+            return Answer::Found(path);
+        }
+        let location = match self.locator.locate(id).await {
+            Ok(Some(location)) => location,
+            Ok(None) => return Answer::NotFound,
+            Err(e) => return Answer::Failed(format!("{e:#}")),
+        };
+        if let Some(why) = self.warming_up(&location.archive).await {
+            return Answer::Warming(why);
+        }
+        let Ok(_permit) = self.reads.acquire().await else {
+            return Answer::Failed("the server is shutting down".into());
+        };
+        self.counters.storage_reads.fetch_add(1, Ordering::Relaxed);
+        match self.read_into_cache(id, &location).await {
+            Ok(path) => Answer::Found(path),
+            Err(e) => Answer::Failed(format!("{e:#}")),
+        }
+    }
+
+    /// Why the archive cannot be read yet, when it is cold and not restored: its restore is
+    /// requested the first time, and the storage asked again at most every [`WARM_CHECK`].
+    async fn warming_up(&self, archive: &str) -> Option<String> {
+        let mut warming = self.warming.lock().await;
+        if let Some(asked) = warming.get(archive)
+            && asked.elapsed() < WARM_CHECK
+        {
+            return Some(format!("{archive}: restore under way"));
+        }
+        match self.storage.warm_up(archive).await {
+            Ok(Readiness::Ready) => {
+                warming.remove(archive);
+                None
+            }
+            Ok(Readiness::Pending(why)) => {
+                if warming.insert(archive.to_owned(), Instant::now()).is_none() {
+                    self.counters
+                        .restores_requested
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("{why}");
+                }
+                Some(why)
+            }
+            Err(e) => Some(format!("cannot prepare {archive} for reading: {e}")),
+        }
+    }
+
+    /// Reads the replay from the storage (its range, or the archive from its start when the
+    /// archive has no ranges), checks it against its recorded hash and puts it in the cache.
+    async fn read_into_cache(&self, id: u64, location: &Location) -> Result<PathBuf> {
+        let counter = &self.counters.storage_bytes;
+        let tar: Box<dyn Read + Send> = match location.range {
+            Some(range) => {
+                Box::new(open_entry(&self.storage, &location.archive, range, counter).await?)
+            }
+            None => Box::new(Gunzip::new(
+                counter.counting(read_for_blocking(&self.storage, &location.archive).await?),
+                0,
+            )),
+        };
+        let mut staged = self.cache.stage()?;
+        let name = format!("replay_{id}.osr");
+        let archive = location.archive.clone();
+        let expected = location.hash;
+        let (staged, size) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut tar = tar::Archive::new(tar);
+            for entry in tar.entries()? {
+                let mut entry = entry.with_context(|| format!("{archive} is damaged"))?;
+                if entry.path()?.to_string_lossy() != name {
+                    continue;
+                }
+                let (size, hash) = copy_with_blake3(&mut entry, staged.as_file_mut())
+                    .with_context(|| format!("{archive} is damaged at {name}"))?;
+                if expected.is_some_and(|expected| expected != hash) {
+                    anyhow::bail!("{name} in {archive} does not match its recorded hash: the archive is damaged there");
+                }
+                return Ok((staged, size));
+            }
+            anyhow::bail!("{archive} does not hold {name}")
+        })
+        .await
+        .context("the read stopped unexpectedly")??;
+        self.cache.insert(id, staged, size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_digits_that_fit() {
+        assert_eq!(parse_id("42"), Some(42));
+        assert_eq!(parse_id("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "../etc/passwd",
+            "4a",
+            "-1",
+            "+1",
+            "1.0",
+            "18446744073709551616",
+            "999999999999999999999999",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+    }
+}
