@@ -23,7 +23,10 @@ impl Served {
         let served = Served {
             child: d.spawn(&["serve"], env),
             url: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            client: {
+                backends::install_tls_provider();
+                reqwest::Client::new()
+            },
         };
         for _ in 0..400 {
             if served

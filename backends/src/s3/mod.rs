@@ -257,9 +257,10 @@ fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
     if config.virtual_host_style {
         builder = builder.enable_virtual_host_style();
     }
-    // OpenDAL's process-wide HTTP client (reqwest with rustls), installed once.
+    // OpenDAL's process-wide HTTP client (reqwest with rustls on ring), installed once.
     crate::install_tls_provider();
-    opendal::install_default();
+    opendal::init_default_registry();
+    opendal_http_transport_reqwest::install_default();
     let op =
         Operator::new(builder).map_err(|e| StorageError::config(format!("storage.s3: {e}")))?;
     // Each request, and each stall of a transfer, bounded by the timeout.
