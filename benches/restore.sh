@@ -46,7 +46,7 @@ one=("${all[$(( count / 2 ))]}")
 
 printf '%-8s %-9s %8s %14s %10s\n' backend manifest replays "bytes read" wall
 for backend in $backends; do
-    dir=$scratch/$backend
+    dir=$scratch/deploy-$backend
     rm -rf "$dir"; mkdir -p "$dir"
     cp -al "$corpus" "$dir/temp"
     case $backend in
