@@ -156,6 +156,20 @@ fn archives_without_ranges_are_streamed_and_a_damaged_range_is_caught() {
         out.stdout()
     );
 
+    // A replay whose entry spans two gzip members comes back whole from its range.
+    let ranges = manifest["ranges"].as_array().unwrap();
+    let spanning = ranges
+        .iter()
+        .position(|range| range[1].as_u64().unwrap() > 1 << 20)
+        .expect("300 KiB replays cross some 1 MiB member boundary");
+    let id = manifest["replays"][spanning][0].as_u64().unwrap().to_string();
+    let out = d
+        .oiseau(&["restore", &id, "--to", to_arg, "--overwrite"], &[])
+        .expect_code(0);
+    let name = format!("replay_{id}.osr");
+    assert_eq!(std::fs::read(to.join(&name)).unwrap(), replays[&name]);
+    assert!(bytes_read(&out.stdout()) <= REPLAY_SIZE as u64 + MARGIN);
+
     // Format 2: no ranges, the archive is streamed until the replay is out.
     downgrade_manifest(&d);
     let out = d
