@@ -4,11 +4,11 @@
 //! webhook, a dead man's switch, the metrics file) decides whether and how to say it. A
 //! reporter never fails the run: the backup itself matters more than the message about it.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::record::RunRecord;
+use serde::{Deserialize, Serialize};
 
 /// Something worth hearing of during a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,64 @@ pub struct Finished {
     pub duration: Duration,
     /// What the runs before this one did, this one included.
     pub record: RunRecord,
+}
+
+/// What the runs of a work_dir did over time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Unix time of the end of the last run that ended well (done or nothing to do).
+    pub last_success: Option<u64>,
+    /// Unix time of the start of the first run of the current wait for the storage.
+    pub waiting_since: Option<u64>,
+    /// The last archive a run of this work_dir made.
+    pub last_archive: Option<ArchiveRecord>,
+}
+
+/// An archive as the run record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRecord {
+    pub id: u64,
+    pub name: String,
+    pub replays: usize,
+    pub replay_bytes: u64,
+    pub archive_bytes: u64,
+    /// Unix time it was committed.
+    pub at: u64,
+}
+
+impl RunRecord {
+    /// The record once a run that started at `started` ends with `outcome` at `now`.
+    pub fn after(&self, outcome: &Outcome, started: SystemTime, now: SystemTime) -> RunRecord {
+        let mut next = self.clone();
+        match outcome {
+            Outcome::Done(_) | Outcome::NothingToDo { .. } => {
+                next.last_success = Some(unix(now));
+                next.waiting_since = None;
+            }
+            Outcome::Waiting {
+                cause: WaitCause::Storage,
+                ..
+            } => {
+                next.waiting_since = Some(self.waiting_since.unwrap_or(unix(started)));
+            }
+            Outcome::Waiting {
+                cause: WaitCause::AnotherRun,
+                ..
+            } => {}
+            Outcome::Failed { .. } => next.waiting_since = None,
+        }
+        if let Outcome::Done(done) = outcome {
+            next.last_archive = Some(ArchiveRecord {
+                id: done.archive_id,
+                name: done.archive_name.clone(),
+                replays: done.replays,
+                replay_bytes: done.replay_bytes,
+                archive_bytes: done.archive_bytes,
+                at: unix(now),
+            });
+        }
+        next
+    }
 }
 
 /// How a run ended.
@@ -117,5 +175,66 @@ impl Reporters {
 
     pub async fn report(&self, event: &Event) {
         futures_util::future::join_all(self.0.iter().map(|reporter| reporter.report(event))).await;
+    }
+}
+
+/// Seconds since 1970 (0 for a clock before it).
+pub fn unix(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn waiting(cause: WaitCause) -> Outcome {
+        Outcome::Waiting {
+            cause,
+            reason: "unarchive".into(),
+        }
+    }
+
+    #[test]
+    fn a_wait_counts_from_its_first_run_until_a_run_ends_well() {
+        let first = RunRecord::default().after(&waiting(WaitCause::Storage), at(100), at(110));
+        assert_eq!(first.waiting_since, Some(100));
+        let second = first.after(&waiting(WaitCause::Storage), at(700), at(710));
+        assert_eq!(second.waiting_since, Some(100), "the wait goes on");
+        let other_run = second.after(&waiting(WaitCause::AnotherRun), at(800), at(801));
+        assert_eq!(other_run, second);
+        let done = Outcome::Done(Archived {
+            archive_id: 4,
+            archive_name: "4.tar.gz".into(),
+            replays: 2,
+            replay_bytes: 10,
+            archive_bytes: 9,
+            kept: 0,
+            duration: Duration::from_secs(3),
+        });
+        let after = second.after(&done, at(900), at(903));
+        assert_eq!(after.waiting_since, None);
+        assert_eq!(after.last_success, Some(903));
+        assert_eq!(
+            after.last_archive.as_ref().map(|a| (a.id, a.at)),
+            Some((4, 903))
+        );
+        let quiet = after.after(
+            &Outcome::NothingToDo {
+                bytes: 1,
+                threshold: 2,
+            },
+            at(1000),
+            at(1001),
+        );
+        assert_eq!(quiet.last_success, Some(1001));
+        assert_eq!(
+            quiet.last_archive, after.last_archive,
+            "the last archive is kept"
+        );
     }
 }

@@ -15,8 +15,7 @@ use crate::atomic_file::{self, sync_dir};
 use crate::digest::ArchiveDigest;
 use crate::digest::ReplayHash;
 use crate::index::IndexEntry;
-use crate::manifest::ReplayRange;
-use crate::pack::PackedReplay;
+use crate::pack::{PackedReplay, ReplayRange};
 use crate::scan::Replay;
 
 const FILE_NAME: &str = "journal.json";

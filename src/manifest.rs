@@ -16,50 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::ArchiveDigest;
 use crate::digest::ReplayHash;
 use crate::journal::Journal;
-
-/// Where one replay can be read from its archive alone: `length` bytes from `offset` are whole
-/// gzip members; decompressed, they hold the replay's tar header `skip` bytes in, then its
-/// data. Written as `[offset, length, skip]`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(from = "(u64, u64, u64)", into = "(u64, u64, u64)")]
-pub struct ReplayRange {
-    pub offset: u64,
-    pub length: u64,
-    pub skip: u64,
-}
-
-impl From<(u64, u64, u64)> for ReplayRange {
-    fn from((offset, length, skip): (u64, u64, u64)) -> Self {
-        ReplayRange {
-            offset,
-            length,
-            skip,
-        }
-    }
-}
-
-impl From<ReplayRange> for (u64, u64, u64) {
-    fn from(range: ReplayRange) -> Self {
-        (range.offset, range.length, range.skip)
-    }
-}
-
-impl ReplayRange {
-    /// The range of a tar entry spanning `[start, end)` of the uncompressed stream, in an
-    /// archive of `size` bytes whose members start at `members` (member `k` at `k * block` of
-    /// the uncompressed stream).
-    pub fn of_entry(start: u64, end: u64, block: u64, members: &[u64], size: u64) -> Option<Self> {
-        let first = usize::try_from(start / block).ok()?;
-        let last = usize::try_from(end.saturating_sub(1) / block).ok()?;
-        let offset = *members.get(first)?;
-        let stop = members.get(last + 1).copied().unwrap_or(size);
-        Some(ReplayRange {
-            offset,
-            length: stop.checked_sub(offset)?,
-            skip: start - first as u64 * block,
-        })
-    }
-}
+use crate::pack::ReplayRange;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {

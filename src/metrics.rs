@@ -12,8 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::events::{Event, Finished, Outcome, Reporter, WaitCause};
-use crate::record::unix;
+use crate::events::{Event, Finished, Outcome, Reporter, WaitCause, unix};
 use crate::scan::{Scan, scan};
 use crate::settings::Settings;
 

@@ -8,14 +8,58 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::digest::{ArchiveDigest, ReplayHash};
 use crate::gzip::{BLOCK_SIZE, Level, OnWritten, ParallelGzip, Written};
-use crate::manifest::ReplayRange;
 use crate::scan::Replay;
 
 /// Bytes of a replay read at a time.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// Where one replay can be read from its archive alone: `length` bytes from `offset` are whole
+/// gzip members; decompressed, they hold the replay's tar header `skip` bytes in, then its
+/// data. Written as `[offset, length, skip]`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "(u64, u64, u64)", into = "(u64, u64, u64)")]
+pub struct ReplayRange {
+    pub offset: u64,
+    pub length: u64,
+    pub skip: u64,
+}
+
+impl From<(u64, u64, u64)> for ReplayRange {
+    fn from((offset, length, skip): (u64, u64, u64)) -> Self {
+        ReplayRange {
+            offset,
+            length,
+            skip,
+        }
+    }
+}
+
+impl From<ReplayRange> for (u64, u64, u64) {
+    fn from(range: ReplayRange) -> Self {
+        (range.offset, range.length, range.skip)
+    }
+}
+
+impl ReplayRange {
+    /// The range of a tar entry spanning `[start, end)` of the uncompressed stream, in an
+    /// archive of `size` bytes whose members start at `members` (member `k` at `k * block` of
+    /// the uncompressed stream).
+    pub fn of_entry(start: u64, end: u64, block: u64, members: &[u64], size: u64) -> Option<Self> {
+        let first = usize::try_from(start / block).ok()?;
+        let last = usize::try_from(end.saturating_sub(1) / block).ok()?;
+        let offset = *members.get(first)?;
+        let stop = members.get(last + 1).copied().unwrap_or(size);
+        Some(ReplayRange {
+            offset,
+            length: stop.checked_sub(offset)?,
+            skip: start - first as u64 * block,
+        })
+    }
+}
 
 /// A replay as it went into an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

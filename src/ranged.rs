@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use backends::{ByteRange, ObjectReader, Storage};
 use tokio_util::io::SyncIoBridge;
 
-use crate::manifest::ReplayRange;
+use crate::pack::ReplayRange;
 
 /// Bytes read from the storage, shared by the readers of one command.
 #[derive(Debug, Clone, Default)]

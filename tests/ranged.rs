@@ -162,7 +162,10 @@ fn archives_without_ranges_are_streamed_and_a_damaged_range_is_caught() {
         .iter()
         .position(|range| range[1].as_u64().unwrap() > 1 << 20)
         .expect("300 KiB replays cross some 1 MiB member boundary");
-    let id = manifest["replays"][spanning][0].as_u64().unwrap().to_string();
+    let id = manifest["replays"][spanning][0]
+        .as_u64()
+        .unwrap()
+        .to_string();
     let out = d
         .oiseau(&["restore", &id, "--to", to_arg, "--overwrite"], &[])
         .expect_code(0);

@@ -9,8 +9,8 @@ use backends::{PreflightMode, Storage};
 
 use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::digest::{ReplayHash, copy_with_blake3};
-use crate::manifest::ReplayRange;
 use crate::notify::reporters;
+use crate::pack::ReplayRange;
 use crate::ranged::{Gunzip, ReadCounter, open_entry};
 use crate::settings::{ByteSize, Settings};
 use crate::storage::{open_ready, read_for_blocking, warm_up};

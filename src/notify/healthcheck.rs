@@ -11,8 +11,7 @@ use async_trait::async_trait;
 use backends::Secret;
 
 use super::{Endpoint, base_url};
-use crate::events::{Event, Finished, Outcome, Reporter, WaitCause};
-use crate::record::unix;
+use crate::events::{Event, Finished, Outcome, Reporter, WaitCause, unix};
 use crate::settings::HealthcheckSettings;
 
 #[derive(Debug)]
@@ -106,7 +105,7 @@ impl Reporter for Healthcheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::RunRecord;
+    use crate::events::RunRecord;
     use std::time::UNIX_EPOCH;
 
     fn healthcheck(exit_codes: bool) -> Healthcheck {

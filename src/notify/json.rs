@@ -5,8 +5,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::events::{Event, Outcome, Reporter, WaitCause};
-use crate::record::unix;
+use crate::events::{Event, Outcome, Reporter, WaitCause, unix};
 
 /// One event as JSON.
 #[derive(Debug, Serialize)]

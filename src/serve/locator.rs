@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, RwLock};
 use crate::catalog::Catalog;
 use crate::digest::ReplayHash;
 use crate::index::IndexEntry;
-use crate::manifest::ReplayRange;
+use crate::pack::ReplayRange;
 use crate::storage::read_index;
 
 /// How often a miss may look at the storage's index for new archives.
