@@ -20,6 +20,9 @@ pub enum Event {
     /// Archives about to be read are in a cold class and not readable yet: restores were
     /// requested, or are under way. `detail` names them.
     ArchivesWarmingUp { detail: String },
+    /// The storage says something the operators should know, though this run is fine (C14's
+    /// outdated archives); each is reported once, not every run.
+    StorageNotice { detail: String },
     /// How the run ended: every run reports exactly one.
     Finished(Finished),
 }
@@ -31,6 +34,7 @@ impl Event {
             Event::Started => "started",
             Event::Resumed { .. } => "resumed",
             Event::ArchivesWarmingUp { .. } => "warming_up",
+            Event::StorageNotice { .. } => "storage_notice",
             Event::Finished(finished) => finished.outcome.name(),
         }
     }
@@ -57,6 +61,9 @@ pub struct RunRecord {
     pub waiting_since: Option<u64>,
     /// The last archive a run of this work_dir made.
     pub last_archive: Option<ArchiveRecord>,
+    /// The storage's notices already reported, so that one is told once, not every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices_told: Vec<String>,
 }
 
 /// An archive as the run record keeps it.

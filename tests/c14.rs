@@ -368,9 +368,10 @@ async fn outdated_archives_are_reported_and_deleted_only_when_asked() {
         state.bucket = Some(bucket.clone());
         state.delete_status = StatusCode::CONFLICT; // a delete already pending is fine
         let (api_url, api) = serve(state).await;
+        let (telegram_url, chat) = telegram(StatusCode::OK).await;
         let d = deployment(
             &api_url,
-            "http://127.0.0.1:9",
+            &telegram_url,
             &format!("delete_outdated = {delete_outdated}"),
         );
         d.add_replays(&[1]);
@@ -378,6 +379,17 @@ async fn outdated_archives_are_reported_and_deleted_only_when_asked() {
         let stderr = out.stderr();
         assert!(stderr.contains("outdated C14 archive \"Sync\""), "{stderr}");
         assert!(stderr.contains("outdated C14 archive \"sync\""), "{stderr}");
+        // The chat hears of each outdated archive once, not at every run.
+        d.add_replays(&[2]);
+        d.oiseau_async(&["run"], &ENV).await.expect_code(0);
+        let told: Vec<String> = chat
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| body["text"].as_str().unwrap().to_owned())
+            .filter(|text| text.starts_with("⚠️ <b>oiseau</b>: outdated C14 archive"))
+            .collect();
+        assert_eq!(told.len(), 2, "{told:?}");
         let api = api.lock().unwrap();
         // The newest archive, whatever the case of its name, is the one written to.
         assert!(api.requests.contains(&(
@@ -391,7 +403,9 @@ async fn outdated_archives_are_reported_and_deleted_only_when_asked() {
             .map(|(_, p)| p)
             .collect();
         if delete_outdated {
-            assert_eq!(deletes.len(), 2, "{deletes:?}");
+            // Two outdated archives, asked to be deleted at each of the two runs (the
+            // stand-in keeps them listed, as C14 does while a delete is pending).
+            assert_eq!(deletes.len(), 4, "{deletes:?}");
             assert!(deletes.iter().all(|p| !p.ends_with("sync-3")));
         } else {
             assert!(deletes.is_empty(), "{deletes:?}");

@@ -222,6 +222,12 @@ pub trait Driver: Send + Sync + fmt::Debug {
         None
     }
 
+    /// What [`Driver::prepare`] found that the operators should hear of, though nothing is
+    /// wrong with this run: C14's outdated archives, which cost money until deleted.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// What the storage knows of one object; [`crate::ErrorKind::NotFound`] when it does not
     /// exist.
     async fn stat(&self, name: &str) -> Result<ObjectMeta>;

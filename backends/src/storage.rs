@@ -108,6 +108,11 @@ impl Storage {
         self.driver.condition()
     }
 
+    /// See [`Driver::notices`].
+    pub fn notices(&self) -> Vec<String> {
+        self.driver.notices()
+    }
+
     /// See [`Driver::prepare`].
     pub async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
         self.driver.prepare(mode).await

@@ -69,6 +69,12 @@ fn render(message: ChatMessage<'_>) -> Value {
             "color": AMBER,
             "fields": [field("Host", backends::host_name())],
         }),
+        ChatMessage::Notice(detail) => json!({
+            "title": "⚠️ The storage needs a look",
+            "description": truncated(detail),
+            "color": AMBER,
+            "fields": [field("Host", backends::host_name())],
+        }),
         ChatMessage::Failed(error) => json!({
             "title": "❌ Backup failed, nothing was deleted",
             "description": truncated(error),

@@ -97,7 +97,9 @@ impl Reporter for Healthcheck {
                         .await;
                 }
             },
-            Event::Resumed { .. } | Event::ArchivesWarmingUp { .. } => {}
+            Event::Resumed { .. }
+            | Event::ArchivesWarmingUp { .. }
+            | Event::StorageNotice { .. } => {}
         }
     }
 }

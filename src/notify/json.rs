@@ -70,7 +70,7 @@ impl<'a> Report<'a> {
                 report.archive_name = Some(archive_name);
                 return report;
             }
-            Event::ArchivesWarmingUp { detail } => {
+            Event::ArchivesWarmingUp { detail } | Event::StorageNotice { detail } => {
                 report.detail = Some(detail);
                 return report;
             }

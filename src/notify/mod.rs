@@ -43,6 +43,7 @@ pub fn reporters(settings: &Settings) -> Reporters {
 enum ChatMessage<'a> {
     Archived(&'a Archived),
     Waiting(&'a str),
+    Notice(&'a str),
     Failed(&'a str),
 }
 
@@ -50,6 +51,7 @@ impl<'a> ChatMessage<'a> {
     fn of(event: &'a Event) -> Option<Self> {
         match event {
             Event::ArchivesWarmingUp { detail } => Some(ChatMessage::Waiting(detail)),
+            Event::StorageNotice { detail } => Some(ChatMessage::Notice(detail)),
             Event::Finished(finished) => match &finished.outcome {
                 Outcome::Done(done) => Some(ChatMessage::Archived(done)),
                 Outcome::Waiting {

@@ -63,6 +63,7 @@ fn render(message: ChatMessage<'_>) -> String {
             humantime::format_duration(Duration::from_secs(done.duration.as_secs())),
         ),
         ChatMessage::Waiting(reason) => format!("⏳ <b>oiseau</b>: {}", escape(reason)),
+        ChatMessage::Notice(detail) => format!("⚠️ <b>oiseau</b>: {}", escape(detail)),
         ChatMessage::Failed(error) => format!(
             "❌ <b>oiseau</b>: backup failed, nothing was deleted: {}",
             escape(error)

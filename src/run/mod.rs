@@ -146,12 +146,33 @@ async fn take_storage(
     settings: &Settings,
     mode: PreflightMode,
     held: &mut Option<StorageLock>,
+    reporters: &Reporters,
 ) -> Result<()> {
     if held.is_none() {
         ready(storage, mode).await?;
+        report_notices(storage, settings, reporters).await;
         *held = Some(StorageLock::acquire(storage, &settings.work_dir).await?);
     }
     Ok(())
+}
+
+/// Reports the storage's notices that were not reported before, and remembers them all (a
+/// notice that goes away and comes back is told again).
+async fn report_notices(storage: &Storage, settings: &Settings, reporters: &Reporters) {
+    let notices = storage.notices();
+    let mut record = record::load(&settings.work_dir);
+    if notices == record.notices_told {
+        return;
+    }
+    for detail in notices.iter().filter(|n| !record.notices_told.contains(n)) {
+        reporters
+            .report(&Event::StorageNotice {
+                detail: detail.clone(),
+            })
+            .await;
+    }
+    record.notices_told = notices;
+    record::save(&settings.work_dir, &record);
 }
 
 /// The run, once this work_dir is locked; `held` receives the storage lock when it is taken,
@@ -191,7 +212,7 @@ async fn backup_locked(
                     archive_name: journal.archive_name.clone(),
                 })
                 .await;
-            take_storage(storage, settings, mode, held).await?;
+            take_storage(storage, settings, mode, held, reporters).await?;
             resumed = commit(
                 storage,
                 settings,
@@ -216,7 +237,7 @@ async fn backup_locked(
         // A dry run only looks: no lock, nothing written.
         ready(storage, mode).await?;
     } else {
-        take_storage(storage, settings, mode, held).await?;
+        take_storage(storage, settings, mode, held, reporters).await?;
     }
     let (index, _) = read_index(storage).await?;
     if !options.dry_run && !tidied {

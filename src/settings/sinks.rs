@@ -51,10 +51,11 @@ impl Default for DiscordSettings {
 }
 
 /// The events a `[webhook]` can hear of, by the name its JSON body gives them.
-pub const WEBHOOK_EVENTS: [&str; 7] = [
+pub const WEBHOOK_EVENTS: [&str; 8] = [
     "started",
     "resumed",
     "warming_up",
+    "storage_notice",
     "done",
     "nothing_to_do",
     "waiting",
@@ -76,9 +77,16 @@ impl Default for WebhookSettings {
     fn default() -> Self {
         WebhookSettings {
             url: Secret::default(),
-            events: ["resumed", "warming_up", "done", "waiting", "failed"]
-                .map(str::to_owned)
-                .to_vec(),
+            events: [
+                "resumed",
+                "warming_up",
+                "storage_notice",
+                "done",
+                "waiting",
+                "failed",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             timeout: SEND_TIMEOUT,
         }
     }

@@ -82,6 +82,8 @@ pub struct C14Driver {
     ftp_timeout: Duration,
     /// The open bucket, once [`Driver::prepare`] found it.
     bucket: OnceLock<OpenBucket>,
+    /// The outdated archives the last [`Driver::prepare`] found, said as operators hear them.
+    outdated: std::sync::Mutex<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -109,6 +111,7 @@ impl C14Driver {
             delete_outdated: config.delete_outdated,
             ftp_timeout,
             bucket: OnceLock::new(),
+            outdated: std::sync::Mutex::default(),
         })
     }
 
@@ -156,9 +159,10 @@ impl C14Driver {
     }
 
     async fn handle_outdated(&self, outdated: &[Archive], mode: PreflightMode) -> Result<()> {
+        let mut notices = Vec::with_capacity(outdated.len());
         for archive in outdated {
             let delete = self.delete_outdated && mode == PreflightMode::Prepare;
-            tracing::warn!(
+            let notice = format!(
                 "outdated C14 archive {:?} ({}), created {}: {}",
                 archive.name,
                 archive.reference,
@@ -169,6 +173,8 @@ impl C14Driver {
                     "set storage.c14.delete_outdated = true to delete such archives"
                 }
             );
+            tracing::warn!("{notice}");
+            notices.push(notice);
             if delete {
                 match self
                     .api
@@ -183,6 +189,10 @@ impl C14Driver {
                 }
             }
         }
+        *self
+            .outdated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = notices;
         Ok(())
     }
 
@@ -262,6 +272,13 @@ impl Driver for C14Driver {
             needs_warm_up: true,
             ..FtpDriver::CAPABILITIES
         }
+    }
+
+    fn notices(&self) -> Vec<String> {
+        self.outdated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn condition(&self) -> Option<String> {

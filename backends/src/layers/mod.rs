@@ -16,6 +16,10 @@ macro_rules! pass_through_description {
         fn condition(&self) -> Option<String> {
             self.inner.condition()
         }
+
+        fn notices(&self) -> Vec<String> {
+            self.inner.notices()
+        }
     };
 }
 
