@@ -24,7 +24,7 @@ pub enum Event {
     /// outdated archives); each is reported once, not every run.
     StorageNotice { detail: String },
     /// How the run ended: every run reports exactly one.
-    Finished(Finished),
+    Finished(Box<Finished>),
 }
 
 impl Event {

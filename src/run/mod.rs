@@ -91,7 +91,7 @@ pub async fn run_on(
             duration: started.elapsed(),
             record,
         };
-        reporters.report(&Event::Finished(finished)).await;
+        reporters.report(&Event::Finished(Box::new(finished))).await;
     }
     result
 }
