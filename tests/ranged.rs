@@ -187,4 +187,16 @@ fn archives_without_ranges_are_streamed_and_a_damaged_range_is_caught() {
         "the whole archive up to the last replay: {}",
         out.stdout()
     );
+    // And a sampled verify reads such an archive whole.
+    let out = d
+        .oiseau(&["verify", "--deep", "--sample", "3"], &[])
+        .expect_code(0);
+    let read: u64 = out
+        .stdout()
+        .split(" bytes read)")
+        .next()
+        .and_then(|head| head.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {}", out.stdout()));
+    let size = std::fs::metadata(&archive).unwrap().len();
+    assert!(read >= size, "{read} bytes read of an archive of {size}");
 }
