@@ -224,7 +224,13 @@ impl Driver for LocalDriver {
             let mut objects = Vec::new();
             for entry in std::fs::read_dir(&root)? {
                 let entry = entry?;
-                let meta = entry.metadata()?;
+                // Another writer may rename or remove an entry (its partial upload, the lock)
+                // between the listing and this look at it: it is simply not there any more.
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 if let (true, Some(name)) = (meta.is_file(), entry.file_name().to_str()) {
                     objects.push(ObjectMeta::new(name, meta.len()));
                 }
