@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::events::{Event, Finished, Outcome, Reporter, WaitCause, unix};
-use crate::scan::{Scan, scan};
+use crate::scan::{Scan, scan_now};
 use crate::settings::Settings;
 
 /// Every outcome, each exported 1 for the last run's and 0 for the others, so that an alert
@@ -43,22 +43,11 @@ impl Reporter for MetricsFile {
         let Event::Finished(finished) = event else {
             return;
         };
-        let temp_dir = self.temp_dir.clone();
         // Every replay counts in the backlog, however young.
-        let backlog =
-            tokio::task::spawn_blocking(move || scan(&temp_dir, Duration::ZERO, SystemTime::now()))
-                .await;
-        let backlog = match backlog {
-            Ok(Ok(scan)) => Some(scan),
-            Ok(Err(e)) => {
-                tracing::warn!("the metrics leave the backlog out: {e:#}");
-                None
-            }
-            Err(e) => {
-                tracing::warn!("the metrics leave the backlog out: {e}");
-                None
-            }
-        };
+        let backlog = scan_now(&self.temp_dir, Duration::ZERO)
+            .await
+            .inspect_err(|e| tracing::warn!("the metrics leave the backlog out: {e:#}"))
+            .ok();
         let text = render(finished, backlog.as_ref(), SystemTime::now());
         let path = self.path.clone();
         let written = tokio::task::spawn_blocking(move || {
