@@ -96,12 +96,8 @@ impl Endpoint {
     }
 
     /// Sends the request `build` makes (once per attempt); `hint` says what to check when the
-    /// service refuses it. Whether it was delivered.
-    async fn send(
-        &self,
-        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-        hint: &str,
-    ) -> bool {
+    /// service refuses it. A failure is logged, never returned: the run goes on regardless.
+    async fn send(&self, build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder, hint: &str) {
         let deadline = Instant::now() + self.timeout;
         let attempts = async {
             loop {
@@ -110,17 +106,17 @@ impl Endpoint {
                     Ok(response) => response,
                     Err(e) if e.is_timeout() => {
                         self.warn_no_answer();
-                        return false;
+                        return;
                     }
                     Err(e) => {
                         tracing::warn!(error = %chain(&e.without_url()), "cannot send the {} notification", self.channel);
-                        return false;
+                        return;
                     }
                 };
                 let status = response.status();
                 if status.is_success() {
                     tracing::debug!("{} notification sent", self.channel);
-                    return true;
+                    return;
                 }
                 let retry_after = retry_after(response.headers());
                 let text = response.text().await.unwrap_or_default();
@@ -137,15 +133,12 @@ impl Endpoint {
                 }
                 let answer: String = text.chars().take(300).collect();
                 tracing::warn!(%status, %answer, "{} refused the notification; {hint}", self.channel);
-                return false;
+                return;
             }
         };
-        tokio::time::timeout(self.timeout, attempts)
-            .await
-            .unwrap_or_else(|_| {
-                self.warn_no_answer();
-                false
-            })
+        if tokio::time::timeout(self.timeout, attempts).await.is_err() {
+            self.warn_no_answer();
+        }
     }
 
     fn warn_no_answer(&self) {
