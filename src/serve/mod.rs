@@ -140,27 +140,26 @@ async fn replay(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Re
     let Some(id) = parse_id(&id) else {
         return (StatusCode::BAD_REQUEST, "a replay id is digits only\n").into_response();
     };
-    let answer = match server.cache.get(id) {
-        Some(path) => {
-            server.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            Answer::Found(path)
+    // A cached copy evicted between its lookup and its read is fetched again, once.
+    for _ in 0..2 {
+        let answer = match server.cache.get(id) {
+            Some(path) => {
+                server.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                Answer::Found(path)
+            }
+            None => Arc::clone(&server).fetch(id).await,
+        };
+        let Answer::Found(path) = answer else {
+            return answer_response(id, answer);
+        };
+        if let Ok(bytes) = tokio::fs::read(&path).await {
+            return replay_response(bytes);
         }
-        None => Arc::clone(&server).fetch(id).await,
-    };
-    match answer {
-        Answer::Found(path) => match tokio::fs::read(&path).await {
-            Ok(bytes) => replay_response(bytes),
-            // Evicted between the lookup and the read: fetch it again.
-            Err(_) => match Arc::clone(&server).fetch(id).await {
-                Answer::Found(path) => match tokio::fs::read(&path).await {
-                    Ok(bytes) => replay_response(bytes),
-                    Err(e) => failed(id, &format!("cannot read the cached copy: {e}")),
-                },
-                other => answer_response(id, other),
-            },
-        },
-        other => answer_response(id, other),
     }
+    failed(
+        id,
+        "its cached copy went away twice while being read; try again",
+    )
 }
 
 fn replay_response(bytes: Vec<u8>) -> Response {
@@ -183,7 +182,7 @@ fn replay_response(bytes: Vec<u8>) -> Response {
 
 fn answer_response(id: u64, answer: Answer) -> Response {
     match answer {
-        Answer::Found(_) => failed(id, "found but not readable"),
+        Answer::Found(path) => failed(id, &format!("cannot read {}", path.display())),
         Answer::NotFound => (
             StatusCode::NOT_FOUND,
             format!("replay {id} was never archived\n"),
