@@ -45,6 +45,11 @@ pub async fn verify(
     let mut problems = Vec::new();
     let mut checked = 0;
     let counter = ReadCounter::default();
+    let depth = match (deep, sample) {
+        (false, _) => Depth::Listing,
+        (true, None) => Depth::Whole,
+        (true, Some(n)) => Depth::Sample(n),
+    };
     for archive in &catalog.archives {
         if since.is_some_and(|since| archive.entry.archive_id < since) {
             continue;
@@ -58,11 +63,6 @@ pub async fn verify(
                 .as_ref()
                 .map_or("no such file", |o| o.name.as_str())
         );
-        let depth = match (deep, sample) {
-            (false, _) => Depth::Listing,
-            (true, None) => Depth::Whole,
-            (true, Some(n)) => Depth::Sample(n),
-        };
         match check(&storage, archive, depth, &counter).await {
             Ok(()) => tracing::debug!("{label}: ok"),
             // A cold archive awaiting its restore is not a damaged one: come back later.
@@ -105,10 +105,10 @@ pub async fn verify(
     }
     say!(
         "{checked} archives verified{} on {}",
-        match (deep, sample) {
-            (false, _) => String::new(),
-            (true, None) => " (deep: downloaded, hashed and read through)".to_owned(),
-            (true, Some(n)) => format!(
+        match depth {
+            Depth::Listing => String::new(),
+            Depth::Whole => " (deep: downloaded, hashed and read through)".to_owned(),
+            Depth::Sample(n) => format!(
                 " (deep: {n} replays of each read from their ranges and hashed, {} bytes read)",
                 counter.bytes()
             ),
