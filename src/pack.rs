@@ -45,18 +45,21 @@ impl From<ReplayRange> for (u64, u64, u64) {
 }
 
 impl ReplayRange {
-    /// The range of a tar entry spanning `[start, end)` of the uncompressed stream, in an
-    /// archive of `size` bytes whose members start at `members` (member `k` at `k * block` of
-    /// the uncompressed stream).
-    pub fn of_entry(start: u64, end: u64, block: u64, members: &[u64], size: u64) -> Option<Self> {
-        let first = usize::try_from(start / block).ok()?;
-        let last = usize::try_from(end.saturating_sub(1) / block).ok()?;
-        let offset = *members.get(first)?;
-        let stop = members.get(last + 1).copied().unwrap_or(size);
+    /// The range of a tar entry spanning `[start, end)` of the uncompressed stream, in the
+    /// archive `written` describes (member `k` holds the stream from `k * BLOCK_SIZE`).
+    fn of_entry(start: u64, end: u64, written: &Written) -> Option<Self> {
+        let first = usize::try_from(start / BLOCK_SIZE).ok()?;
+        let last = usize::try_from(end.saturating_sub(1) / BLOCK_SIZE).ok()?;
+        let offset = *written.members.get(first)?;
+        let stop = written
+            .members
+            .get(last + 1)
+            .copied()
+            .unwrap_or(written.bytes);
         Some(ReplayRange {
             offset,
             length: stop.checked_sub(offset)?,
-            skip: start - first as u64 * block,
+            skip: start - first as u64 * BLOCK_SIZE,
         })
     }
 }
@@ -119,13 +122,7 @@ pub fn pack(
         .map(|entry| {
             entry.map(|(hash, start, end)| PackedReplay {
                 hash,
-                range: ReplayRange::of_entry(
-                    start,
-                    end,
-                    BLOCK_SIZE,
-                    &written.members,
-                    written.bytes,
-                ),
+                range: ReplayRange::of_entry(start, end, &written),
             })
         })
         .collect();

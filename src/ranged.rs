@@ -6,11 +6,12 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use backends::{ByteRange, ObjectReader, Storage};
 use tokio_util::io::SyncIoBridge;
 
 use crate::pack::ReplayRange;
+use crate::storage::read_range_for_blocking;
 
 /// Bytes read from the storage, shared by the readers of one command.
 #[derive(Debug, Clone, Default)]
@@ -52,21 +53,9 @@ pub async fn open_entry(
     range: ReplayRange,
     counter: &ReadCounter,
 ) -> Result<Gunzip<Counting<SyncIoBridge<ObjectReader>>>> {
-    let reader = storage
-        .read(archive, ByteRange::new(range.offset, range.length))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot read bytes {}-{} of {archive} from {}",
-                range.offset,
-                range.offset + range.length,
-                storage.describe()
-            )
-        })?;
-    Ok(Gunzip::new(
-        counter.counting(SyncIoBridge::new(reader)),
-        range.skip,
-    ))
+    let part = ByteRange::new(range.offset, range.length);
+    let reader = read_range_for_blocking(storage, archive, part).await?;
+    Ok(Gunzip::new(counter.counting(reader), range.skip))
 }
 
 /// A multi-member gzip stream, decompressed, its first `skip` bytes dropped. Everything,

@@ -66,10 +66,23 @@ pub async fn read_for_blocking(
     storage: &Storage,
     name: &str,
 ) -> Result<SyncIoBridge<ObjectReader>> {
-    let reader = storage
-        .read(name, ByteRange::ALL)
-        .await
-        .with_context(|| format!("cannot read {name} from {}", storage.describe()))?;
+    read_range_for_blocking(storage, name, ByteRange::ALL).await
+}
+
+/// A part of an object as a blocking reader.
+pub async fn read_range_for_blocking(
+    storage: &Storage,
+    name: &str,
+    range: ByteRange,
+) -> Result<SyncIoBridge<ObjectReader>> {
+    let reader = storage.read(name, range).await.with_context(|| {
+        let part = if range == ByteRange::ALL {
+            String::new()
+        } else {
+            format!("{range} of ")
+        };
+        format!("cannot read {part}{name} from {}", storage.describe())
+    })?;
     Ok(SyncIoBridge::new(reader))
 }
 

@@ -51,8 +51,9 @@ impl Healthcheck {
             Ping::Failure(path, body)
         };
         match &finished.outcome {
-            Outcome::Done(_) | Outcome::NothingToDo { .. } => Ping::Success,
-            Outcome::Waiting {
+            Outcome::Done(_)
+            | Outcome::NothingToDo { .. }
+            | Outcome::Waiting {
                 cause: WaitCause::AnotherRun,
                 ..
             } => Ping::Success,

@@ -80,13 +80,14 @@ impl Known {
                 range: manifest.ranges.get(position as usize).copied(),
             });
         }
-        // The original tool's archives: by the index's id ranges.
+        // Not in any manifest: the archives without one (the original tool's, or a damaged
+        // manifest), by the index's id ranges.
         let (archive, _) = self
             .catalog
             .locate(id)
             .into_iter()
             .rev()
-            .find(|(a, _)| a.object.is_some() && a.manifest.is_none())?;
+            .find(|(a, _)| a.object.is_some())?;
         Some(Location {
             archive: archive.object.as_ref()?.name.clone(),
             hash: None,
