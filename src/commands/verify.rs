@@ -192,7 +192,8 @@ async fn check(
 }
 
 /// Reads `n` replays of the archive, spread over it from a random start, each from its own
-/// range, and checks each against its recorded size and hash.
+/// range, and checks each against its recorded size and hash. Every sampled replay is read,
+/// so that all the damaged ones are named, whatever the start.
 async fn check_sample(
     storage: &Storage,
     archive: &str,
@@ -211,11 +212,12 @@ async fn check_sample(
             .map_or(0, |d| d.subsec_nanos()),
     )
     .unwrap_or(0);
+    let mut damaged = Vec::new();
     for k in 0..n {
         let at = (start + k * count / n) % count;
         let (id, size, hash) = manifest.replays[at];
-        let tar = open_entry(storage, archive, manifest.ranges[at], counter).await?;
         let name = format!("replay_{id}.osr");
+        let tar = open_entry(storage, archive, manifest.ranges[at], counter).await?;
         let read = tokio::task::spawn_blocking(move || -> Result<(String, u64, ReplayHash)> {
             let mut tar = tar::Archive::new(tar);
             let mut entry = tar
@@ -228,13 +230,19 @@ async fn check_sample(
             Ok((found, size, hash))
         })
         .await
-        .context("the check stopped unexpectedly")?
-        .with_context(|| format!("replay {id} cannot be read from its range"))?;
-        if read != (name.clone(), size, hash) {
-            bail!(
-                "{name} read from its range does not match its manifest: the archive is damaged there"
-            );
+        .context("the check stopped unexpectedly")?;
+        match read {
+            Ok(read) if read == (name.clone(), size, hash) => {}
+            Ok(_) => damaged.push(format!("{name} (its bytes differ from its manifest)")),
+            Err(e) => damaged.push(format!("{name} ({e:#})")),
         }
+    }
+    if !damaged.is_empty() {
+        bail!(
+            "{} of {n} replays read from their ranges are wrong: {}",
+            damaged.len(),
+            damaged.join(", ")
+        );
     }
     Ok(())
 }

@@ -33,7 +33,8 @@ pub struct Locator {
     storage: Storage,
     work_dir: PathBuf,
     known: RwLock<Arc<Known>>,
-    checked: Mutex<Instant>,
+    /// When a miss last looked at the index; `None` until one has.
+    checked: Mutex<Option<Instant>>,
 }
 
 struct Known {
@@ -103,12 +104,8 @@ impl Locator {
             storage,
             work_dir,
             known: RwLock::new(Arc::new(known)),
-            // The first miss may look at once.
-            checked: Mutex::new(
-                Instant::now()
-                    .checked_sub(INDEX_CHECK)
-                    .unwrap_or_else(Instant::now),
-            ),
+            // The first miss looks at once.
+            checked: Mutex::new(None),
         })
     }
 
@@ -127,10 +124,10 @@ impl Locator {
         // whatever the number of requests for unknown ids.
         {
             let mut checked = self.checked.lock().await;
-            if checked.elapsed() < INDEX_CHECK {
+            if checked.is_some_and(|at| at.elapsed() < INDEX_CHECK) {
                 return Ok(None);
             }
-            *checked = Instant::now();
+            *checked = Some(Instant::now());
         }
         let (index, _) = read_index(&self.storage).await?;
         if index.last() == known.last {
