@@ -327,7 +327,7 @@ mod tests {
     fn each_replay_reads_back_from_its_range_alone() {
         use std::io::Read;
         // Noise, so members stay about a block each; replay 2 spans two members.
-        let noise = crate::gzip::noise;
+        let noise = crate::sample::noise;
         let files: Vec<(String, Vec<u8>)> = [(1, 700_000), (2, 900_000), (3, 10), (4, 300_000)]
             .into_iter()
             .map(|(id, len)| (format!("replay_{id}.osr"), noise(id, len)))

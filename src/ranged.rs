@@ -1,6 +1,6 @@
-//! One replay read back from its archive alone, through the range its manifest records
-//! (format 3), and a count of the bytes read from the storage on the way, so that a restore
-//! can say what it cost.
+//! An archive's tar stream read back from the storage: from one replay's entry alone, through
+//! the range its manifest records (format 3), or from the archive's start; and a count of the
+//! bytes read on the way, so that a restore can say what it cost.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -44,18 +44,20 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// The tar stream of `archive` from the entry `range` locates: its gzip members read from the
-/// storage and decompressed, the bytes before the entry skipped. A blocking reader, for a
-/// blocking task.
-pub async fn open_entry(
+/// The tar stream of `archive`, decompressed: from the entry `from` locates (its gzip members
+/// read alone, the bytes before the entry skipped), or from the archive's start when there is
+/// no range. A blocking reader, for a blocking task.
+pub async fn open_tar(
     storage: &Storage,
     archive: &str,
-    range: ReplayRange,
+    from: Option<ReplayRange>,
     counter: &ReadCounter,
 ) -> Result<Gunzip<Counting<SyncIoBridge<ObjectReader>>>> {
-    let part = ByteRange::new(range.offset, range.length);
+    let (part, skip) = from.map_or((ByteRange::ALL, 0), |range| {
+        (ByteRange::new(range.offset, range.length), range.skip)
+    });
     let reader = read_range_for_blocking(storage, archive, part).await?;
-    Ok(Gunzip::new(counter.counting(reader), range.skip))
+    Ok(Gunzip::new(counter.counting(reader), skip))
 }
 
 /// A multi-member gzip stream, decompressed, its first `skip` bytes dropped. Everything,
@@ -72,7 +74,7 @@ enum GunzipState<R: Read> {
 }
 
 impl<R: Read> Gunzip<R> {
-    pub fn new(compressed: R, skip: u64) -> Self {
+    fn new(compressed: R, skip: u64) -> Self {
         Gunzip {
             state: GunzipState::Waiting(Some(compressed)),
             skip,

@@ -11,6 +11,10 @@ use anyhow::{Context, Result};
 struct XorShift(u64);
 
 impl XorShift {
+    fn seeded(seed: u64) -> Self {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
     fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
@@ -19,6 +23,13 @@ impl XorShift {
         self.0 = x;
         x
     }
+}
+
+/// `len` bytes as incompressible as a real replay's LZMA payload, the same for the same seed:
+/// what the tests pack, and gzip is judged on.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = XorShift::seeded(seed);
+    (0..len).map(|_| rng.next().to_le_bytes()[0]).collect()
 }
 
 /// Writes `count` replays `replay_<first_id>.osr`... into `dir`, sizes 4 KiB to ~260 KiB, with
@@ -30,7 +41,7 @@ pub fn write_replays(
     seed: u64,
     mtime: SystemTime,
 ) -> Result<u64> {
-    let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = XorShift::seeded(seed);
     let mut total = 0;
     for id in first_id..first_id + count {
         // Skewed towards small files, as real replays are.

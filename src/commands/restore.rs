@@ -11,9 +11,9 @@ use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::notify::reporters;
 use crate::pack::ReplayRange;
-use crate::ranged::{Gunzip, ReadCounter, open_entry};
+use crate::ranged::{ReadCounter, open_tar};
 use crate::settings::{ByteSize, Settings};
-use crate::storage::{open_ready, read_for_blocking, warm_up};
+use crate::storage::{open_ready, warm_up};
 
 /// A replay wanted from an archive: its recorded hash and range, when its manifest has them.
 type Wanted = BTreeMap<String, (Option<ReplayHash>, Option<ReplayRange>)>;
@@ -178,8 +178,7 @@ async fn extract_from(
 ) -> Result<Extracted> {
     let ranges: Option<Vec<ReplayRange>> = wanted.values().map(|(_, range)| *range).collect();
     let Some(ranges) = ranges else {
-        let whole = counter.counting(read_for_blocking(storage, archive).await?);
-        let tar = Gunzip::new(whole, 0);
+        let tar = open_tar(storage, archive, None, counter).await?;
         let hashes = wanted
             .into_iter()
             .map(|(name, (hash, _))| (name, hash))
@@ -188,7 +187,7 @@ async fn extract_from(
     };
     let mut extracted = Vec::new();
     for ((name, (hash, _)), range) in wanted.into_iter().zip(ranges) {
-        let tar = open_entry(storage, archive, range, counter).await?;
+        let tar = open_tar(storage, archive, Some(range), counter).await?;
         let one = BTreeMap::from([(name, hash)]);
         extracted.extend(extract_blocking(tar, archive, one, to, overwrite).await?);
     }

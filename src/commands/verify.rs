@@ -13,7 +13,7 @@ use crate::error::is_try_later;
 use crate::layout::INDEX_NAME;
 use crate::manifest::Manifest;
 use crate::notify::reporters;
-use crate::ranged::{ReadCounter, open_entry};
+use crate::ranged::{ReadCounter, open_tar};
 use crate::scan::replay_id;
 use crate::settings::Settings;
 use crate::storage::{open_ready, read_for_blocking, warm_up};
@@ -217,7 +217,7 @@ async fn check_sample(
         let at = (start + k * count / n) % count;
         let (id, size, hash) = manifest.replays[at];
         let name = format!("replay_{id}.osr");
-        let tar = open_entry(storage, archive, manifest.ranges[at], counter).await?;
+        let tar = open_tar(storage, archive, Some(manifest.ranges[at]), counter).await?;
         let read = tokio::task::spawn_blocking(move || -> Result<(String, u64, ReplayHash)> {
             let mut tar = tar::Archive::new(tar);
             let mut entry = tar

@@ -217,24 +217,10 @@ fn write_all_pieces(file: &mut File, mut pieces: &mut [IoSlice<'_>]) -> io::Resu
     Ok(())
 }
 
-/// Bytes that do not compress (xorshift), the same for the same seed: replays' LZMA payload
-/// as far as gzip is concerned.
-#[cfg(test)]
-pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample::noise;
     use std::io::Read;
 
     fn round_trip(data: &[u8], level: Level) -> (Vec<u8>, u64) {

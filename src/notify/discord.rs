@@ -1,13 +1,11 @@
 //! Discord: the run's events as a channel webhook's embeds, a colour per outcome and the
 //! figures as fields.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use backends::Secret;
 use serde_json::{Value, json};
 
-use super::{ChatMessage, Endpoint};
+use super::{ChatMessage, Endpoint, took};
 use crate::events::{Event, Reporter};
 use crate::settings::{ByteSize, DiscordSettings};
 
@@ -59,7 +57,7 @@ fn render(message: ChatMessage<'_>) -> Value {
                 field("Archive", done.archive_id.to_string()),
                 field("Replays", done.replays.to_string()),
                 field("Size", ByteSize(done.archive_bytes).to_string()),
-                field("Took", humantime::format_duration(Duration::from_secs(done.duration.as_secs())).to_string()),
+                field("Took", took(done)),
                 field("Host", backends::host_name()),
             ],
         }),

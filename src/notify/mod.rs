@@ -70,6 +70,11 @@ impl<'a> ChatMessage<'a> {
     }
 }
 
+/// How long an archiving run took, to the second, as the chats say it.
+fn took(done: &Archived) -> String {
+    humantime::format_duration(Duration::from_secs(done.duration.as_secs())).to_string()
+}
+
 /// An HTTP endpoint a channel posts to, whose URL is a secret.
 ///
 /// A send is bounded by the channel's timeout, retries included; a `429 Too Many Requests`
@@ -109,7 +114,9 @@ impl Endpoint {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %chain(&e.without_url()), "cannot send the {} notification", self.channel);
+                        // `{:#}`: the error and its causes on one line.
+                        let error = anyhow::Error::new(e.without_url());
+                        tracing::warn!(error = %format!("{error:#}"), "cannot send the {} notification", self.channel);
                         return;
                     }
                 };
@@ -148,18 +155,6 @@ impl Endpoint {
             humantime::format_duration(self.timeout)
         );
     }
-}
-
-/// An error and its causes on one line ("error sending request: connection refused").
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
 }
 
 /// The standard `Retry-After` header, in seconds.

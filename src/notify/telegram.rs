@@ -1,11 +1,9 @@
 //! Telegram: the run's events as the chat messages operators know (emoji prefix, HTML).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use backends::Secret;
 
-use super::{ChatMessage, Endpoint};
+use super::{ChatMessage, Endpoint, took};
 use crate::events::{Event, Reporter};
 use crate::settings::{ByteSize, TelegramSettings};
 
@@ -60,7 +58,7 @@ fn render(message: ChatMessage<'_>) -> String {
             escape(&done.archive_name),
             done.replays,
             ByteSize(done.archive_bytes),
-            humantime::format_duration(Duration::from_secs(done.duration.as_secs())),
+            took(done),
         ),
         ChatMessage::Waiting(reason) => format!("⏳ <b>oiseau</b>: {}", escape(reason)),
         ChatMessage::Notice(detail) => format!("⚠️ <b>oiseau</b>: {}", escape(detail)),

@@ -11,7 +11,6 @@ mod cache;
 mod locator;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +27,9 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 
 use crate::digest::copy_with_blake3;
-use crate::ranged::{Gunzip, ReadCounter, open_entry};
+use crate::ranged::{ReadCounter, open_tar};
 use crate::settings::Settings;
-use crate::storage::{open_ready, read_for_blocking};
+use crate::storage::open_ready;
 use cache::Cache;
 use locator::{Location, Locator};
 
@@ -302,15 +301,7 @@ impl Server {
     /// archive has no ranges), checks it against its recorded hash and puts it in the cache.
     async fn read_into_cache(&self, id: u64, location: &Location) -> Result<PathBuf> {
         let counter = &self.counters.storage_bytes;
-        let tar: Box<dyn Read + Send> = match location.range {
-            Some(range) => {
-                Box::new(open_entry(&self.storage, &location.archive, range, counter).await?)
-            }
-            None => Box::new(Gunzip::new(
-                counter.counting(read_for_blocking(&self.storage, &location.archive).await?),
-                0,
-            )),
-        };
+        let tar = open_tar(&self.storage, &location.archive, location.range, counter).await?;
         let mut staged = self.cache.stage()?;
         let name = format!("replay_{id}.osr");
         let archive = location.archive.clone();

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
+pub use oiseau::sample::noise;
+
 pub const INDEX: &str = "c14_index.txt";
 
 /// Environment variables a developer's shell might carry that would change what oiseau does.
@@ -186,19 +188,6 @@ pub fn archive_id(name: &str) -> u64 {
 
 pub fn replay_bytes(id: u64) -> Vec<u8> {
     noise(id, 2048 + (id * 7919 % 3072) as usize)
-}
-
-/// `len` bytes as incompressible as a real replay's LZMA payload, derived from `seed`.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
 }
 
 pub fn names_in(dir: &Path) -> Vec<String> {
