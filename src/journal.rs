@@ -16,7 +16,7 @@ use crate::digest::ArchiveDigest;
 use crate::digest::ReplayHash;
 use crate::index::IndexEntry;
 use crate::pack::{PackedReplay, ReplayRange};
-use crate::scan::Replay;
+use crate::scan::{Replay, unix_parts};
 
 const FILE_NAME: &str = "journal.json";
 
@@ -46,8 +46,12 @@ pub struct JournalReplay {
     pub id: u64,
     pub name: String,
     pub size: u64,
-    pub mtime_secs: u64,
+    /// Negative before 1970, as the system keeps it.
+    pub mtime_secs: i64,
     pub mtime_nanos: u32,
+    /// Absent in journals of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
     pub blake3: ReplayHash,
     /// Where it can be read back on its own; absent in journals of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,8 +59,8 @@ pub struct JournalReplay {
 }
 
 impl JournalReplay {
-    /// Whether the file of that name in `folder` is still a regular file with the size and
-    /// mtime it was packed with.
+    /// Whether the file of that name in `folder` is still a regular file with the size, mtime
+    /// and inode it was packed with.
     pub fn is_unchanged_in(&self, folder: &impl rustix::fd::AsFd) -> rustix::io::Result<bool> {
         let stat = rustix::fs::statat(
             folder,
@@ -66,8 +70,11 @@ impl JournalReplay {
         Ok(
             rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
                 && u64::try_from(stat.st_size).ok() == Some(self.size)
-                && u64::try_from(stat.st_mtime).ok() == Some(self.mtime_secs)
-                && u32::try_from(stat.st_mtime_nsec).ok() == Some(self.mtime_nanos),
+                && i64::from(stat.st_mtime) == self.mtime_secs
+                && u32::try_from(stat.st_mtime_nsec).ok() == Some(self.mtime_nanos)
+                && self
+                    .inode
+                    .is_none_or(|inode| inode == u64::from(stat.st_ino)),
         )
     }
 }
@@ -93,13 +100,14 @@ impl Journal {
         let mut packed = Vec::with_capacity(entries.iter().flatten().count());
         packed.extend(replays.iter().zip(entries).filter_map(|(replay, entry)| {
             let entry = (*entry)?;
-            let since_epoch = replay.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let (mtime_secs, mtime_nanos) = unix_parts(replay.mtime);
             Some(JournalReplay {
                 id: replay.id,
                 name: replay.name().to_owned(),
                 size: replay.size,
-                mtime_secs: since_epoch.as_secs(),
-                mtime_nanos: since_epoch.subsec_nanos(),
+                mtime_secs,
+                mtime_nanos,
+                inode: Some(replay.inode),
                 blake3: entry.hash,
                 range: entry.range,
             })
@@ -170,6 +178,7 @@ mod tests {
                 size: 10,
                 mtime_secs: 1_600_000_000,
                 mtime_nanos: 123_456_789,
+                inode: None,
                 blake3: ReplayHash([0xcd; 32]),
                 range: None,
             }],
@@ -192,6 +201,31 @@ mod tests {
         assert!(!packed.is_unchanged_in(&folder).unwrap(), "another mtime");
         std::fs::write(&path, b"01234567890").unwrap();
         assert!(!packed.is_unchanged_in(&folder).unwrap(), "another size");
+        std::fs::write(&path, b"0123456789").unwrap();
+        file.set_modified(UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789))
+            .unwrap();
+        let inode = std::os::unix::fs::MetadataExt::ino(&file.metadata().unwrap());
+        let same_file = JournalReplay {
+            inode: Some(inode),
+            ..packed.clone()
+        };
+        assert!(same_file.is_unchanged_in(&folder).unwrap());
+        let replaced = JournalReplay {
+            inode: Some(inode + 1),
+            ..packed.clone()
+        };
+        assert!(
+            !replaced.is_unchanged_in(&folder).unwrap(),
+            "another file of the same size and time"
+        );
+        let before_1970 = JournalReplay {
+            mtime_secs: -2,
+            mtime_nanos: 500_000_000,
+            ..packed.clone()
+        };
+        file.set_modified(UNIX_EPOCH - Duration::new(1, 500_000_000))
+            .unwrap();
+        assert!(before_1970.is_unchanged_in(&folder).unwrap(), "before 1970");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
             packed.is_unchanged_in(&folder),

@@ -9,6 +9,12 @@ pub const INDEX_NAME: &str = "c14_index.txt";
 /// The lock a writer holds on the storage from choosing an archive id to committing it.
 pub const LOCK_NAME: &str = "oiseau.lock";
 
+/// A writer's probe of the storage's conditional writes, `oiseau-probe.<token>`: made and
+/// removed within one command.
+pub fn probe_name(token: &str) -> String {
+    format!("oiseau-probe.{token}")
+}
+
 /// `<unix_time>_replays_<id>.tar.gz`, the original tool's archive name.
 pub fn archive_name(timestamp: u64, archive_id: u64) -> String {
     format!("{timestamp}_replays_{archive_id}.tar.gz")

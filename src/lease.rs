@@ -2,29 +2,49 @@
 //! the next archive id until that archive's index line is written, so that several hosts
 //! sharing one storage never pick the same id or write the index over each other.
 //!
-//! The lock is the object `oiseau.lock`, created in one exclusive step (see
-//! `Driver::create_lock`), holding a lease: the holder's host, pid, a token of its own, and
-//! when it was taken and until when it holds. A writer that finds the lock held exits 75 and
-//! the next run tries again. A lease is taken over when it has expired ([`LEASE`] after it was
-//! taken), or when its holder is a process of this host that no longer exists (a run that was
-//! killed): the stale lock is removed and taken again. Should two writers take over the same
-//! stale lease at once, the index's conditional write still lets only one of them commit.
+//! The lock is the object `oiseau.lock`, holding a lease: the holder's host, its process (pid,
+//! boot and start time), a token of its own, and when it was taken. Every protocol step lives
+//! here, chosen by what the storage verifiably can do (its conditional writes are probed first,
+//! see [`crate::conditions`]):
+//! - **taking a free lock**: in one exclusive step where the storage has one
+//!   (`Driver::create_lock`: an atomic create, FTP's `MKD`); elsewhere the name is checked free,
+//!   the lease written, and read back after [`SETTLE`]: of two writers within that time, the
+//!   one whose lease was overwritten sees it and backs off.
+//! - **judging a held lock**: a lease of this host is stale once its process is gone (see
+//!   [`crate::process`]); another host's once the lock object has not been written for
+//!   [`LEASE`], both times by the storage's own clock (no host's clock is compared with
+//!   another's). A live holder rewrites its lease every [`RENEW_EVERY`].
+//! - **taking over a stale lock**: one conditional replace of exactly the stale version where
+//!   the storage honours `If-Match`; elsewhere the lease is read again, removed only if it is
+//!   still the stale one, the lock taken as a free one, and read back.
+//!
+//! A writer that finds the lock held, or loses a race for it, exits 75 and the next run tries
+//! again. Should two writers still both believe they hold it, the index's conditional write
+//! lets only one of them commit.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use backends::{ErrorKind, Source, Storage};
+use backends::{ErrorKind, Source, Storage, Version, WriteMode, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::unix_now;
-use crate::layout::LOCK_NAME;
+use crate::layout::{LOCK_NAME, probe_name};
+use crate::process::ProcessIdentity;
 
-/// How long a lease holds: far longer than any commit, so that only a lock whose holder is
-/// gone expires.
+/// How long a lock may go unwritten before another host takes it over: far longer than any
+/// pause between a live holder's renewals.
 pub const LEASE: Duration = Duration::from_secs(6 * 3600);
 
-/// Another writer holds the storage; the next run carries on (exit 75).
+/// How often a holder rewrites its lease.
+pub const RENEW_EVERY: Duration = Duration::from_secs(30 * 60);
+
+/// How long a lease written without an exclusive step is left before it is read back.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Another writer holds the storage, or won the race for it; the next run carries on (exit
+/// 75).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StorageBusy(pub String);
@@ -32,11 +52,16 @@ pub struct StorageBusy(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Lease {
     host: String,
-    pid: u32,
+    #[serde(flatten)]
+    process: ProcessIdentity,
     /// Unique to one acquisition: tells this writer's lease from any other.
     token: String,
+    /// By the holder's clock, for the operators only: no decision reads them.
     taken_at: u64,
     expires_at: u64,
+    /// How many times the holder rewrote it.
+    #[serde(default)]
+    renewed: u64,
 }
 
 impl Lease {
@@ -47,120 +72,144 @@ impl Lease {
             .context("cannot get random bytes for the storage lock")?;
         Ok(Lease {
             host: backends::host_name(),
-            pid: std::process::id(),
+            process: ProcessIdentity::current(),
             token: u64::from_le_bytes(random).to_string(),
             taken_at,
             expires_at: taken_at + LEASE.as_secs(),
+            renewed: 0,
         })
     }
 
-    /// Whether its holder is surely gone: the lease expired, or it is a process of this host
-    /// that no longer exists.
-    fn is_stale(&self, now: u64) -> bool {
-        now >= self.expires_at || (self.host == backends::host_name() && !process_exists(self.pid))
+    fn bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).context("cannot write the storage lock's lease")
     }
 
     fn describe(&self) -> String {
         format!(
-            "host {} (pid {}) since {} (unix time), until {}",
-            self.host, self.pid, self.taken_at, self.expires_at
+            "host {} (pid {}) since {} (unix time, its clock)",
+            self.host, self.process.pid, self.taken_at
         )
     }
 }
 
-/// Whether a process of this host with that pid exists.
-pub fn process_exists(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    // EPERM: it exists, owned by someone else.
-    !matches!(
-        rustix::process::test_kill_process(pid),
-        Err(rustix::io::Errno::SRCH)
-    )
+/// How the lock is taken on this storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `Driver::create_lock` is exclusive.
+    Exclusive,
+    /// Nothing is exclusive: write the lease, let it settle, read it back.
+    ReadBack,
+}
+
+/// What `oiseau.lock` holds.
+enum Found {
+    Missing,
+    /// There, but no lease can be read from it (being written, or damaged).
+    Unreadable,
+    Lease(Box<Lease>, Version),
 }
 
 /// The storage lock, held; [`StorageLock::release`] frees it.
 #[derive(Debug)]
 pub struct StorageLock {
     storage: Storage,
-    lease: Lease,
+    token: String,
+    renewal: tokio::task::JoinHandle<()>,
 }
 
 impl StorageLock {
-    /// Takes the lock on `storage`, taking over a stale one. A lock held by a live writer is
-    /// [`StorageBusy`]. `work_dir` stages the lease.
-    pub async fn acquire(storage: &Storage, work_dir: &Path) -> Result<StorageLock> {
-        let lease = Lease::new()?;
-        let staged = tempfile::NamedTempFile::new_in(work_dir)
-            .context("cannot stage the storage lock's lease in work_dir")?;
-        std::fs::write(staged.path(), serde_json::to_vec(&lease)?)
-            .context("cannot stage the storage lock's lease in work_dir")?;
-        let source = Source::file(staged.path());
+    /// Takes the lock on `storage` (at `location`, as the settings name it), taking over a
+    /// stale one. A lock held by a live writer, or a race lost, is [`StorageBusy`]. `work_dir`
+    /// remembers what the storage's conditional writes do.
+    pub async fn acquire(
+        storage: &Storage,
+        work_dir: &Path,
+        location: &str,
+    ) -> Result<StorageLock> {
+        crate::conditions::verify(storage, work_dir, location).await?;
         let where_to = storage.describe();
-        let mut took_over = false;
-        loop {
-            let refused = match storage.create_lock(LOCK_NAME, &source).await {
-                Ok(()) => {
-                    tracing::debug!("took the lock on {where_to}");
-                    return Ok(StorageLock {
-                        storage: storage.clone(),
-                        lease,
-                    });
+        let protocol = if storage.capabilities().exclusive_lock {
+            Protocol::Exclusive
+        } else {
+            tracing::warn!(
+                "{where_to} has no exclusive create: the lock is taken by writing the lease and \
+                 reading it back {}s later (safe unless two writers start within that time; the \
+                 index's checks remain the backstop)",
+                SETTLE.as_secs()
+            );
+            Protocol::ReadBack
+        };
+        let lease = Lease::new()?;
+        let taker = Taker {
+            storage,
+            protocol,
+            lease: &lease,
+        };
+        let busy = |why: String| -> Result<StorageLock> {
+            Err(StorageBusy(format!("{why}; the next run carries on")).into())
+        };
+        // A second pass only when the lock vanished while it was looked at.
+        for _ in 0..2 {
+            if taker.take_free().await? {
+                return Ok(StorageLock::held(storage, lease));
+            }
+            let (held, version) = match read_lease(storage).await? {
+                Found::Missing => continue,
+                Found::Unreadable => {
+                    return busy(format!(
+                        "another writer is taking the lock on {where_to} ({LOCK_NAME} holds no \
+                         readable lease yet). If no oiseau runs anywhere and this lasts, remove \
+                         {LOCK_NAME} from the storage"
+                    ));
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => e,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot take the lock on {where_to}"));
-                }
+                Found::Lease(held, version) => (held, version),
             };
-            let held = read_lease(storage).await?;
-            match held {
-                // An attempt whose answer was lost took it after all.
-                Some(held) if held.token == lease.token => {
-                    return Ok(StorageLock {
-                        storage: storage.clone(),
-                        lease,
-                    });
+            // An attempt whose answer was lost took it after all.
+            if held.token == lease.token {
+                return Ok(StorageLock::held(storage, lease));
+            }
+            match staleness(storage, &held).await? {
+                None => {
+                    return busy(format!(
+                        "another writer holds the lock on {where_to}: {}",
+                        held.describe()
+                    ));
                 }
-                Some(held) if held.is_stale(unix_now()?) && !took_over => {
+                Some(why) => {
                     tracing::warn!(
-                        "taking over the lock on {where_to}: its holder is gone ({})",
+                        "taking over the lock on {where_to}: {why} ({})",
                         held.describe()
                     );
-                    storage
-                        .remove_lock(LOCK_NAME)
-                        .await
-                        .with_context(|| format!("cannot remove the stale lock on {where_to}"))?;
-                    took_over = true;
-                }
-                Some(held) => {
-                    return Err(StorageBusy(format!(
-                        "another writer holds the lock on {where_to}: {}; the next run carries on",
-                        held.describe()
-                    ))
-                    .into());
-                }
-                None => {
-                    return Err(StorageBusy(format!(
-                        "another writer is taking the lock on {where_to} ({refused}); the next \
-                         run carries on. If no oiseau runs anywhere and this lasts, remove \
-                         {LOCK_NAME} from the storage"
-                    ))
-                    .into());
+                    if taker.take_over(&held, version).await? {
+                        return Ok(StorageLock::held(storage, lease));
+                    }
+                    return busy(format!(
+                        "another writer took over the stale lock on {where_to} first"
+                    ));
                 }
             }
+        }
+        busy(format!(
+            "the lock on {where_to} keeps changing hands: other writers are at work"
+        ))
+    }
+
+    fn held(storage: &Storage, lease: Lease) -> StorageLock {
+        tracing::debug!("took the lock on {}", storage.describe());
+        StorageLock {
+            storage: storage.clone(),
+            token: lease.token.clone(),
+            renewal: tokio::spawn(renew(storage.clone(), lease)),
         }
     }
 
     /// Frees the lock, if it is still this writer's. Best effort: a lock that cannot be freed
-    /// is taken over by this host's next run, or expires.
+    /// is taken over by this host's next run, or once it has gone unwritten for [`LEASE`].
     pub async fn release(self) {
+        self.renewal.abort();
         let where_to = self.storage.describe();
         match read_lease(&self.storage).await {
-            Ok(Some(held)) if held.token == self.lease.token => {
+            Ok(Found::Lease(held, _)) if held.token == self.token => {
                 if let Err(e) = self.storage.remove_lock(LOCK_NAME).await {
                     tracing::warn!(
                         "cannot free the lock on {where_to}: {e}; the next run takes it over"
@@ -176,12 +225,200 @@ impl StorageLock {
     }
 }
 
-/// The lease in the lock; `None` while the lock has none readable yet (it is being taken, or
-/// it is damaged).
-async fn read_lease(storage: &Storage) -> Result<Option<Lease>> {
+/// Takes the lock for one lease, by one protocol.
+struct Taker<'a> {
+    storage: &'a Storage,
+    protocol: Protocol,
+    lease: &'a Lease,
+}
+
+impl Taker<'_> {
+    /// Takes the lock if it is free; `false` when a lease is there.
+    async fn take_free(&self) -> Result<bool> {
+        let where_to = self.storage.describe();
+        let staged = stage(self.lease)?;
+        match self.protocol {
+            Protocol::Exclusive => {
+                match self
+                    .storage
+                    .create_lock(LOCK_NAME, &Source::file(staged.path()))
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e).with_context(|| format!("cannot take the lock on {where_to}")),
+                }
+            }
+            Protocol::ReadBack => {
+                match self.storage.stat(LOCK_NAME).await {
+                    Ok(_) => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("cannot read the lock on {where_to}"));
+                    }
+                }
+                self.write(WriteMode::Replace).await?;
+                self.confirmed().await
+            }
+        }
+    }
+
+    /// Replaces the stale lease `held`, read at `version`, with this one; `false` when another
+    /// writer changed the lock first.
+    async fn take_over(&self, held: &Lease, version: Version) -> Result<bool> {
+        if self.storage.capabilities().replace_if_match {
+            return match self.write(WriteMode::ReplaceIfUnchanged(version)).await {
+                Ok(()) => Ok(true),
+                Err(e) if lost_race(&e) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        // Removed only while it is still the stale lease: another writer that took it over
+        // meanwhile keeps its brand-new lease.
+        match read_lease(self.storage).await? {
+            Found::Lease(now, _) if now.token == held.token && now.renewed == held.renewed => {}
+            _ => return Ok(false),
+        }
+        match self.storage.remove_lock(LOCK_NAME).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot remove the stale lock on {}",
+                        self.storage.describe()
+                    )
+                });
+            }
+        }
+        let taken = self.take_free().await?;
+        // The read-back protocol confirmed it already.
+        Ok(taken && (self.protocol == Protocol::ReadBack || self.confirmed().await?))
+    }
+
+    async fn write(&self, mode: WriteMode) -> Result<()> {
+        let bytes = self.lease.bytes()?;
+        self.storage
+            .write(LOCK_NAME, &bytes, &WriteOptions::hot(mode))
+            .await
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    }
+
+    /// After [`SETTLE`], whether the lock still holds this lease.
+    async fn confirmed(&self) -> Result<bool> {
+        if self.protocol == Protocol::Exclusive && self.storage.capabilities().replace_if_match {
+            return Ok(true);
+        }
+        tokio::time::sleep(SETTLE).await;
+        Ok(matches!(
+            read_lease(self.storage).await?,
+            Found::Lease(now, _) if now.token == self.lease.token
+        ))
+    }
+}
+
+/// Whether the write failed because another writer changed or removed the object first.
+fn lost_race(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<backends::StorageError>()
+        .is_some_and(|e| matches!(e.kind(), ErrorKind::ConditionFailed | ErrorKind::NotFound))
+}
+
+/// The lease in a local file, for an exclusive create that takes a file.
+fn stage(lease: &Lease) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut staged =
+        tempfile::NamedTempFile::new().context("cannot stage the storage lock's lease")?;
+    staged
+        .write_all(&lease.bytes()?)
+        .context("cannot stage the storage lock's lease")?;
+    Ok(staged)
+}
+
+/// Why `held` is stale, or `None` while its holder may be alive.
+async fn staleness(storage: &Storage, held: &Lease) -> Result<Option<String>> {
+    if held.host == backends::host_name() {
+        return Ok(
+            (!held.process.is_alive()).then(|| "its process on this host is gone".to_owned())
+        );
+    }
+    let Some(written) = storage.modified(LOCK_NAME).await.ok().flatten() else {
+        return Ok(None);
+    };
+    let now = storage_now(storage).await?;
+    let idle = now.duration_since(written).unwrap_or_default();
+    Ok((idle >= LEASE).then(|| {
+        format!(
+            "it has not been written for {} by the storage's clock",
+            humantime::format_duration(Duration::from_secs(idle.as_secs()))
+        )
+    }))
+}
+
+/// The storage's clock now: the time it gives an object written just now.
+async fn storage_now(storage: &Storage) -> Result<SystemTime> {
+    let name = probe_name(&format!("clock-{}", std::process::id()));
+    let where_to = storage.describe();
+    storage
+        .write(&name, b"", &WriteOptions::hot(WriteMode::Replace))
+        .await
+        .with_context(|| format!("cannot read the clock of {where_to}"))?;
+    let now = storage.modified(&name).await;
+    if let Err(e) = storage.delete(&name).await {
+        tracing::warn!("cannot remove {name} from {where_to}: {e}");
+    }
+    now.with_context(|| format!("cannot read the clock of {where_to}"))?
+        .with_context(|| format!("{where_to} keeps no modification times"))
+}
+
+/// Rewrites the lease every [`RENEW_EVERY`] while it is still this writer's, so that no other
+/// host judges it stale while the holder works.
+async fn renew(storage: Storage, mut lease: Lease) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let version = match read_lease(&storage).await {
+            Ok(Found::Lease(held, version)) if held.token == lease.token => version,
+            Ok(_) => {
+                tracing::warn!(
+                    "the lock on {} is no longer this run's; it is not renewed",
+                    storage.describe()
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("cannot renew the lock on {}: {e:#}", storage.describe());
+                continue;
+            }
+        };
+        lease.renewed += 1;
+        let mode = if storage.capabilities().replace_if_match {
+            WriteMode::ReplaceIfUnchanged(version)
+        } else {
+            WriteMode::Replace
+        };
+        let written = match lease.bytes() {
+            Ok(bytes) => storage
+                .write(LOCK_NAME, &bytes, &WriteOptions::hot(mode))
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!("cannot renew the lock on {}: {e:#}", storage.describe());
+        }
+    }
+}
+
+/// What the lock holds now.
+async fn read_lease(storage: &Storage) -> Result<Found> {
     match storage.read_small(LOCK_NAME).await {
-        Ok((_, bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Ok((meta, bytes)) => Ok(match serde_json::from_slice(&bytes) {
+            Ok(lease) => Found::Lease(Box::new(lease), meta.version_token()),
+            Err(_) => Found::Unreadable,
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Found::Missing),
         Err(e) => Err(e).with_context(|| format!("cannot read the lock on {}", storage.describe())),
     }
 }
@@ -189,25 +426,105 @@ async fn read_lease(storage: &Storage) -> Result<Option<Lease>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backends::Driver;
+    use backends::memory::MemoryDriver;
+    use std::sync::Arc;
 
-    #[test]
-    fn a_lease_is_stale_once_expired_or_when_its_process_on_this_host_is_gone() {
-        let lease = Lease::new().unwrap();
-        let now = lease.taken_at;
-        assert!(!lease.is_stale(now), "this very process holds it");
-        assert!(lease.is_stale(lease.expires_at));
-        let dead = Lease {
-            pid: u32::MAX - 1,
-            ..lease.clone()
-        };
-        assert!(dead.is_stale(now));
-        let elsewhere = Lease {
+    fn foreign_lease() -> Lease {
+        Lease {
             host: "another-host".into(),
-            ..dead
+            ..Lease::new().unwrap()
+        }
+    }
+
+    async fn plant(storage: &Storage, lease: &Lease) {
+        storage
+            .write(
+                LOCK_NAME,
+                &lease.bytes().unwrap(),
+                &WriteOptions::hot(WriteMode::Replace),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_another_host_is_never_overwritten_even_without_conditions() {
+        let work_dir = tempfile::tempdir().unwrap();
+        for storage in [
+            Storage::new(Arc::new(MemoryDriver::default())),
+            Storage::new(Arc::new(MemoryDriver::ignoring_conditions())),
+        ] {
+            let held = foreign_lease();
+            plant(&storage, &held).await;
+            let err = StorageLock::acquire(&storage, work_dir.path(), "memory")
+                .await
+                .unwrap_err();
+            assert!(err.is::<StorageBusy>(), "{err:#}");
+            let (_, bytes) = storage.read_small(LOCK_NAME).await.unwrap();
+            assert_eq!(bytes, held.bytes().unwrap(), "the holder's lease is intact");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_a_gone_process_of_this_host_is_taken_over_in_one_conditional_step() {
+        let work_dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(Arc::new(MemoryDriver::default()));
+        let dead = Lease {
+            process: ProcessIdentity {
+                start_ticks: Some(1),
+                ..ProcessIdentity::current()
+            },
+            ..Lease::new().unwrap()
         };
-        assert!(
-            !elsewhere.is_stale(now),
-            "another host's process is not ours to judge"
-        );
+        plant(&storage, &dead).await;
+        let lock = StorageLock::acquire(&storage, work_dir.path(), "memory")
+            .await
+            .unwrap();
+        let Found::Lease(now, _) = read_lease(&storage).await.unwrap() else {
+            panic!("a lease is there");
+        };
+        assert_eq!(now.token, lock.token);
+        lock.release().await;
+        assert!(matches!(
+            read_lease(&storage).await.unwrap(),
+            Found::Missing
+        ));
+    }
+
+    #[tokio::test]
+    async fn taking_over_loses_cleanly_when_the_stale_lease_changed_meanwhile() {
+        let without_if_match = MemoryDriver::with_capabilities(backends::Capabilities {
+            replace_if_match: false,
+            ..MemoryDriver::default().capabilities()
+        });
+        for storage in [
+            Storage::new(Arc::new(MemoryDriver::default())),
+            Storage::new(Arc::new(without_if_match)),
+        ] {
+            lose_a_take_over(&storage).await;
+        }
+    }
+
+    async fn lose_a_take_over(storage: &Storage) {
+        let stale = foreign_lease();
+        plant(storage, &stale).await;
+        let Found::Lease(_, version) = read_lease(storage).await.unwrap() else {
+            panic!("a lease is there");
+        };
+        // Another writer takes it over first.
+        let winner = foreign_lease();
+        plant(storage, &winner).await;
+        let me = Lease::new().unwrap();
+        for protocol in [Protocol::Exclusive, Protocol::ReadBack] {
+            let taker = Taker {
+                storage,
+                protocol,
+                lease: &me,
+            };
+            assert!(!taker.take_over(&stale, version.clone()).await.unwrap());
+            let (_, bytes) = storage.read_small(LOCK_NAME).await.unwrap();
+            assert_eq!(bytes, winner.bytes().unwrap(), "{protocol:?}");
+        }
     }
 }

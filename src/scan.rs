@@ -1,12 +1,13 @@
 //! Finds the replays in the temp folder that are ready to be archived.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
-/// One replay file as it was when the folder was scanned. Size and mtime are kept so that a
-/// file is deleted only if it is still exactly what was archived.
+/// One replay file as it was when the folder was scanned. Size, mtime and inode are kept so
+/// that a file is packed and deleted only if it is still exactly that file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
     pub id: u64,
@@ -15,6 +16,8 @@ pub struct Replay {
     pub path: PathBuf,
     pub size: u64,
     pub mtime: SystemTime,
+    /// Tells the file from another written under the same name since (same size and time).
+    pub inode: u64,
 }
 
 impl Replay {
@@ -45,6 +48,25 @@ pub struct Scan {
 pub struct Stuck {
     pub name: String,
     pub why: String,
+}
+
+/// A time as the system keeps a file's: whole seconds since the epoch, negative before 1970
+/// (rounded down), and the nanoseconds after them.
+pub fn unix_parts(time: SystemTime) -> (i64, u32) {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => (
+            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            after.subsec_nanos(),
+        ),
+        Err(before) => {
+            let before = before.duration();
+            let secs = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            match before.subsec_nanos() {
+                0 => (-secs, 0),
+                nanos => (-secs - 1, 1_000_000_000 - nanos),
+            }
+        }
+    }
 }
 
 /// How far in the future a modification time may be (a clock a little ahead, a file being
@@ -176,6 +198,7 @@ pub fn scan(dir: &Path, min_age: Duration, now: SystemTime) -> Result<Scan> {
             path: entry.path(),
             size: meta.len(),
             mtime,
+            inode: meta.ino(),
         });
     }
     scan.replays
@@ -260,6 +283,28 @@ mod tests {
             ]
         );
         assert!(scan.stuck.iter().all(|s| !s.why.is_empty()));
+    }
+
+    #[test]
+    fn times_before_1970_split_as_the_system_keeps_them() {
+        assert_eq!(unix_parts(UNIX_EPOCH + Duration::new(5, 7)), (5, 7));
+        assert_eq!(
+            unix_parts(UNIX_EPOCH - Duration::new(1, 500_000_000)),
+            (-2, 500_000_000)
+        );
+        assert_eq!(unix_parts(UNIX_EPOCH - Duration::from_secs(3)), (-3, 0));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay_1.osr");
+        std::fs::write(&path, b"old").unwrap();
+        let then = UNIX_EPOCH - Duration::new(86_400, 250_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(unix_parts(then), (meta.mtime(), meta.mtime_nsec() as u32));
     }
 
     #[test]

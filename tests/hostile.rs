@@ -204,11 +204,17 @@ fn a_second_deployment_finds_the_storage_locked_while_a_lease_is_live() {
     );
     assert_eq!(first.d.temp_names().len(), 2);
 
-    // The same lease, expired: taken over, and the run goes on.
+    // Its expiry, by the other host's clock, decides nothing: the lock was written just now.
     let expired = serde_json::json!({
         "host": "another-host", "pid": 1, "token": "7", "taken_at": 1, "expires_at": 2,
     });
     std::fs::write(first.storage.join("oiseau.lock"), expired.to_string()).unwrap();
+    first.oiseau(&["run"]).expect_code(75);
+    // Unwritten for 7 hours by the storage's clock: taken over, and the run goes on.
+    common::set_age(
+        &first.storage.join("oiseau.lock"),
+        std::time::Duration::from_secs(7 * 3600),
+    );
     let out = first.oiseau(&["run"]).expect_code(0);
     assert!(
         out.stderr().contains("taking over the lock"),

@@ -24,4 +24,35 @@ pub struct Capabilities {
     pub storage_classes: bool,
     /// The storage may have to be woken up before use ([`crate::Readiness::Pending`]).
     pub needs_warm_up: bool,
+    /// [`crate::Driver::create_lock`] takes a lock in one exclusive step (an atomic create,
+    /// FTP's `MKD`). Without it, the lock is taken by writing the lease and reading it back.
+    pub exclusive_lock: bool,
+    /// `atomic_create` and `replace_if_match` are what the protocol promises, but some servers
+    /// speaking it ignore the conditions (`rclone serve s3`, several S3-compatible services):
+    /// [`crate::Storage::probe_conditions`] must check them before they are relied on.
+    pub conditions_need_probe: bool,
+}
+
+/// What a probe found a storage's conditional writes really do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConditionsProbed {
+    /// A second create of the same name with `If-None-Match: *` was refused.
+    pub create_if_absent: bool,
+    /// A replace with `If-Match` of a version the object does not have was refused.
+    pub replace_if_match: bool,
+}
+
+impl Capabilities {
+    /// These capabilities, keeping of the conditional ones only what the probe verified.
+    #[must_use]
+    pub fn as_probed(self, probed: ConditionsProbed) -> Self {
+        let atomic_create = self.atomic_create && probed.create_if_absent;
+        Capabilities {
+            atomic_create,
+            replace_if_match: self.replace_if_match && probed.replace_if_match,
+            exclusive_lock: self.exclusive_lock && atomic_create,
+            conditions_need_probe: false,
+            ..self
+        }
+    }
 }

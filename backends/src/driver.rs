@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
@@ -231,6 +232,13 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// What the storage knows of one object; [`crate::ErrorKind::NotFound`] when it does not
     /// exist.
     async fn stat(&self, name: &str) -> Result<ObjectMeta>;
+
+    /// When `name` was last written, by the storage's own clock; `None` where the storage
+    /// keeps no such time. A lock's age is judged with it, so that no host's clock is ever
+    /// compared with another's. [`crate::ErrorKind::NotFound`] when it does not exist.
+    async fn modified(&self, name: &str) -> Result<Option<SystemTime>> {
+        self.stat(name).await.map(|_| None)
+    }
 
     /// Every file in the storage root, sorted by name. A storage that cannot be reached is an
     /// error, never an empty list.

@@ -38,7 +38,7 @@ mod source;
 mod storage;
 mod tls;
 
-pub use capability::Capabilities;
+pub use capability::{Capabilities, ConditionsProbed};
 pub use driver::{
     ByteRange, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Progress, Put,
     Readiness, Version, WriteMode, WriteOptions,

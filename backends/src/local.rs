@@ -64,6 +64,10 @@ impl BackendConfig for LocalConfig {
             .display()
             .to_string()
     }
+
+    fn local_folder(&self, storage: &StorageConfig) -> Option<(&'static str, PathBuf)> {
+        Some(("storage.local.path", storage.base_dir.join(&self.path)))
+    }
 }
 
 fn non_empty_path<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<PathBuf, D::Error> {
@@ -193,8 +197,16 @@ impl Driver for LocalDriver {
             atomic_replace: true,
             rename: true,
             ranged_read: true,
+            exclusive_lock: true,
             ..Capabilities::default()
         }
+    }
+
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let meta = tokio::fs::metadata(self.root.join(name))
+            .await
+            .map_err(|e| StorageError::from_io(name, e))?;
+        Ok(meta.modified().ok())
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {

@@ -17,6 +17,8 @@ use crate::{
 #[derive(Debug)]
 pub struct MemoryDriver {
     capabilities: Capabilities,
+    /// Claims conditional writes but ignores their conditions, as some S3 servers do.
+    ignores_conditions: bool,
     objects: Mutex<BTreeMap<String, Stored>>,
 }
 
@@ -25,6 +27,7 @@ struct Stored {
     bytes: Bytes,
     /// Bumped by every write, as an ETag would change.
     generation: u64,
+    written: std::time::SystemTime,
 }
 
 impl Default for MemoryDriver {
@@ -35,6 +38,7 @@ impl Default for MemoryDriver {
             replace_if_match: true,
             rename: true,
             ranged_read: true,
+            exclusive_lock: true,
             ..Capabilities::default()
         })
     }
@@ -45,7 +49,20 @@ impl MemoryDriver {
     pub fn with_capabilities(capabilities: Capabilities) -> Self {
         MemoryDriver {
             capabilities,
+            ignores_conditions: false,
             objects: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A storage that claims `If-None-Match` and `If-Match` (to be probed, as S3's are) and
+    /// ignores both: creates replace, conditional replaces always replace.
+    pub fn ignoring_conditions() -> Self {
+        MemoryDriver {
+            ignores_conditions: true,
+            ..Self::with_capabilities(Capabilities {
+                conditions_need_probe: true,
+                ..Self::default().capabilities
+            })
         }
     }
 
@@ -58,10 +75,10 @@ impl MemoryDriver {
     fn store(&self, name: &str, bytes: Bytes, put: &Put<'_>) -> Result<()> {
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut objects = self.objects()?;
-        if put.if_absent && objects.contains_key(name) {
+        if put.if_absent && !self.ignores_conditions && objects.contains_key(name) {
             return Err(StorageError::already_exists(name));
         }
-        if let Some(expected) = put.if_match {
+        if let Some(expected) = put.if_match.filter(|_| !self.ignores_conditions) {
             let current = objects
                 .get(name)
                 .map(|stored| stored.generation.to_string());
@@ -74,7 +91,14 @@ impl MemoryDriver {
             }
         }
         let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        objects.insert(name.to_owned(), Stored { bytes, generation });
+        objects.insert(
+            name.to_owned(),
+            Stored {
+                bytes,
+                generation,
+                written: std::time::SystemTime::now(),
+            },
+        );
         Ok(())
     }
 }
@@ -101,6 +125,13 @@ impl Driver for MemoryDriver {
         self.objects()?
             .get(name)
             .map(|stored| meta(name, stored))
+            .ok_or_else(|| StorageError::not_found(name))
+    }
+
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.objects()?
+            .get(name)
+            .map(|stored| Some(stored.written))
             .ok_or_else(|| StorageError::not_found(name))
     }
 
@@ -147,7 +178,8 @@ impl Driver for MemoryDriver {
         Ok(())
     }
 
-    /// Exclusive whatever capabilities it declares: the map is behind one lock.
+    /// Exclusive whatever capabilities it declares (the map is behind one lock), unless it
+    /// ignores conditions.
     async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
         let bytes = tokio::fs::read(lease.path())
             .await

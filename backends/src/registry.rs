@@ -33,6 +33,13 @@ pub trait BackendConfig: DeserializeOwned + Serialize {
     /// session detail) and change when the settings point at another storage: a run journal
     /// records it, so that an interrupted archive is never finished on another storage.
     fn location(&self, storage: &StorageConfig) -> String;
+
+    /// The folder of this machine that holds the data, when the storage is one (the local
+    /// backend, an rclone remote that is a plain path): oiseau's own folders must stay out of
+    /// it, and it out of them. `None` for a remote storage.
+    fn local_folder(&self, _storage: &StorageConfig) -> Option<(&'static str, PathBuf)> {
+        None
+    }
 }
 
 /// One backend: what the registry needs to know of it.
@@ -51,6 +58,8 @@ pub struct Backend {
     pub effective: fn(&toml::Table) -> std::result::Result<toml::Table, String>,
     /// See [`BackendConfig::location`].
     pub location: fn(&StorageConfig) -> Result<String>,
+    /// See [`BackendConfig::local_folder`].
+    pub local_folder: fn(&StorageConfig) -> Result<Option<(&'static str, PathBuf)>>,
 }
 
 impl Backend {
@@ -62,6 +71,7 @@ impl Backend {
             open: open_table::<C>,
             effective: effective::<C>,
             location: location_of::<C>,
+            local_folder: local_folder_of::<C>,
         }
     }
 }
@@ -82,6 +92,12 @@ fn open_table<C: BackendConfig>(storage: &StorageConfig) -> Result<Arc<dyn Drive
 fn location_of<C: BackendConfig>(storage: &StorageConfig) -> Result<String> {
     let location = storage.table::<C>(C::NAME)?.location(storage);
     Ok(format!("{} {location}", C::NAME))
+}
+
+fn local_folder_of<C: BackendConfig>(
+    storage: &StorageConfig,
+) -> Result<Option<(&'static str, PathBuf)>> {
+    Ok(storage.table::<C>(C::NAME)?.local_folder(storage))
 }
 
 fn effective<C: BackendConfig>(table: &toml::Table) -> std::result::Result<toml::Table, String> {
@@ -140,6 +156,12 @@ impl StorageConfig {
     /// Where the selected backend keeps the data (see [`BackendConfig::location`]).
     pub fn location(&self) -> Result<String> {
         (self.selected()?.location)(self)
+    }
+
+    /// The folder of this machine the selected backend keeps the data in, with the setting
+    /// that names it (see [`BackendConfig::local_folder`]).
+    pub fn local_folder(&self) -> Result<Option<(&'static str, PathBuf)>> {
+        (self.selected()?.local_folder)(self)
     }
 
     /// The selected backend's entry.

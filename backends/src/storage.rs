@@ -6,8 +6,9 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
 use crate::{
-    ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Progress,
-    Put, Readiness, Result, Source, StorageError, Version, WriteMode, WriteOptions,
+    ByteRange, Capabilities, ConditionsProbed, Driver, ErrorKind, ObjectMeta, ObjectReader,
+    PreflightMode, Progress, Put, Readiness, Result, Source, StorageError, Version, WriteMode,
+    WriteOptions,
 };
 
 /// Suffix of the temporary name an upload is written under before it is renamed into place.
@@ -74,6 +75,9 @@ pub struct Storage {
     driver: Arc<dyn Driver>,
     /// Uploads send at most this many bytes a second.
     upload_rate: Option<u64>,
+    /// What a probe found the conditional writes really do, for a driver whose claims need one
+    /// (see [`Capabilities::conditions_need_probe`]); until then they are not relied on.
+    probed: Arc<std::sync::OnceLock<ConditionsProbed>>,
 }
 
 impl Storage {
@@ -82,6 +86,7 @@ impl Storage {
         Storage {
             driver,
             upload_rate: None,
+            probed: Arc::default(),
         }
     }
 
@@ -99,8 +104,81 @@ impl Storage {
         self.driver.describe()
     }
 
+    /// What the storage can do, counting only the conditional writes that were verified: a
+    /// driver whose conditions need a probe declares none of them before
+    /// [`Storage::trust_conditions`].
     pub fn capabilities(&self) -> Capabilities {
-        self.driver.capabilities()
+        let claimed = self.driver.capabilities();
+        match self.probed.get() {
+            _ if !claimed.conditions_need_probe => claimed,
+            Some(probed) => claimed.as_probed(*probed),
+            None => claimed.as_probed(ConditionsProbed {
+                create_if_absent: false,
+                replace_if_match: false,
+            }),
+        }
+    }
+
+    /// Whether the driver's conditional writes must be probed before they are relied on.
+    pub fn conditions_need_probe(&self) -> bool {
+        self.driver.capabilities().conditions_need_probe && self.probed.get().is_none()
+    }
+
+    /// Relies on the conditional writes a probe (this one's or a remembered one) verified.
+    pub fn trust_conditions(&self, probed: ConditionsProbed) {
+        let _ = self.probed.set(probed);
+    }
+
+    /// Finds out what the server does with conditional writes, on a new object `name` that it
+    /// removes afterwards: created twice with `If-None-Match: *` (the second must be refused),
+    /// then replaced with `If-Match` of a version it never had (which must be refused too).
+    pub async fn probe_conditions(&self, name: &str) -> Result<ConditionsProbed> {
+        let driver = self.driver.as_ref();
+        let staged = stage_bytes(b"oiseau checks that this storage honours conditional writes")
+            .map_err(|e| StorageError::from_io(name, e))?;
+        let source = Source::file(staged.path());
+        let create = Put {
+            if_absent: true,
+            ..Put::new(&source)
+        };
+        let result = async {
+            driver.put(name, &create).await?;
+            let create_if_absent = match driver.put(name, &create).await {
+                Ok(_) => false,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => true,
+                Err(e) => return Err(e),
+            };
+            let never = ObjectMeta {
+                version: Some("\"oiseau-probe-no-such-version\"".to_owned()),
+                ..ObjectMeta::new(name, 0)
+            }
+            .version_token();
+            let replace = Put {
+                if_match: Some(&never),
+                ..Put::new(&source)
+            };
+            let replace_if_match = match driver.put(name, &replace).await {
+                Ok(_) => false,
+                Err(e) if e.kind() == ErrorKind::ConditionFailed => true,
+                Err(e) => return Err(e),
+            };
+            Ok(ConditionsProbed {
+                create_if_absent,
+                replace_if_match,
+            })
+        }
+        .await;
+        match driver.delete(name).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove the probe object {name}: {e}"),
+        }
+        result
+    }
+
+    /// See [`Driver::modified`].
+    pub async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.driver.modified(name).await
     }
 
     /// See [`Driver::condition`].
@@ -182,7 +260,7 @@ impl Storage {
         progress: Progress<'_>,
     ) -> Result<ObjectMeta> {
         let driver = self.driver.as_ref();
-        let capabilities = driver.capabilities();
+        let capabilities = self.capabilities();
         let source = &source.paced(self.upload_rate);
         let put = |if_absent, if_match| Put {
             source,

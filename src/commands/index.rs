@@ -44,7 +44,8 @@ pub async fn rebuild_index(settings: &Settings, write: bool) -> Result<()> {
         Some((meta, _)) => WriteMode::ReplaceIfUnchanged(meta.version_token()),
         None => WriteMode::CreateNew,
     };
-    let lock = StorageLock::acquire(&storage, &settings.work_dir).await?;
+    let location = settings.storage.location()?;
+    let lock = StorageLock::acquire(&storage, &settings.work_dir, &location).await?;
     let written = storage
         .write(INDEX_NAME, &rebuilt, &WriteOptions::hot(mode))
         .await

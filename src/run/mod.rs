@@ -151,7 +151,8 @@ async fn take_storage(
     if held.is_none() {
         ready(storage, mode).await?;
         report_notices(storage, settings, reporters).await;
-        *held = Some(StorageLock::acquire(storage, &settings.work_dir).await?);
+        let location = settings.storage.location()?;
+        *held = Some(StorageLock::acquire(storage, &settings.work_dir, &location).await?);
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 use crate::digest::ArchiveDigest;
 use crate::gzip::{Level, OnWritten};
 use crate::journal::Journal;
+use crate::layout::archive_id_of;
 use crate::pack::{Packed, pack};
 use crate::run::plan::Plan;
 use crate::settings::ByteSize;
@@ -90,12 +91,19 @@ pub async fn pack_to_spool(
 }
 
 /// Spool files that no journal refers to: the replays they held are still in the temp folder
-/// (cleaning comes last), so the staging copies can go.
+/// (cleaning comes last), so the staging copies can go. Only archives, the names a run packs
+/// into, are removed: whatever else lies in the folder is not oiseau's to delete.
 fn remove_stale_spool_files(spool_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(spool_dir) else {
         return;
     };
     for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_str().and_then(archive_id_of).is_none()
+            || !entry.file_type().is_ok_and(|kind| kind.is_file())
+        {
+            continue;
+        }
         tracing::info!("removing the stale spool file {}", entry.path().display());
         let _ = std::fs::remove_file(entry.path());
     }

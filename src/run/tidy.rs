@@ -8,7 +8,7 @@ use backends::{Storage, partial_owner};
 use crate::history::refuse_if_behind;
 use crate::index::Index;
 use crate::layout::archive_id_of;
-use crate::lease::process_exists;
+use crate::process::ProcessIdentity;
 
 /// Refuses to go on when the storage holds archives or manifests beyond the index (it was
 /// truncated or replaced: a run would reuse their ids). Removes the partial uploads left by
@@ -59,7 +59,7 @@ pub async fn tidy_storage(storage: &Storage, index: &Index) -> Result<()> {
                 object.name,
                 host.unwrap_or_default()
             );
-        } else if pid != std::process::id() && !process_exists(pid) {
+        } else if pid != std::process::id() && !ProcessIdentity::pid_only(pid).is_alive() {
             tracing::info!(
                 "removing {}, a partial upload of an interrupted run",
                 object.name

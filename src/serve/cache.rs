@@ -10,6 +10,10 @@ use anyhow::{Context, Result};
 
 use crate::scan::replay_id;
 
+/// The name a replay being fetched is written under; only such files are removed when the
+/// cache opens, never anything else found in the folder.
+const STAGING_PREFIX: &str = ".fetching.";
+
 pub struct Cache {
     dir: PathBuf,
     limit: u64,
@@ -27,7 +31,7 @@ struct State {
 
 impl Cache {
     /// Opens the cache in `dir` (created if missing), with the replays already there, oldest
-    /// first; temporary files of an interrupted fetch are removed.
+    /// first; temporary files of an interrupted fetch are removed, nothing else.
     pub fn open(dir: &Path, limit: u64) -> Result<Cache> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the cache folder {}", dir.display()))?;
@@ -37,7 +41,7 @@ impl Cache {
         {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            if name.starts_with(STAGING_PREFIX) {
                 let _ = std::fs::remove_file(entry.path());
                 continue;
             }
@@ -81,7 +85,7 @@ impl Cache {
     /// A new temporary file in the cache folder, for a replay being fetched.
     pub fn stage(&self) -> Result<tempfile::NamedTempFile> {
         tempfile::Builder::new()
-            .prefix(".fetching.")
+            .prefix(STAGING_PREFIX)
             .tempfile_in(&self.dir)
             .with_context(|| format!("cannot write into the cache folder {}", self.dir.display()))
     }

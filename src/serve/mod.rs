@@ -45,11 +45,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     // Only looks: a cold storage is woken up by the first request that needs it.
     let storage = open_ready(settings, PreflightMode::Inspect).await?;
     let locator = Locator::load(storage.clone(), settings.work_dir.clone()).await?;
-    let cache_dir = if settings.serve.cache_dir.as_os_str().is_empty() {
-        settings.work_dir.join("serve-cache")
-    } else {
-        settings.serve.cache_dir.clone()
-    };
+    let cache_dir = settings.serve_cache_dir();
     let server = Arc::new(Server {
         storage,
         locator,

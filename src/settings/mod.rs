@@ -1,6 +1,7 @@
 //! `settings.toml`: typed, strict (an unknown key is an error naming it), with environment
 //! variables on top for the secrets and the few values operators set per machine.
 
+mod folders;
 mod serve;
 mod sinks;
 mod values;
@@ -180,6 +181,7 @@ impl Settings {
                 SettingsError("serve.max_concurrent_reads must be at least 1".into()).into(),
             );
         }
+        self.check_folders_apart()?;
         if let Some(unknown) = self
             .webhook
             .events
@@ -192,6 +194,32 @@ impl Settings {
             ))
             .into());
         }
+        Ok(())
+    }
+
+    /// Where `serve` keeps its cache: `[serve] cache_dir`, or `work_dir/serve-cache`.
+    pub fn serve_cache_dir(&self) -> PathBuf {
+        if self.serve.cache_dir.as_os_str().is_empty() {
+            self.work_dir.join("serve-cache")
+        } else {
+            self.serve.cache_dir.clone()
+        }
+    }
+
+    /// See [`folders::check_apart`]. A storage table that does not parse is left to the
+    /// storage's opening, which names the bad key.
+    fn check_folders_apart(&self) -> Result<()> {
+        let cache_dir = self.serve_cache_dir();
+        let storage = self.storage.local_folder().ok().flatten();
+        let mut folders = vec![
+            ("temp_dir", self.temp_dir.as_path()),
+            ("work_dir", self.work_dir.as_path()),
+            ("serve.cache_dir", cache_dir.as_path()),
+        ];
+        if let Some((key, path)) = &storage {
+            folders.push((key, path.as_path()));
+        }
+        folders::check_apart(&folders)?;
         Ok(())
     }
 

@@ -353,6 +353,10 @@ impl Driver for C14Driver {
         self.bucket()?.delete(name).await
     }
 
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.bucket()?.modified(name).await
+    }
+
     async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
         self.bucket()?.create_lock(name, lease).await
     }

@@ -75,6 +75,8 @@ impl FtpDriver {
         server_side_hash: false,
         storage_classes: false,
         needs_warm_up: false,
+        exclusive_lock: true,
+        conditions_need_probe: false,
     };
 
     pub fn new(config: &FtpConfig) -> Result<Self> {
@@ -311,6 +313,14 @@ impl Driver for FtpDriver {
             }
         })
         .await
+    }
+
+    /// `MDTM`, in the server's clock (UTC, as RFC 3659 says).
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let time = self
+            .with_session(async |ftp| self.within("MDTM", Some(name), ftp.mdtm(name)).await)
+            .await?;
+        Ok(Some(time.and_utc().into()))
     }
 
     async fn delete(&self, name: &str) -> Result<()> {

@@ -179,6 +179,10 @@ impl Driver for Faults {
         self.inner.remove_lock(name).await
     }
 
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.inner.modified(name).await
+    }
+
     async fn warm_up(&self, name: &str) -> Result<Readiness> {
         if self.check("warm_up") == Some(Fault::Pending) {
             return Ok(Readiness::Pending(format!("{name} is being restored")));

@@ -176,6 +176,11 @@ impl Driver for Retry {
             .await
     }
 
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.attempt("stat", name, || self.inner.modified(name))
+            .await
+    }
+
     async fn warm_up(&self, name: &str) -> Result<Readiness> {
         self.attempt("warm-up", name, || self.inner.warm_up(name))
             .await

@@ -108,6 +108,10 @@ impl Driver for Timeout {
             .await
     }
 
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.bounded("stat", name, self.inner.modified(name)).await
+    }
+
     async fn warm_up(&self, name: &str) -> Result<Readiness> {
         self.bounded("warm-up", name, self.inner.warm_up(name))
             .await

@@ -1,5 +1,6 @@
 //! `[storage.rclone]`: which remote, which binary, and the daemon's flags.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,15 @@ impl BackendConfig for RcloneConfig {
 
     fn location(&self, _storage: &StorageConfig) -> String {
         self.remote.clone()
+    }
+
+    /// A remote without a `:` is a path of this machine to rclone (its `local` backend);
+    /// only an absolute one is compared, as rclone resolves a relative one from its own
+    /// working folder.
+    fn local_folder(&self, _storage: &StorageConfig) -> Option<(&'static str, PathBuf)> {
+        let path = Path::new(&self.remote);
+        (!self.remote.contains(':') && path.is_absolute())
+            .then(|| ("storage.rclone.remote", path.to_owned()))
     }
 }
 

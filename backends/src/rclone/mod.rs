@@ -15,14 +15,12 @@ mod serve;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::{
@@ -35,9 +33,6 @@ use daemon::{Daemon, Refusal};
 /// The oldest rclone oiseau drives: the remote-control calls it makes (`operations/stat` with
 /// hash types, `operations/uploadfile`, `--rc-serve`, ...) all exist from this version on.
 pub const MIN_VERSION: (u32, u32) = (1, 60);
-
-/// How long a lease written without an exclusive create is left before it is read back.
-const LOCK_SETTLE: Duration = Duration::from_secs(1);
 
 /// Chunks of an upload read ahead of what the daemon has taken.
 const UPLOAD_CHUNKS_AHEAD: usize = 4;
@@ -74,6 +69,9 @@ struct Listed {
     is_dir: bool,
     #[serde(default)]
     hashes: std::collections::BTreeMap<String, String>,
+    /// RFC 3339, as the remote keeps it.
+    #[serde(default)]
+    mod_time: Option<String>,
 }
 
 impl Listed {
@@ -340,6 +338,14 @@ impl Driver for RcloneDriver {
         .map(drop)
     }
 
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let listed = self.lookup(name, false).await?;
+        Ok(listed
+            .mod_time
+            .and_then(|time| chrono::DateTime::parse_from_rfc3339(&time).ok())
+            .map(std::time::SystemTime::from))
+    }
+
     async fn delete(&self, name: &str) -> Result<()> {
         self.stat(name).await?;
         self.rc_ok(
@@ -348,34 +354,6 @@ impl Driver for RcloneDriver {
         )
         .await
         .map(drop)
-    }
-
-    /// rclone has no exclusive create on every remote (S3 has no directories, and its
-    /// `mkdir` succeeds twice): the lease is written if the name is free, then read back after
-    /// [`LOCK_SETTLE`]. Of two writers racing within that time, the one whose lease was
-    /// overwritten sees it and backs off. Not atomic: the index's conditional write remains the
-    /// backstop.
-    async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
-        if self.lookup(name, false).await.is_ok() {
-            return Err(StorageError::already_exists(name));
-        }
-        self.stream_in(&self.config.remote, lease, name, &|_| {})
-            .await?;
-        tokio::time::sleep(LOCK_SETTLE).await;
-        let written = tokio::fs::read(lease.path())
-            .await
-            .map_err(|e| lease.error(e))?;
-        let mut stored = Vec::new();
-        self.read(name, ByteRange::ALL)
-            .await?
-            .read_to_end(&mut stored)
-            .await
-            .map_err(|e| StorageError::from_io(name, e))?;
-        if stored == written {
-            Ok(())
-        } else {
-            Err(StorageError::already_exists(name))
-        }
     }
 
     /// Compares the remote's hash of the object with the same hash of the local file, when

@@ -285,6 +285,8 @@ impl Driver for S3Driver {
             ranged_read: true,
             storage_classes: true,
             needs_warm_up: NEEDS_RESTORE.contains(&self.archive_class.as_str()),
+            exclusive_lock: true,
+            conditions_need_probe: true,
             ..Capabilities::default()
         }
     }
@@ -303,6 +305,11 @@ impl Driver for S3Driver {
             size: meta.content_length(),
             version: meta.etag().map(str::to_owned),
         })
+    }
+
+    async fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let meta = self.hot.stat(name).await.map_err(|e| self.error(name, e))?;
+        Ok(meta.last_modified().map(std::time::SystemTime::from))
     }
 
     async fn list(&self) -> Result<Vec<ObjectMeta>> {

@@ -1,0 +1,91 @@
+//! What the safety argument rests on, checked rather than assumed: folders that must stay
+//! apart, replay files whose metadata is odd when they are packed, processes and clocks that a
+//! lease relies on, records that must agree with what they describe. Each case asserts the
+//! exit code and that no replay or archive was lost.
+
+mod common;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::{Deployment, add_sized_replays, assert_nothing_lost};
+
+/// Settings of a local deployment whose storage lives at `storage` (relative to the settings
+/// file) and with `extra` top-level lines and tables.
+fn write_settings(d: &Deployment, storage: &str, extra: &str) {
+    std::fs::write(
+        &d.config,
+        format!(
+            "temp_dir = \"temp\"\nwork_dir = \"work\"\nthreshold = \"1 KiB\"\nmin_age = \"0s\"\n\
+             {extra}\n[storage.local]\npath = \"{storage}\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn folders_that_overlap_are_refused_before_anything_is_touched() {
+    let d = Deployment::new("");
+    let replays = add_sized_replays(&d.temp, 1, 3, 3000);
+    // The storage inside the spool: the stale-spool cleanup would empty it.
+    let storage = d.work.join("spool/backup");
+    std::fs::create_dir_all(&storage).unwrap();
+    std::fs::write(storage.join("c14_index.txt"), b"1\t0\n").unwrap();
+    write_settings(&d, "work/spool/backup", "");
+    let out = d.oiseau(&["run", "--force"], &[]).expect_code(2);
+    assert!(
+        out.stderr().contains("storage.local.path") && out.stderr().contains("spool"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        std::fs::read(storage.join("c14_index.txt")).unwrap(),
+        b"1\t0\n"
+    );
+
+    // The serve cache in the temp folder, reached through a symbolic link: its eviction would
+    // delete replays never archived.
+    std::os::unix::fs::symlink(&d.temp, d.root.path().join("cache-link")).unwrap();
+    write_settings(&d, "backup", "[serve]\ncache_dir = \"cache-link/.\"");
+    for command in [&["run", "--force"][..], &["status"], &["serve"]] {
+        let out = d.oiseau(command, &[]).expect_code(2);
+        assert!(
+            out.stderr().contains("temp_dir") && out.stderr().contains("serve.cache_dir"),
+            "{command:?}: {}",
+            out.stderr()
+        );
+    }
+    assert_eq!(d.temp_names().len(), replays.len());
+}
+
+#[test]
+fn a_replay_dated_before_1970_is_archived_once_then_removed() {
+    let d = Deployment::new("");
+    d.oiseau(&["init"], &[]).expect_code(0);
+    let replays = add_sized_replays(&d.temp, 1, 3, 3000);
+    let before_1970 = UNIX_EPOCH - Duration::new(86_400, 250_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(d.temp.join("replay_2.osr"))
+        .unwrap()
+        .set_modified(before_1970)
+        .unwrap();
+    d.oiseau(&["run"], &[]).expect_code(0);
+    assert!(d.temp_names().is_empty(), "{:?}", d.temp_names());
+    d.oiseau(&["run", "--force"], &[]).expect_code(0);
+    assert_eq!(d.archives().len(), 1, "packed once");
+    assert_nothing_lost(&replays, &d.temp, &d.storage, true);
+}
+
+#[test]
+fn the_spool_cleanup_removes_only_archives_it_packed() {
+    let d = Deployment::new("");
+    d.oiseau(&["init"], &[]).expect_code(0);
+    let replays = add_sized_replays(&d.temp, 1, 3, 3000);
+    let spool = d.work.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("notes.txt"), b"an operator's").unwrap();
+    std::fs::write(spool.join("1_replays_9.tar.gz"), b"stale").unwrap();
+    d.oiseau(&["run"], &[]).expect_code(0);
+    assert_eq!(common::names_in(&spool), ["notes.txt"]);
+    assert_nothing_lost(&replays, &d.temp, &d.storage, true);
+}
