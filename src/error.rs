@@ -20,13 +20,15 @@ pub const EXIT_TRY_LATER: u8 = 75;
 /// Whether the error only means "not now": the storage is waking up, an object awaits its
 /// restore, or another run holds the lock.
 pub fn is_try_later(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause.is::<TryLater>()
-            || is_another_writer(cause)
-            || cause
-                .downcast_ref::<StorageError>()
-                .is_some_and(|e| e.kind() == ErrorKind::NotReady)
-    })
+    // A context of its own type is found by `downcast_ref`, not in `chain`.
+    error.downcast_ref::<TryLater>().is_some()
+        || error.chain().any(|cause| {
+            cause.is::<TryLater>()
+                || is_another_writer(cause)
+                || cause
+                    .downcast_ref::<StorageError>()
+                    .is_some_and(|e| e.kind() == ErrorKind::NotReady)
+        })
 }
 
 /// Whether `cause` says another run (here, or on another host) holds a lock.
@@ -49,6 +51,15 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn a_race_lost_said_as_context_means_try_later() {
+        let lost = StorageError::new(ErrorKind::ConditionFailed, "412");
+        let error = anyhow::Error::from(lost)
+            .context("cannot write the index")
+            .context(TryLater("another writer first".into()));
+        assert_eq!(exit_code(&error), EXIT_TRY_LATER);
+    }
 
     #[test]
     fn a_cold_object_anywhere_in_the_chain_means_try_later() {

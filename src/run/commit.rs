@@ -11,11 +11,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use backends::{ErrorKind, Source, Storage, Version, WriteMode, WriteOptions};
 
+use crate::error::TryLater;
 use crate::events::Archived;
 use crate::fault;
 use crate::index::Index;
 use crate::journal::Journal;
-use crate::layout::{INDEX_NAME, index_copy_name, manifest_name};
+use crate::layout::{INDEX_NAME, archive_id_of, index_copy_name, manifest_name};
 use crate::manifest::Manifest;
 use crate::run::clean::clean_temp_folder;
 use crate::run::spool::{remove_in_background, spool_file, spool_is_intact};
@@ -50,7 +51,16 @@ pub async fn commit(
     let spool = spool_file(&settings.work_dir, &journal.archive_name);
     let mut index_copy = None;
     let mut removing_spool = None;
-    if !is_committed(&index, journal, settings, &where_to)? {
+    let standing = match standing(&index, journal, settings, &where_to)? {
+        Standing::Taken => resolve_taken_id(storage, journal).await?,
+        other => other,
+    };
+    if standing == Standing::Lost {
+        let _ = std::fs::remove_file(&spool);
+        Journal::remove(&settings.work_dir)?;
+        return Ok(None);
+    }
+    if standing == Standing::Next {
         if upload == Upload::Unknown
             && !ensure_uploaded(storage, journal, &settings.work_dir).await?
         {
@@ -132,25 +142,95 @@ fn check_backend(journal: &Journal, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// Whether the index already ends with the journal's line; an error when it ends anywhere
-/// but just before or at it.
-fn is_committed(
+/// Where the journal's archive stands in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// The index already holds its line: it is committed.
+    Committed,
+    /// Its line comes next.
+    Next,
+    /// The index holds a line with its id that may be its own or another writer's.
+    Taken,
+    /// Another writer's archive took its id: its replays were never deleted.
+    Lost,
+}
+
+/// Where the journal's archive stands in the index; an error when the index ends before the
+/// line that should precede it (it was truncated or replaced).
+fn standing(
     index: &Index,
     journal: &Journal,
     settings: &Settings,
     where_to: &str,
-) -> Result<bool> {
+) -> Result<Standing> {
     let entry = journal.index_entry();
-    match index.last() {
-        Some(last) if last == entry => Ok(true),
-        last if last.map_or(0, |l| l.archive_id) + 1 == entry.archive_id => Ok(false),
-        last => bail!(
-            "{INDEX_NAME} on {where_to} ends with {} but {} records archive `{entry}` as the next \
-             one; check the storage, then remove the journal to start over",
-            last.map_or_else(|| "no line".to_owned(), |l| format!("`{l}`")),
-            Journal::path(&settings.work_dir).display()
-        ),
+    let last = index.last();
+    if last == Some(entry) {
+        return Ok(Standing::Committed);
     }
+    let last_id = last.map_or(0, |l| l.archive_id);
+    if last_id + 1 == entry.archive_id {
+        return Ok(Standing::Next);
+    }
+    if last_id >= entry.archive_id {
+        return Ok(Standing::Taken);
+    }
+    bail!(
+        "{INDEX_NAME} on {where_to} ends with {} but {} records archive `{entry}` as the next \
+         one; check the storage, then remove the journal to start over",
+        last.map_or_else(|| "no line".to_owned(), |l| format!("`{l}`")),
+        Journal::path(&settings.work_dir).display()
+    )
+}
+
+/// The index went on past the journal's id: either this archive was committed and other
+/// writers added theirs since, or another writer's archive took the id (this run lost the
+/// index race). Only this very archive, by name, size and digest, and the index's line for it
+/// make it committed. Otherwise it lost: its replays are all still in the temp folder and go
+/// into the next archive, and its copy on the storage (if it is this run's) is removed.
+async fn resolve_taken_id(storage: &Storage, journal: &Journal) -> Result<Standing> {
+    let name = &journal.archive_name;
+    let where_to = storage.describe();
+    let (index, _) = read_index(storage).await?;
+    let line = index
+        .entries()
+        .iter()
+        .find(|line| line.archive_id == journal.archive_id)
+        .copied();
+    let ours_on_storage = match storage.stat(name).await {
+        Ok(meta) => {
+            meta.size == journal.archive_size
+                && stored_digest(storage, name, journal.digest.hasher()).await? == journal.digest
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => false,
+        Err(e) => return Err(e).with_context(|| format!("cannot reach {where_to}")),
+    };
+    let others_with_its_id = storage
+        .list()
+        .await
+        .with_context(|| format!("cannot list {where_to}"))?
+        .iter()
+        .any(|object| {
+            archive_id_of(&object.name) == Some(journal.archive_id) && &object.name != name
+        });
+    if ours_on_storage && !others_with_its_id && line == Some(journal.index_entry()) {
+        return Ok(Standing::Committed);
+    }
+    tracing::warn!(
+        "archive {} of an interrupted run lost its id to another writer's archive on \
+         {where_to}; its replays were never deleted and go into the next archive",
+        journal.archive_id
+    );
+    if ours_on_storage {
+        for stray in [manifest_name(name), name.clone()] {
+            match storage.delete(&stray).await {
+                Ok(()) => tracing::info!("removed {stray}, this run's copy that lost its id"),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("cannot remove {stray} from {where_to}: {e}"),
+            }
+        }
+    }
+    Ok(Standing::Lost)
 }
 
 /// Phase 1 for a resumed run: makes sure the journal's archive is on the storage, whole.
@@ -239,14 +319,28 @@ async fn write_index_line(
     let where_to = storage.describe();
     let entry = journal.index_entry();
     let new_index = index.appended(entry);
-    storage
+    let written = storage
         .write(
             INDEX_NAME,
             &new_index,
             &WriteOptions::hot(WriteMode::ReplaceIfUnchanged(version)),
         )
-        .await
-        .with_context(|| format!("cannot write {INDEX_NAME} to {where_to}"))?;
+        .await;
+    if let Err(e) = written {
+        // Another writer committed first: a race lost, not a failure. Nothing was deleted,
+        // and the next run resolves the journal.
+        let lost = e.kind() == ErrorKind::ConditionFailed;
+        let error =
+            anyhow::Error::from(e).context(format!("cannot write {INDEX_NAME} to {where_to}"));
+        return Err(if lost {
+            error.context(TryLater(format!(
+                "another writer changed {INDEX_NAME} on {where_to} first; nothing was deleted \
+                 and the next run carries on"
+            )))
+        } else {
+            error
+        });
+    }
     tracing::info!("{INDEX_NAME} on {where_to} now ends with `{entry}`");
     Ok(new_index)
 }
