@@ -21,6 +21,7 @@ pub mod journal;
 pub mod layout;
 pub mod lease;
 pub mod lock;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;

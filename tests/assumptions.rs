@@ -89,3 +89,79 @@ fn the_spool_cleanup_removes_only_archives_it_packed() {
     assert_eq!(common::names_in(&spool), ["notes.txt"]);
     assert_nothing_lost(&replays, &d.temp, &d.storage, true);
 }
+
+#[test]
+fn no_secret_reaches_any_output_at_trace_level_in_either_log_format() {
+    let server = common::s3::MotoServer::start();
+    server.create_bucket("traced");
+    let d = Deployment::new("");
+    d.write_settings_with_tables(
+        "",
+        &format!(
+            "{}\n[telegram]\napi_url = \"https://bot:TEST-SECRET-in-url@127.0.0.1:9/\"\n",
+            server.settings("traced", "STANDARD")
+        ),
+    );
+    let token = "TEST-SECRET-session-token";
+    let mut env = common::s3::env().to_vec();
+    env.push(("AWS_SESSION_TOKEN", token));
+    env.push(("RCLONE_FTP_PASS", "TEST-SECRET-rclone-pass"));
+    d.oiseau(&["init"], &env).expect_code(0);
+    add_sized_replays(&d.temp, 1, 3, 3000);
+    for format in ["text", "json"] {
+        let mut traced = env.clone();
+        traced.push(("OISEAU_LOG", "trace"));
+        for command in [
+            &["run", "--force"][..],
+            &["status"],
+            &["verify", "--deep"],
+            &["locate", "1"],
+            &["config"],
+        ] {
+            let args: Vec<&str> = command
+                .iter()
+                .copied()
+                .chain(["--log-format", format])
+                .collect();
+            // `Result::checked` fails the test on any output holding a test secret.
+            let out = d.oiseau(&args, &traced);
+            assert!(
+                !out.stderr().contains(common::s3::SECRET_KEY),
+                "{command:?} {format}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_replay_that_can_be_restored_is_and_the_others_are_named() {
+    let d = Deployment::new("");
+    d.oiseau(&["init"], &[]).expect_code(0);
+    let replays = add_sized_replays(&d.temp, 1, 3, 3000);
+    d.oiseau(&["run"], &[]).expect_code(0);
+    let to = d.root.path().join("restored");
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::write(to.join("replay_3.osr"), b"kept by hand").unwrap();
+    let out = d
+        .oiseau(
+            &["restore", "1", "2", "3", "99", "--to", to.to_str().unwrap()],
+            &[],
+        )
+        .expect_code(1);
+    assert!(
+        out.stderr()
+            .contains("2 of the 4 replays asked for could not be restored")
+            && out.stderr().contains("replay_99.osr (never archived")
+            && out.stderr().contains("replay_3.osr (")
+            && out.stderr().contains("pass --overwrite"),
+        "{}",
+        out.stderr()
+    );
+    for name in ["replay_1.osr", "replay_2.osr"] {
+        assert_eq!(std::fs::read(to.join(name)).unwrap(), replays[name]);
+    }
+    assert_eq!(
+        std::fs::read(to.join("replay_3.osr")).unwrap(),
+        b"kept by hand"
+    );
+}

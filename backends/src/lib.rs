@@ -45,7 +45,7 @@ pub use driver::{
 };
 pub use error::{ErrorKind, ErrorStatus, StorageError};
 pub use registry::{BACKENDS, Backend, BackendConfig, StorageConfig, open};
-pub use secret::Secret;
+pub use secret::{Secret, redact_userinfo, register as register_secret, scrub as scrub_secrets};
 pub use source::{Chunks, Source, SourceFeed};
 pub use storage::{PARTIAL_SUFFIX, Storage, host_name, partial_name, partial_owner};
 pub use tls::install_provider as install_tls_provider;

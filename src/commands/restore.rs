@@ -62,18 +62,30 @@ fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
 
 /// Fetches the replays `ids` into `to`, each checked against the hash recorded when it was
 /// archived: from its own range of its archive where the manifest records one (format 3),
-/// else by streaming the archive until every wanted replay of it is out.
+/// else by streaming the archive until every wanted replay of it is out. Every replay that
+/// can be restored is; the others are named at the end, and make the command fail.
 pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: bool) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for id in ids {
+    let mut failed = Vec::new();
+    let mut ids = ids.to_vec();
+    ids.retain(|id| {
         let target = to.join(format!("replay_{id}.osr"));
         // A link, even a dangling one, counts: it is never written through.
-        if target.symlink_metadata().is_ok() && !overwrite {
-            bail!(
-                "{} already exists; pass --overwrite to replace it",
+        let taken = target.symlink_metadata().is_ok() && !overwrite;
+        if taken {
+            failed.push(format!(
+                "replay_{id}.osr ({} already exists; pass --overwrite to replace it)",
                 target.display()
-            );
+            ));
         }
+        !taken
+    });
+    let asked = ids.len() + failed.len();
+    if ids.is_empty() {
+        bail!(
+            "none of the {asked} replays asked for was restored: {}",
+            failed.join(", ")
+        );
     }
     // Reading an archive needs the storage awake: on C14 this may start an unarchive.
     let storage = open_ready(settings, PreflightMode::Prepare).await?;
@@ -82,7 +94,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
     // Archive name -> replays wanted from it, with their recorded hash when there is one.
     let mut plan: BTreeMap<String, Wanted> = BTreeMap::new();
     let mut missing = Vec::new();
-    for &id in ids {
+    for &id in &ids {
         let found = catalog.locate(id);
         // The latest copy wins: a replay archived twice changed in between.
         let Some((archive, _)) = found.iter().rev().find(|(a, _)| a.object.is_some()) else {
@@ -100,11 +112,10 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             ),
         );
     }
-    if !missing.is_empty() {
-        bail!(
-            "never archived, or its archive is missing from the storage: {}",
-            join(&missing)
-        );
+    for id in &missing {
+        failed.push(format!(
+            "replay_{id}.osr (never archived, or its archive is missing from the storage)"
+        ));
     }
     // Cold archives are restored first: this asks, and a later try reads them.
     warm_up(
@@ -119,10 +130,21 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
         .filter(|a| a.damaged_manifest.is_some())
         .filter_map(|a| a.object.as_ref().map(|o| o.name.clone()))
         .collect();
-    let mut failed = Vec::new();
     let counter = ReadCounter::default();
     for (archive, wanted) in plan {
-        let extracted = extract_from(&storage, &archive, wanted, to, overwrite, &counter).await?;
+        let names: Vec<String> = wanted.keys().cloned().collect();
+        let extracted =
+            match extract_from(&storage, &archive, wanted, to, overwrite, &counter).await {
+                Ok(extracted) => extracted,
+                // An archive that cannot be read holds back only its own replays.
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    names
+                        .into_iter()
+                        .map(|name| (name, Err(anyhow::anyhow!("{why}"))))
+                        .collect()
+                }
+            };
         for (name, outcome) in extracted {
             match outcome {
                 Ok(checked) => say!(
@@ -153,7 +175,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
         bail!(
             "{} of the {} replays asked for could not be restored: {}",
             failed.len(),
-            ids.len(),
+            asked,
             failed.join(", ")
         );
     }

@@ -223,9 +223,11 @@ impl Settings {
         Ok(())
     }
 
-    /// Settings as TOML with secrets shown as `***`.
+    /// Settings as TOML with secrets shown as `***`, also a password written inside a URL
+    /// (`ftp://user:password@host/`, an endpoint or API URL with credentials).
     pub fn to_redacted_toml(&self) -> Result<String> {
-        toml::to_string_pretty(self).context("cannot print the settings")
+        let text = toml::to_string_pretty(self).context("cannot print the settings")?;
+        Ok(backends::redact_userinfo(&text).unwrap_or(text))
     }
 }
 
@@ -426,6 +428,25 @@ mod tests {
         );
         let printed = s.to_redacted_toml().unwrap();
         assert!(!printed.contains("example.com"), "{printed}");
+    }
+
+    #[test]
+    fn printed_settings_hide_passwords_written_in_urls() {
+        let s = load_text(
+            "[telegram]\napi_url = \"https://bot:tg-pw@proxy.example\"\n\
+             [storage.ftp]\nurl = \"ftp://backup:ftp-pw@ftp.example/replays\"\n\
+             [storage.s3]\nendpoint = \"https://key:s3-pw@s3.example\"\n",
+            &no_env,
+        )
+        .unwrap();
+        let printed = s.to_redacted_toml().unwrap();
+        for password in ["tg-pw", "ftp-pw", "s3-pw"] {
+            assert!(!printed.contains(password), "{printed}");
+        }
+        assert!(
+            printed.contains("ftp://backup:***@ftp.example/replays"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Fills `d`'s temp folder with ~80 MB of replays (so the upload lasts long enough to be cut),
-/// runs `oiseau run` with `env`, kills `server` as soon as a partial upload appears in its
+/// runs `oiseau run` with `env`, kills `server` as soon as the archive's partial upload appears in its
 /// root, and checks the outcome: exit 1 naming the upload, no archive under its final name,
 /// the index and the temp folder untouched.
 pub async fn assert_server_death_mid_upload_loses_nothing(
@@ -205,7 +205,7 @@ pub async fn assert_server_death_mid_upload_loses_nothing(
     let deadline = Instant::now() + Duration::from_secs(120);
     while !super::names_in(&server.root)
         .iter()
-        .any(|n| n.ends_with(".oiseau-part"))
+        .any(|n| n.contains(".tar.gz.") && n.ends_with(".oiseau-part"))
     {
         assert!(Instant::now() < deadline, "the upload never started");
         tokio::time::sleep(Duration::from_millis(2)).await;
