@@ -70,11 +70,9 @@ impl JournalReplay {
         Ok(
             rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
                 && u64::try_from(stat.st_size).ok() == Some(self.size)
-                && i64::from(stat.st_mtime) == self.mtime_secs
+                && stat.st_mtime == self.mtime_secs
                 && u32::try_from(stat.st_mtime_nsec).ok() == Some(self.mtime_nanos)
-                && self
-                    .inode
-                    .is_none_or(|inode| inode == u64::from(stat.st_ino)),
+                && self.inode.is_none_or(|inode| inode == stat.st_ino),
         )
     }
 }

@@ -258,7 +258,14 @@ impl Taker<'_> {
                             .with_context(|| format!("cannot read the lock on {where_to}"));
                     }
                 }
-                self.write(WriteMode::Replace).await?;
+                if let Err(e) = self.write(WriteMode::Replace).await {
+                    // Another writer's lease written over this one as it landed (its check
+                    // after the upload then finds other bytes): a race lost, not a failure.
+                    return match read_lease(self.storage).await? {
+                        Found::Lease(now, _) if now.token != self.lease.token => Ok(false),
+                        _ => Err(e),
+                    };
+                }
                 self.confirmed().await
             }
         }

@@ -85,6 +85,52 @@ fn two_writers_on_one_local_storage_lose_nothing() {
     two_writers(&first, &second);
 }
 
+/// `rclone serve s3` checks signatures but ignores `If-None-Match` and `If-Match`: oiseau finds
+/// out, says so, and takes the lock by writing the lease and reading it back.
+#[test]
+fn two_writers_on_an_s3_server_that_ignores_conditions_lose_nothing() {
+    let first = Target::s3_ignoring_conditions();
+    let tables = std::fs::read_to_string(&first.d.config).unwrap();
+    let tables = format!("[storage]{}", tables.split_once("[storage]").unwrap().1);
+    let tables = tables.split("[storage.local]").next().unwrap().to_owned();
+    let second = sharing(&first, &tables);
+    two_writers(&first, &second);
+
+    // The probe's finding is remembered in work_dir; found again, it is said again.
+    std::fs::remove_file(first.d.work.join("capabilities.json")).unwrap();
+    add_sized_replays(&first.d.temp, 4_000_000, 3, 2048);
+    let out = first.oiseau(&["run"]).expect_code(0);
+    assert!(
+        out.stderr().contains("ignores conditional writes")
+            && out.stderr().contains("reading it back"),
+        "{}",
+        out.stderr()
+    );
+
+    // A live lease of another host is never overwritten there either.
+    let lease = serde_json::json!({
+        "host": "another-host", "pid": 1, "token": "7", "taken_at": 1, "expires_at": 2,
+    })
+    .to_string();
+    first
+        .s3
+        .as_ref()
+        .unwrap()
+        .put("replays", "oiseau.lock", lease.as_bytes());
+    add_sized_replays(&first.d.temp, 5_000_000, 3, 2048);
+    let out = first.oiseau(&["run"]).expect_code(75);
+    assert!(
+        out.stderr().contains("another writer holds the lock"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        std::fs::read_to_string(first.storage.join("oiseau.lock")).unwrap(),
+        lease
+    );
+    assert_eq!(first.d.temp_names().len(), 3);
+}
+
 #[test]
 fn two_writers_on_one_ftp_server_lose_nothing() {
     let first = Target::ftp();

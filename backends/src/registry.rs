@@ -18,6 +18,9 @@ use crate::s3::S3Config;
 use crate::layers::Retry;
 use crate::{Driver, Result, Storage, StorageError};
 
+/// A folder of this machine that holds the data, with the setting that names it.
+pub type LocalFolder = Option<(&'static str, PathBuf)>;
+
 /// A backend's settings table (`[storage.<NAME>]`), which knows how to open its driver.
 pub trait BackendConfig: DeserializeOwned + Serialize {
     /// `storage.backend = "<NAME>"`, and the table's name.
@@ -37,7 +40,7 @@ pub trait BackendConfig: DeserializeOwned + Serialize {
     /// The folder of this machine that holds the data, when the storage is one (the local
     /// backend, an rclone remote that is a plain path): oiseau's own folders must stay out of
     /// it, and it out of them. `None` for a remote storage.
-    fn local_folder(&self, _storage: &StorageConfig) -> Option<(&'static str, PathBuf)> {
+    fn local_folder(&self, _storage: &StorageConfig) -> LocalFolder {
         None
     }
 }
@@ -59,7 +62,7 @@ pub struct Backend {
     /// See [`BackendConfig::location`].
     pub location: fn(&StorageConfig) -> Result<String>,
     /// See [`BackendConfig::local_folder`].
-    pub local_folder: fn(&StorageConfig) -> Result<Option<(&'static str, PathBuf)>>,
+    pub local_folder: fn(&StorageConfig) -> Result<LocalFolder>,
 }
 
 impl Backend {
@@ -94,9 +97,7 @@ fn location_of<C: BackendConfig>(storage: &StorageConfig) -> Result<String> {
     Ok(format!("{} {location}", C::NAME))
 }
 
-fn local_folder_of<C: BackendConfig>(
-    storage: &StorageConfig,
-) -> Result<Option<(&'static str, PathBuf)>> {
+fn local_folder_of<C: BackendConfig>(storage: &StorageConfig) -> Result<LocalFolder> {
     Ok(storage.table::<C>(C::NAME)?.local_folder(storage))
 }
 
@@ -160,7 +161,7 @@ impl StorageConfig {
 
     /// The folder of this machine the selected backend keeps the data in, with the setting
     /// that names it (see [`BackendConfig::local_folder`]).
-    pub fn local_folder(&self) -> Result<Option<(&'static str, PathBuf)>> {
+    pub fn local_folder(&self) -> Result<LocalFolder> {
         (self.selected()?.local_folder)(self)
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::Deployment;
 use super::ftp::{FTP_PASSWORD, FtpServer};
+use super::rclone::RcloneS3;
 
 /// A deployment on one backend, and the directory where that backend keeps its objects.
 pub struct Target {
@@ -13,6 +14,8 @@ pub struct Target {
     pub env: Vec<(&'static str, String)>,
     _server: Option<FtpServer>,
     _remote: Option<tempfile::TempDir>,
+    /// The S3 server of [`Target::s3_ignoring_conditions`].
+    pub s3: Option<RcloneS3>,
 }
 
 impl Target {
@@ -25,6 +28,7 @@ impl Target {
             env: Vec::new(),
             _server: None,
             _remote: None,
+            s3: None,
         }
     }
 
@@ -45,6 +49,7 @@ impl Target {
             env: vec![("FTP_PASSWORD", FTP_PASSWORD.to_owned())],
             _server: Some(server),
             _remote: None,
+            s3: None,
         }
     }
 
@@ -65,6 +70,26 @@ impl Target {
             env: Vec::new(),
             _server: None,
             _remote: Some(remote),
+            s3: None,
+        }
+    }
+
+    /// The s3 backend on `rclone serve s3`, which ignores conditional writes.
+    pub fn s3_ignoring_conditions() -> Self {
+        let server = RcloneS3::start(super::s3::ACCESS_KEY, super::s3::SECRET_KEY);
+        let storage = server.bucket("replays");
+        let d = Deployment::new("");
+        d.write_settings_with_tables("", &server.settings("replays"));
+        Target {
+            d,
+            storage,
+            env: super::s3::env()
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned()))
+                .collect(),
+            _server: None,
+            _remote: None,
+            s3: Some(server),
         }
     }
 
