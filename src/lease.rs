@@ -315,9 +315,6 @@ impl Taker<'_> {
 
     /// After [`SETTLE`], whether the lock still holds this lease.
     async fn confirmed(&self) -> Result<bool> {
-        if self.protocol == Protocol::Exclusive && self.storage.capabilities().replace_if_match {
-            return Ok(true);
-        }
         tokio::time::sleep(SETTLE).await;
         Ok(matches!(
             read_lease(self.storage).await?,

@@ -52,7 +52,7 @@ pub async fn commit(
     let mut index_copy = None;
     let mut removing_spool = None;
     let standing = match standing(&index, journal, settings, &where_to)? {
-        Standing::Taken => resolve_taken_id(storage, journal).await?,
+        Standing::Taken => resolve_taken_id(storage, journal, &index).await?,
         other => other,
     };
     if standing == Standing::Lost {
@@ -188,10 +188,9 @@ fn standing(
 /// index race). Only this very archive, by name, size and digest, and the index's line for it
 /// make it committed. Otherwise it lost: its replays are all still in the temp folder and go
 /// into the next archive, and its copy on the storage (if it is this run's) is removed.
-async fn resolve_taken_id(storage: &Storage, journal: &Journal) -> Result<Standing> {
+async fn resolve_taken_id(storage: &Storage, journal: &Journal, index: &Index) -> Result<Standing> {
     let name = &journal.archive_name;
     let where_to = storage.describe();
-    let (index, _) = read_index(storage).await?;
     let line = index
         .entries()
         .iter()
