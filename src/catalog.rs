@@ -83,7 +83,7 @@ impl Catalog {
             let (manifest, damaged_manifest) = match &object {
                 // One damaged manifest makes its archive less exactly known, never the others.
                 Some(o) if has_manifest(&o.name) => {
-                    match fetch_manifest(storage, &cache, &o.name).await {
+                    match fetch_manifest(storage, &cache, o, entry.archive_id).await {
                         Ok(manifest) => (Some(manifest), None),
                         Err(e) => {
                             tracing::warn!(
@@ -140,12 +140,19 @@ impl Catalog {
     }
 }
 
-/// A manifest from the cache, or from the storage (and then cached).
-async fn fetch_manifest(storage: &Storage, cache: &Path, archive: &str) -> Result<Manifest> {
-    let name = manifest_name(archive);
+/// The manifest of the archive `object` (index id `archive_id`), from the cache or from the
+/// storage (and then cached), once it is checked to describe that archive.
+pub async fn fetch_manifest(
+    storage: &Storage,
+    cache: &Path,
+    object: &ObjectMeta,
+    archive_id: u64,
+) -> Result<Manifest> {
+    let name = manifest_name(&object.name);
     let cached: PathBuf = cache.join(&name);
     if let Ok(bytes) = std::fs::read(&cached)
-        && let Ok(manifest) = serde_json::from_slice(&bytes)
+        && let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes)
+        && manifest.contradicts(object, archive_id).is_none()
     {
         return Ok(manifest);
     }
@@ -161,6 +168,12 @@ async fn fetch_manifest(storage: &Storage, cache: &Path, archive: &str) -> Resul
     };
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .with_context(|| format!("{name} on {} is not a valid manifest", storage.describe()))?;
+    if let Some(why) = manifest.contradicts(object, archive_id) {
+        anyhow::bail!(
+            "{name} on {} does not belong to its archive: {why}",
+            storage.describe()
+        );
+    }
     std::fs::create_dir_all(cache)
         .with_context(|| format!("cannot create the manifest cache {}", cache.display()))?;
     let staging = cache.join(format!("{name}.tmp"));

@@ -2,12 +2,17 @@
 //! timestamped index copies. An index that ends before them was truncated or replaced, and
 //! adding to it would reuse archive ids; these records are also what it is rebuilt from.
 
-use anyhow::{Context, Result, bail};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
 use backends::{ObjectMeta, Storage};
 
+use crate::catalog::fetch_manifest;
 use crate::index::{Index, IndexEntry};
-use crate::layout::{INDEX_NAME, archive_id_of, index_copy_timestamp, manifest_archive};
-use crate::manifest::Manifest;
+use crate::layout::{
+    INDEX_NAME, archive_id_of, index_copy_timestamp, manifest_archive, manifest_name,
+};
 
 /// How many index copies are read, newest first, to find one that covers the storage.
 const COPIES_READ: usize = 5;
@@ -61,6 +66,24 @@ pub async fn refuse_if_behind(
     );
 }
 
+/// The index copies, newest first: their names, and those that parse.
+async fn newest_copies(storage: &Storage, objects: &[ObjectMeta]) -> Vec<(String, Index)> {
+    let mut copies: Vec<(u64, &str)> = objects
+        .iter()
+        .filter_map(|o| index_copy_timestamp(&o.name).map(|stamp| (stamp, o.name.as_str())))
+        .collect();
+    copies.sort_unstable_by(|a, b| b.cmp(a));
+    let mut parsed = Vec::new();
+    for (_, name) in copies.into_iter().take(COPIES_READ) {
+        if let Ok((_, bytes)) = storage.read_small(name).await
+            && let Ok(copy) = Index::parse(bytes)
+        {
+            parsed.push((name.to_owned(), copy));
+        }
+    }
+    parsed
+}
+
 /// The newest index copy (name and parsed) whose last id reaches `at_least`, among the
 /// newest few.
 async fn newest_copy(
@@ -68,82 +91,156 @@ async fn newest_copy(
     objects: &[ObjectMeta],
     at_least: u64,
 ) -> Result<Option<(String, Index)>> {
-    let mut copies: Vec<(u64, &str)> = objects
-        .iter()
-        .filter_map(|o| index_copy_timestamp(&o.name).map(|stamp| (stamp, o.name.as_str())))
-        .collect();
-    copies.sort_unstable_by(|a, b| b.cmp(a));
-    for (_, name) in copies.into_iter().take(COPIES_READ) {
-        let Ok((_, bytes)) = storage.read_small(name).await else {
-            continue;
-        };
-        if let Ok(copy) = Index::parse(bytes)
-            && copy.last().is_some_and(|last| last.archive_id >= at_least)
-        {
-            return Ok(Some((name.to_owned(), copy)));
-        }
-    }
-    Ok(None)
+    Ok(newest_copies(storage, objects)
+        .await
+        .into_iter()
+        .find(|(_, copy)| copy.last().is_some_and(|last| last.archive_id >= at_least)))
 }
 
-/// The index rebuilt from the storage's records: the longer of the current index (when it
-/// parses) and the newest index copy, its bytes kept, then one line per manifest beyond it,
-/// in id order. Stops with an error at a gap in the ids: an archive without a manifest beyond
-/// every copy cannot be placed.
+/// What the storage's archives and manifests say of each archive id, read once: an index line
+/// is checked against it, never believed over it.
+struct Evidence<'a> {
+    storage: &'a Storage,
+    cache: PathBuf,
+    archives: HashMap<u64, Vec<&'a ObjectMeta>>,
+    manifests: HashSet<&'a str>,
+    /// Per archive id, the largest replay id its (checked) manifest records, once read.
+    max_ids: HashMap<u64, Option<u64>>,
+}
+
+impl<'a> Evidence<'a> {
+    fn new(storage: &'a Storage, objects: &'a [ObjectMeta], work_dir: &Path) -> Self {
+        let mut archives: HashMap<u64, Vec<&ObjectMeta>> = HashMap::new();
+        for object in objects {
+            if let Some(id) = archive_id_of(&object.name) {
+                archives.entry(id).or_default().push(object);
+            }
+        }
+        Evidence {
+            storage,
+            cache: work_dir.join("manifests"),
+            archives,
+            manifests: objects
+                .iter()
+                .map(|o| o.name.as_str())
+                .filter(|name| manifest_archive(name).is_some())
+                .collect(),
+            max_ids: HashMap::new(),
+        }
+    }
+
+    /// The largest replay id the manifest of archive `id` records, when one that describes
+    /// its archive can be read.
+    async fn manifest_max(&mut self, id: u64) -> Option<u64> {
+        if let Some(known) = self.max_ids.get(&id) {
+            return *known;
+        }
+        let mut found = None;
+        for object in self.archives.get(&id).into_iter().flatten() {
+            if !self.manifests.contains(manifest_name(&object.name).as_str()) {
+                continue;
+            }
+            match fetch_manifest(self.storage, &self.cache, object, id).await {
+                Ok(manifest) => {
+                    found = Some(manifest.max_replay_id());
+                    break;
+                }
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
+        self.max_ids.insert(id, found);
+        found
+    }
+
+    /// What in `index` the archives and manifests contradict, one sentence per line.
+    async fn contradictions(&mut self, index: &Index) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in index.entries() {
+            if !self.archives.contains_key(&entry.archive_id) {
+                found.push(format!(
+                    "archive {} is on no object of the storage",
+                    entry.archive_id
+                ));
+            } else if let Some(max) = self.manifest_max(entry.archive_id).await
+                && max != entry.max_replay_id
+            {
+                found.push(format!(
+                    "archive {}'s line says replays up to {} but its manifest says {max}",
+                    entry.archive_id, entry.max_replay_id
+                ));
+            }
+        }
+        found
+    }
+}
+
+/// An index made again from the storage's records.
+pub struct Rebuilt {
+    /// The index or index copy it starts from: the longest one the archives and manifests do
+    /// not contradict (at worst, none).
+    pub base: Index,
+    /// Lines from the manifests beyond it.
+    pub added: Vec<IndexEntry>,
+}
+
+/// The index rebuilt from the storage's records: of the current index (when it parses) and the
+/// newest index copies, the longest one the archives and manifests do not contradict, its bytes
+/// kept (a copy can be wrong: one that names an archive found nowhere, or a wrong max id, is
+/// reported and left out); then one line per manifest beyond it, in id order. Stops with an
+/// error at a gap in the ids: an archive without a manifest beyond every usable copy cannot be
+/// placed.
 pub async fn rebuild(
     storage: &Storage,
     objects: &[ObjectMeta],
     current: Option<Index>,
-) -> Result<(Index, Vec<IndexEntry>)> {
-    let copy = newest_copy(storage, objects, 0)
-        .await?
-        .map(|(_, copy)| copy);
-    let base = match (current, copy) {
-        (Some(current), Some(copy)) => {
-            let id = |index: &Index| index.last().map_or(0, |entry| entry.archive_id);
-            if id(&copy) > id(&current) {
-                copy
-            } else {
-                current
-            }
+    work_dir: &Path,
+) -> Result<Rebuilt> {
+    let mut evidence = Evidence::new(storage, objects, work_dir);
+    let mut candidates: Vec<(String, Index)> = current
+        .map(|index| (INDEX_NAME.to_owned(), index))
+        .into_iter()
+        .collect();
+    candidates.extend(newest_copies(storage, objects).await);
+    let last_id = |index: &Index| index.last().map_or(0, |entry| entry.archive_id);
+    // Nothing at all is never contradicted: the manifests alone are the last resort.
+    let mut base = Index::default();
+    for (name, candidate) in candidates {
+        let contradictions = evidence.contradictions(&candidate).await;
+        if !contradictions.is_empty() {
+            tracing::warn!(
+                "{name} on {} contradicts the storage ({}); it is not rebuilt from",
+                storage.describe(),
+                contradictions.join("; ")
+            );
+        } else if last_id(&candidate) > last_id(&base) {
+            base = candidate;
         }
-        (current, copy) => current.or(copy).unwrap_or_default(),
-    };
+    }
     let mut manifests: Vec<(u64, &str)> = objects
         .iter()
         .filter_map(|o| {
             let id = manifest_archive(&o.name).and_then(archive_id_of)?;
             Some((id, o.name.as_str()))
         })
-        .filter(|(id, _)| *id > base.last().map_or(0, |entry| entry.archive_id))
+        .filter(|(id, _)| *id > last_id(&base))
         .collect();
     manifests.sort_unstable();
+    manifests.dedup_by_key(|(id, _)| *id);
     let mut added = Vec::new();
     for (next, (id, name)) in (base.next_archive_id()..).zip(manifests) {
-        if id != next {
-            bail!(
-                "archive {next} has no manifest on {} (the next one found is {name}); the index \
-                 cannot be rebuilt past archive {}",
+        let max_replay_id = match evidence.manifest_max(id).await {
+            Some(max) if id == next => max,
+            _ => bail!(
+                "archive {next} has no manifest that describes it on {} (the next one found is \
+                 {name}); the index cannot be rebuilt past archive {}",
                 storage.describe(),
                 next - 1
-            );
-        }
-        let (_, bytes) = storage
-            .read_small(name)
-            .await
-            .with_context(|| format!("cannot read {name}"))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{name} is not a valid manifest"))?;
-        let max_replay_id = manifest
-            .replays
-            .iter()
-            .map(|(id, _, _)| *id)
-            .max()
-            .unwrap_or(0);
+            ),
+        };
         added.push(IndexEntry {
             archive_id: id,
             max_replay_id,
         });
     }
-    Ok((base, added))
+    Ok(Rebuilt { base, added })
 }

@@ -55,6 +55,30 @@ impl Manifest {
         }
     }
 
+    /// Why this manifest does not describe the archive `object` of index id `archive_id`, if
+    /// it does not: a manifest copied or renamed from another archive would otherwise be
+    /// believed, and its replays sought in the wrong archive.
+    pub fn contradicts(&self, object: &backends::ObjectMeta, archive_id: u64) -> Option<String> {
+        if self.archive_id != archive_id || self.archive_name != object.name {
+            Some(format!(
+                "its manifest describes archive {} ({}), not {} ({})",
+                self.archive_id, self.archive_name, archive_id, object.name
+            ))
+        } else if self.size != object.size {
+            Some(format!(
+                "its manifest records {} bytes but the archive on the storage has {}",
+                self.size, object.size
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The largest replay id it records: what the archive's index line says.
+    pub fn max_replay_id(&self) -> u64 {
+        self.replays.iter().map(|(id, _, _)| *id).max().unwrap_or(0)
+    }
+
     /// Where replay `id` is, with its size and hash, when this manifest records it.
     pub fn find(&self, id: u64) -> Option<(u64, ReplayHash, Option<ReplayRange>)> {
         let at = self

@@ -165,3 +165,87 @@ fn every_replay_that_can_be_restored_is_and_the_others_are_named() {
         b"kept by hand"
     );
 }
+
+/// Local archives 1 (replays 1-2) and 2 (replays 3-4), each with its manifest.
+fn two_archives() -> (Deployment, Vec<String>) {
+    let d = Deployment::new("");
+    d.oiseau(&["init"], &[]).expect_code(0);
+    add_sized_replays(&d.temp, 1, 2, 3000);
+    d.oiseau(&["run"], &[]).expect_code(0);
+    add_sized_replays(&d.temp, 3, 2, 3000);
+    d.oiseau(&["run"], &[]).expect_code(0);
+    let archives = d.archives();
+    (d, archives)
+}
+
+#[test]
+fn a_manifest_of_another_archive_is_not_believed() {
+    let (d, archives) = two_archives();
+    // Archive 2's manifest replaced by a copy of archive 1's.
+    std::fs::copy(
+        d.storage.join(format!("{}.json", archives[0])),
+        d.storage.join(format!("{}.json", archives[1])),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(d.work.join("manifests"));
+
+    let out = d.oiseau(&["locate", "3"], &[]).expect_code(0);
+    assert!(
+        out.stdout().contains("replay 3\tarchive 2"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.stderr().contains("describes archive 1"),
+        "{}",
+        out.stderr()
+    );
+    let out = d.oiseau(&["verify"], &[]).expect_code(1);
+    assert!(out.stdout().contains("archive 2 ("), "{}", out.stdout());
+}
+
+/// The newest index copy wrong (an archive found nowhere, a wrong max id), the index right:
+/// rebuild keeps the index and names what is wrong in the copy; with the index gone, it
+/// rebuilds from the older copy that agrees with the archives, or from the manifests alone.
+#[test]
+fn index_rebuild_never_writes_a_copy_the_archives_contradict() {
+    let (d, _) = two_archives();
+    let index = std::fs::read(d.storage.join("c14_index.txt")).unwrap();
+    assert_eq!(index, b"1\t2\n2\t4\n");
+    std::fs::write(
+        d.storage.join("4000000000_c14_index.txt"),
+        b"1\t2\n2\t4\n3\t9\n",
+    )
+    .unwrap();
+    let out = d.oiseau(&["index", "rebuild", "--write"], &[]).expect_code(0);
+    assert_eq!(out.stdout(), "1\t2\n2\t4\n");
+    assert!(
+        out.stderr().contains("4000000000_c14_index.txt")
+            && out.stderr().contains("archive 3 is on no object"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(std::fs::read(d.storage.join("c14_index.txt")).unwrap(), index);
+
+    std::fs::write(d.storage.join("4000000000_c14_index.txt"), b"1\t2\n2\t99\n").unwrap();
+    std::fs::write(d.storage.join("c14_index.txt"), b"").unwrap();
+    let out = d.oiseau(&["index", "rebuild", "--write"], &[]).expect_code(0);
+    assert_eq!(out.stdout(), "1\t2\n2\t4\n");
+    assert!(
+        out.stderr().contains("line says replays up to 99 but its manifest says 4"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(std::fs::read(d.storage.join("c14_index.txt")).unwrap(), index);
+
+    // With no index and no copy that agrees, the manifests alone rebuild it.
+    std::fs::write(d.storage.join("c14_index.txt"), b"garbage").unwrap();
+    for name in common::names_in(&d.storage) {
+        if name.ends_with("_c14_index.txt") && name != "4000000000_c14_index.txt" {
+            std::fs::remove_file(d.storage.join(name)).unwrap();
+        }
+    }
+    let out = d.oiseau(&["index", "rebuild", "--write"], &[]).expect_code(0);
+    assert_eq!(out.stdout(), "1\t2\n2\t4\n", "{}", out.stderr());
+    assert_eq!(std::fs::read(d.storage.join("c14_index.txt")).unwrap(), index);
+}

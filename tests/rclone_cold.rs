@@ -87,7 +87,9 @@ fn archives_go_cold_the_index_stays_hot_and_nothing_is_copied() {
 fn killed_at_each_step_on_a_cold_rclone_remote_the_next_run_completes() {
     let server = MotoServer::start();
     // A class read directly, so that the test can read the archives back.
-    common::s3::killed_at_each_step_the_next_run_completes(&server, &env(), |bucket| {
+    common::s3::killed_at_each_step_the_next_run_completes(
+        |path, dir| server.snapshot(path, dir),
+        &env(), |bucket| {
         deployment(&server, bucket, "STANDARD_IA")
     });
 }

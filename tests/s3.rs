@@ -127,7 +127,26 @@ fn a_cold_archive_is_restored_first_then_read() {
 #[test]
 fn killed_at_each_step_on_s3_the_next_run_completes() {
     let server = MotoServer::start();
-    common::s3::killed_at_each_step_the_next_run_completes(&server, &env(), |bucket| {
+    common::s3::killed_at_each_step_the_next_run_completes(
+        |path, dir| server.snapshot(path, dir),
+        &env(), |bucket| {
         deployment(&server, bucket, "STANDARD_IA")
     });
+}
+
+/// SeaweedFS checks signatures and honours conditional writes: the same crash points, on a
+/// second S3 implementation.
+#[test]
+fn killed_at_each_step_on_seaweedfs_the_next_run_completes() {
+    let server = common::seaweed::SeaweedServer::start();
+    common::s3::killed_at_each_step_the_next_run_completes(
+        |path, dir| server.snapshot(path, dir),
+        &env(),
+        |bucket| {
+            server.create_bucket(bucket);
+            let d = Deployment::new("");
+            d.write_settings_with_tables("", &server.settings(bucket, "osu"));
+            d
+        },
+    );
 }

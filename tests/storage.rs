@@ -111,11 +111,15 @@ async fn rclone_ftp_remote_keeps_the_contract() {
 
 fn s3(server: &common::s3::MotoServer, bucket: &str, archive_class: &str) -> Arc<dyn Driver> {
     server.create_bucket(bucket);
+    s3_driver(server.endpoint(), bucket, archive_class)
+}
+
+fn s3_driver(endpoint: String, bucket: &str, archive_class: &str) -> Arc<dyn Driver> {
     Arc::new(
         S3Driver::new(&S3Config {
             bucket: bucket.to_owned(),
             prefix: "osu".to_owned(),
-            endpoint: server.endpoint(),
+            endpoint,
             archive_class: archive_class.to_owned(),
             access_key_id: common::s3::ACCESS_KEY.to_owned(),
             secret_access_key: Secret::new(common::s3::SECRET_KEY),
@@ -130,6 +134,14 @@ async fn s3_on_moto_keeps_the_contract() {
     let server = common::s3::MotoServer::start();
     conformance::check(s3(&server, "standard", "STANDARD")).await;
     conformance::check(s3(&server, "infrequent", "STANDARD_IA")).await;
+}
+
+/// A second S3 implementation, which checks signatures and honours conditional writes.
+#[tokio::test]
+async fn s3_on_seaweedfs_keeps_the_contract() {
+    let server = common::seaweed::SeaweedServer::start();
+    server.create_bucket("replays");
+    conformance::check(s3_driver(server.endpoint(), "replays", "STANDARD")).await;
 }
 
 #[test]

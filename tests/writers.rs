@@ -5,9 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::target::Target;
-use common::{Deployment, add_sized_replays, assert_nothing_lost};
+use common::{Deployment, add_sized_replays, assert_nothing_lost, set_age};
 
 /// A second deployment writing to `first`'s storage.
 fn sharing(first: &Target, tables: &str) -> Deployment {
@@ -60,8 +61,9 @@ fn two_writers(first: &Target, second: &Deployment) {
                 "round {round}: exit {code}: {stderr}"
             );
         }
-        assert_nothing_lost(&mine, &first.d.temp, &first.storage, true);
-        assert_nothing_lost(&theirs, &second.temp, &first.storage, true);
+        let seen = first.seen();
+        assert_nothing_lost(&mine, &first.d.temp, seen, true);
+        assert_nothing_lost(&theirs, &second.temp, seen, true);
     }
     for _ in 0..3 {
         let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
@@ -71,9 +73,10 @@ fn two_writers(first: &Target, second: &Deployment) {
         assert_eq!(wait(spawn(&first.d, &first.env)).0, 0);
         assert_eq!(wait(spawn(second, &first.env)).0, 0);
     }
-    let archived = assert_nothing_lost(&mine, &first.d.temp, &first.storage, true);
+    let seen = first.seen();
+    let archived = assert_nothing_lost(&mine, &first.d.temp, seen, true);
     assert!(first.d.temp_names().is_empty() && second.temp_names().is_empty());
-    let all = assert_nothing_lost(&theirs, &second.temp, &first.storage, true);
+    let all = assert_nothing_lost(&theirs, &second.temp, seen, true);
     assert_eq!(archived.len(), mine.len() + theirs.len());
     assert_eq!(all.len(), archived.len());
 }
@@ -90,10 +93,7 @@ fn two_writers_on_one_local_storage_lose_nothing() {
 #[test]
 fn two_writers_on_an_s3_server_that_ignores_conditions_lose_nothing() {
     let first = Target::s3_ignoring_conditions();
-    let tables = std::fs::read_to_string(&first.d.config).unwrap();
-    let tables = format!("[storage]{}", tables.split_once("[storage]").unwrap().1);
-    let tables = tables.split("[storage.local]").next().unwrap().to_owned();
-    let second = sharing(&first, &tables);
+    let second = sharing(&first, &first.storage_tables());
     two_writers(&first, &second);
 
     // The probe's finding is remembered in work_dir; found again, it is said again.
@@ -112,11 +112,7 @@ fn two_writers_on_an_s3_server_that_ignores_conditions_lose_nothing() {
         "host": "another-host", "pid": 1, "token": "7", "taken_at": 1, "expires_at": 2,
     })
     .to_string();
-    first
-        .s3
-        .as_ref()
-        .unwrap()
-        .put("replays", "oiseau.lock", lease.as_bytes());
+    first.plant_lock(lease.as_bytes());
     add_sized_replays(&first.d.temp, 5_000_000, 3, 2048);
     let out = first.oiseau(&["run"]).expect_code(75);
     assert!(
@@ -134,11 +130,91 @@ fn two_writers_on_an_s3_server_that_ignores_conditions_lose_nothing() {
 #[test]
 fn two_writers_on_one_ftp_server_lose_nothing() {
     let first = Target::ftp();
-    let tables = std::fs::read_to_string(&first.d.config).unwrap();
-    let tables = tables
-        .split_once("[storage]")
-        .map(|(_, rest)| format!("[storage]{}", rest.split("[storage.local]").next().unwrap()))
-        .unwrap();
-    let second = sharing(&first, &tables);
+    let second = sharing(&first, &first.storage_tables());
     two_writers(&first, &second);
+}
+
+/// SeaweedFS honours conditional writes: the lock is one exclusive create, taken over by one
+/// conditional replace.
+#[test]
+fn two_writers_on_seaweedfs_lose_nothing() {
+    let first = Target::seaweedfs();
+    let second = sharing(&first, &first.storage_tables());
+    two_writers(&first, &second);
+}
+
+/// A lease whose holder is gone: a process of this host that no longer runs, or (where the
+/// test can age the lock object) another host's lease that has not been written for 7 hours.
+fn plant_dead_lease(target: &Target, round: u64) {
+    let foreign = round % 2 == 1 && target.is_folder();
+    let lease = serde_json::json!({
+        "host": if foreign { "a-host-long-gone".to_owned() } else { backends::host_name() },
+        // Above any pid Linux hands out.
+        "pid": 4_194_304,
+        "token": format!("dead-{round}"),
+        "taken_at": 1,
+        "expires_at": 2,
+    });
+    target.plant_lock(lease.to_string().as_bytes());
+    if foreign {
+        set_age(&target.storage.join("oiseau.lock"), Duration::from_secs(7 * 3600));
+    }
+}
+
+/// Forty rounds of a dead writer's lease left in the lock and two live writers racing to take
+/// it over: exactly one wins each time, the other exits 75 (never 1), nothing is lost, and
+/// neither is stuck afterwards.
+fn two_writers_race_for_a_dead_lease(first: &Target, second: &Deployment) {
+    first.init();
+    let mut mine = BTreeMap::new();
+    let mut theirs = BTreeMap::new();
+    let mut codes = BTreeMap::new();
+    for round in 0..40u64 {
+        mine.extend(add_sized_replays(&first.d.temp, 1 + round * 10, 10, 2048));
+        theirs.extend(add_sized_replays(&second.temp, 1_000_000 + round * 10, 10, 2048));
+        plant_dead_lease(first, round);
+        let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
+        for (code, stderr) in [wait(a), wait(b)] {
+            assert!(
+                code == 0 || code == 75,
+                "round {round}: exit {code}: {stderr}"
+            );
+            *codes.entry(code).or_insert(0) += 1;
+        }
+        let seen = first.seen();
+        assert_nothing_lost(&mine, &first.d.temp, seen, true);
+        assert_nothing_lost(&theirs, &second.temp, seen, true);
+    }
+    assert!(codes.get(&0).copied().unwrap_or(0) >= 40, "{codes:?}");
+    for _ in 0..2 {
+        assert_eq!(wait(spawn(&first.d, &first.env)).0, 0);
+        assert_eq!(wait(spawn(second, &first.env)).0, 0);
+    }
+    let seen = first.seen();
+    assert!(first.d.temp_names().is_empty() && second.temp_names().is_empty());
+    let archived = assert_nothing_lost(&mine, &first.d.temp, seen, true);
+    assert_nothing_lost(&theirs, &second.temp, seen, true);
+    assert_eq!(archived.len(), mine.len() + theirs.len());
+    assert!(!seen.join("oiseau.lock").exists(), "the lock is free");
+}
+
+#[test]
+fn two_writers_racing_for_a_dead_lease_on_local_storage_lose_nothing() {
+    let first = Target::local();
+    let second = sharing(&first, "");
+    two_writers_race_for_a_dead_lease(&first, &second);
+}
+
+#[test]
+fn two_writers_racing_for_a_dead_lease_on_ftp_lose_nothing() {
+    let first = Target::ftp();
+    let second = sharing(&first, &first.storage_tables());
+    two_writers_race_for_a_dead_lease(&first, &second);
+}
+
+#[test]
+fn two_writers_racing_for_a_dead_lease_on_seaweedfs_lose_nothing() {
+    let first = Target::seaweedfs();
+    let second = sharing(&first, &first.storage_tables());
+    two_writers_race_for_a_dead_lease(&first, &second);
 }

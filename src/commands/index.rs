@@ -28,13 +28,13 @@ pub async fn rebuild_index(settings: &Settings, write: bool) -> Result<()> {
         }
     };
     let parsed = current.as_ref().and_then(|(_, index)| index.clone());
-    let (base, added) = rebuild(&storage, &objects, parsed).await?;
-    let rebuilt = base.appended_all(&added);
+    let found = rebuild(&storage, &objects, parsed, &settings.work_dir).await?;
+    let rebuilt = found.base.appended_all(&found.added);
     crate::output::raw(&rebuilt);
     tracing::info!(
         "rebuilt {INDEX_NAME}: {} lines, {} of them from manifests beyond the index copies",
         Index::parse(rebuilt.clone())?.entries().len(),
-        added.len()
+        found.added.len()
     );
     if !write {
         tracing::info!("nothing was changed; pass --write to replace {INDEX_NAME} on {where_to}");

@@ -102,6 +102,18 @@ fn hot(mode: WriteMode) -> WriteOptions {
 /// the shared commit path, and the capabilities it declares on the driver itself.
 pub async fn check(driver: Arc<dyn Driver>) {
     let storage = &Storage::new(Arc::clone(&driver));
+    if storage.conditions_need_probe() {
+        // Every server this suite runs against honours the conditions its driver claims.
+        let probed = storage.probe_conditions("oiseau-probe.conformance").await.unwrap();
+        let claimed = driver.capabilities();
+        assert_eq!(
+            (probed.create_if_absent, probed.replace_if_match),
+            (claimed.atomic_create, claimed.replace_if_match),
+            "{}: the probe found other conditional writes than the driver claims",
+            driver.describe()
+        );
+        storage.trust_conditions(probed);
+    }
     assert_eq!(
         storage.prepare(PreflightMode::Prepare).await.unwrap(),
         Readiness::Ready

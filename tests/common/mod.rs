@@ -8,6 +8,7 @@ pub mod ftp;
 pub mod http;
 pub mod rclone;
 pub mod s3;
+pub mod seaweed;
 pub mod target;
 pub mod telegram;
 

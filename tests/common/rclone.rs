@@ -86,22 +86,8 @@ impl RcloneS3 {
     /// Writes an object through the server's S3 API (a file written into its folder behind its
     /// back stays unseen while its listing is cached).
     pub fn put(&self, bucket: &str, name: &str, bytes: &[u8]) {
-        let local = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(local.path(), bytes).unwrap();
-        let status = Command::new("rclone")
-            .arg("copyto")
-            .arg(local.path())
-            .arg(format!(":s3:{bucket}/{name}"))
-            .env("RCLONE_S3_PROVIDER", "Other")
-            .env(
-                "RCLONE_S3_ENDPOINT",
-                format!("http://127.0.0.1:{}", self.port),
-            )
-            .env("RCLONE_S3_ACCESS_KEY_ID", super::s3::ACCESS_KEY)
-            .env("RCLONE_S3_SECRET_ACCESS_KEY", super::s3::SECRET_KEY)
-            .status()
-            .unwrap();
-        assert!(status.success(), "rclone copyto {name}");
+        let endpoint = format!("http://127.0.0.1:{}", self.port);
+        super::s3::put_with_rclone(super::s3::rclone_s3(&endpoint), bucket, name, bytes);
     }
 
     /// The `[storage]` tables of the s3 backend on `bucket`, its objects at the bucket's root.

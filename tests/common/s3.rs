@@ -93,9 +93,10 @@ impl MotoServer {
             .collect()
     }
 
-    /// Copies every object under `prefix/` into `dir`, names relative to the prefix, so that a
-    /// test can check the storage as it checks a folder.
-    pub fn snapshot(&self, bucket: &str, prefix: &str, dir: &std::path::Path) {
+    /// Copies every object under `path` (`bucket/prefix`) into `dir`, names relative to the
+    /// prefix, so that a test can check the storage as it checks a folder.
+    pub fn snapshot(&self, path: &str, dir: &std::path::Path) {
+        let (bucket, prefix) = path.split_once('/').unwrap();
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
         let listing = self.get_body(&format!("/{bucket}?list-type=2&prefix={prefix}/"));
@@ -192,10 +193,11 @@ impl Drop for MotoServer {
 }
 
 /// Kills a run at each crash point, each on a fresh bucket made by `deployment` (from the
-/// bucket's name, with the objects under `osu/`), and checks the storage after the kill and
-/// after the next run: nothing lost, everything archived, the lock free.
+/// bucket's name, with the objects under `osu/`), and checks the storage (copied into a
+/// folder by `snapshot` from `bucket/osu`) after the kill and after the next run: nothing
+/// lost, everything archived, the lock free.
 pub fn killed_at_each_step_the_next_run_completes(
-    server: &MotoServer,
+    snapshot: impl Fn(&str, &std::path::Path),
     env: &[(&str, &str)],
     deployment: impl Fn(&str) -> super::Deployment,
 ) {
@@ -210,14 +212,15 @@ pub fn killed_at_each_step_the_next_run_completes(
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&crashed.status),
             Some(9),
-            "{step}: the run was not killed"
+            "{step}: the run was not killed: {}",
+            String::from_utf8_lossy(&crashed.stderr)
         );
         let seen = d.root.path().join("seen");
-        server.snapshot(&bucket, "osu", &seen);
+        snapshot(&format!("{bucket}/osu"), &seen);
         super::assert_nothing_lost(&replays, &d.temp, &seen, false);
 
         d.oiseau(&["run"], env).expect_code(0);
-        server.snapshot(&bucket, "osu", &seen);
+        snapshot(&format!("{bucket}/osu"), &seen);
         let archived = super::assert_nothing_lost(&replays, &d.temp, &seen, true);
         assert_eq!(archived.len(), replays.len(), "{step}");
         assert!(d.temp_names().is_empty(), "{step}");
@@ -231,6 +234,32 @@ pub fn killed_at_each_step_the_next_run_completes(
             "{step}: the lock is free"
         );
     }
+}
+
+/// `rclone` speaking S3 to the server at `endpoint` (the `:s3:` remote), the test keys in its
+/// environment, never on its command line.
+pub fn rclone_s3(endpoint: &str) -> Command {
+    let mut command = Command::new("rclone");
+    command
+        .arg("--quiet")
+        .env("RCLONE_S3_PROVIDER", "Other")
+        .env("RCLONE_S3_ENDPOINT", endpoint)
+        .env("RCLONE_S3_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("RCLONE_S3_SECRET_ACCESS_KEY", SECRET_KEY);
+    command
+}
+
+/// Writes `bytes` as `bucket/name` through `rclone`, a [`rclone_s3`] command.
+pub fn put_with_rclone(mut rclone: Command, bucket: &str, name: &str, bytes: &[u8]) {
+    let local = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(local.path(), bytes).unwrap();
+    let status = rclone
+        .arg("copyto")
+        .arg(local.path())
+        .arg(format!(":s3:{bucket}/{name}"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "rclone copyto {name}");
 }
 
 /// The credentials, as operators give them: in the environment.

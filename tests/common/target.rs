@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::Deployment;
 use super::ftp::{FTP_PASSWORD, FtpServer};
 use super::rclone::RcloneS3;
+use super::seaweed::SeaweedServer;
 
 /// A deployment on one backend, and the directory where that backend keeps its objects.
 pub struct Target {
@@ -16,6 +17,9 @@ pub struct Target {
     _remote: Option<tempfile::TempDir>,
     /// The S3 server of [`Target::s3_ignoring_conditions`].
     pub s3: Option<RcloneS3>,
+    /// The S3 server of [`Target::seaweedfs`], whose objects [`Target::seen`] copies into
+    /// `storage`.
+    seaweed: Option<SeaweedServer>,
 }
 
 impl Target {
@@ -29,6 +33,7 @@ impl Target {
             _server: None,
             _remote: None,
             s3: None,
+            seaweed: None,
         }
     }
 
@@ -50,6 +55,7 @@ impl Target {
             _server: Some(server),
             _remote: None,
             s3: None,
+            seaweed: None,
         }
     }
 
@@ -71,6 +77,7 @@ impl Target {
             _server: None,
             _remote: Some(remote),
             s3: None,
+            seaweed: None,
         }
     }
 
@@ -90,6 +97,64 @@ impl Target {
             _server: None,
             _remote: None,
             s3: Some(server),
+            seaweed: None,
+        }
+    }
+
+    /// The s3 backend on SeaweedFS, which checks signatures and honours conditional writes.
+    pub fn seaweedfs() -> Self {
+        let server = SeaweedServer::start();
+        server.create_bucket("replays");
+        let d = Deployment::new("");
+        d.write_settings_with_tables("", &server.settings("replays", "osu"));
+        Target {
+            storage: d.root.path().join("seen"),
+            d,
+            env: super::s3::env()
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned()))
+                .collect(),
+            _server: None,
+            _remote: None,
+            s3: None,
+            seaweed: Some(server),
+        }
+    }
+
+    /// The `[storage]` tables of this target's settings, for another deployment on the same
+    /// storage.
+    pub fn storage_tables(&self) -> String {
+        let settings = std::fs::read_to_string(&self.d.config).unwrap();
+        let (_, tables) = settings.split_once("[storage]").unwrap();
+        let tables = tables.split("[storage.local]").next().unwrap();
+        format!("[storage]{tables}")
+    }
+
+    /// Whether the storage's objects are files of `storage`, which a test may age or damage.
+    pub fn is_folder(&self) -> bool {
+        self.s3.is_none() && self.seaweed.is_none()
+    }
+
+    /// The folder that holds the storage's objects now (for SeaweedFS, a fresh copy of them).
+    pub fn seen(&self) -> &std::path::Path {
+        if let Some(server) = &self.seaweed {
+            server.snapshot("replays/osu", &self.storage);
+        }
+        &self.storage
+    }
+
+    /// Writes `lease` into the storage's lock behind oiseau's back, as another host holding it
+    /// would (on FTP, the lock is also its directory).
+    pub fn plant_lock(&self, lease: &[u8]) {
+        match (&self.s3, &self.seaweed, &self._server) {
+            (Some(server), _, _) => server.put("replays", "oiseau.lock", lease),
+            (_, Some(server), _) => server.put("replays", "osu/oiseau.lock", lease),
+            (_, _, ftp) => {
+                if ftp.is_some() {
+                    let _ = std::fs::create_dir(self.storage.join("oiseau.lock.d"));
+                }
+                std::fs::write(self.storage.join("oiseau.lock"), lease).unwrap();
+            }
         }
     }
 
