@@ -16,12 +16,20 @@ struct Served {
     child: std::process::Child,
     url: String,
     client: reqwest::Client,
+    log: std::path::PathBuf,
 }
 
 impl Served {
     async fn start(d: &Deployment, port: u16, env: &[(&str, &str)]) -> Served {
+        let log = d.root.path().join(format!("serve-{port}.log"));
         let served = Served {
-            child: d.spawn(&["serve"], env),
+            child: d
+                .command(&["serve"], env)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+            log,
             url: format!("http://127.0.0.1:{port}"),
             client: {
                 backends::install_tls_provider();
@@ -57,6 +65,19 @@ impl Served {
 
     async fn counter(&self, name: &str) -> u64 {
         self.health().await[name].as_u64().unwrap()
+    }
+
+    /// What it logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Asks for replay `id` and checks it answered its exact bytes.
+    async fn expect_replay(&self, id: u64, replays: &std::collections::BTreeMap<String, Vec<u8>>) {
+        let response = self.get(&format!("/replays/{id}")).await;
+        assert_eq!(response.status(), 200, "replay {id}");
+        let body = response.bytes().await.unwrap();
+        assert_eq!(body.as_ref(), replays[&format!("replay_{id}.osr")].as_slice());
     }
 }
 
@@ -159,7 +180,7 @@ async fn serve_answers_hits_misses_bad_ids_and_new_archives() {
     let cached = common::names_in(&cache);
     assert_eq!(
         cached,
-        ["replay_2.osr", "replay_4.osr", "replay_5.osr"],
+        [".serve.lock", "replay_2.osr", "replay_4.osr", "replay_5.osr"],
         "{cached:?}"
     );
 }
@@ -182,4 +203,70 @@ async fn serve_answers_503_while_a_cold_archive_is_restored_and_asks_once() {
     }
     assert_eq!(served.counter("restores_requested").await, 1);
     assert_eq!(served.counter("storage_reads").await, 0);
+}
+
+/// The cache is an optimisation only: a second serve on the same folder, the folder removed,
+/// or a file where the folder was never fail a request; replays are then answered from the
+/// storage, and the log and /healthz say why.
+#[tokio::test]
+async fn serve_answers_from_the_storage_when_its_cache_cannot_be_used() {
+    let (d, port) = serving("", "10 KiB");
+    d.oiseau_async(&["init"], &[]).await.expect_code(0);
+    let replays = common::add_sized_replays(&d.temp, 1, 8, 3000);
+    d.oiseau_async(&["run"], &[]).await.expect_code(0);
+    let served = Served::start(&d, port, &[]).await;
+    served.expect_replay(1, &replays).await;
+    assert_eq!(served.health().await["cache"]["problem"], Value::Null);
+
+    // A second serve (another work_dir, the same storage and cache folder) keeps out of it.
+    let cache = d.work.join("serve-cache");
+    let other = Deployment::new("");
+    std::fs::remove_dir_all(&other.storage).ok();
+    std::os::unix::fs::symlink(&d.storage, &other.storage).unwrap();
+    let other_port = free_port();
+    other.write_settings_with_tables(
+        "",
+        &format!(
+            "[serve]\nlisten = \"127.0.0.1:{other_port}\"\ncache_size = \"10 KiB\"\n\
+             cache_dir = \"{}\"\n",
+            cache.display()
+        ),
+    );
+    let second = Served::start(&other, other_port, &[]).await;
+    for id in 2..=8 {
+        second.expect_replay(id, &replays).await;
+        served.expect_replay(id, &replays).await;
+    }
+    let problem = second.health().await["cache"]["problem"].clone();
+    assert!(
+        problem.as_str().unwrap().contains("another oiseau serve uses this folder"),
+        "{problem}"
+    );
+    assert!(second.log().contains("another oiseau serve"), "{}", second.log());
+    assert_eq!(second.counter("storage_reads").await, 7);
+    let held: u64 = common::names_in(&cache)
+        .iter()
+        .filter(|name| name.ends_with(".osr"))
+        .map(|name| std::fs::metadata(cache.join(name)).unwrap().len())
+        .sum();
+    assert!(held <= 10 * 1024, "{held} bytes over the cache's bound");
+
+    // The folder removed under the first serve: a cached replay is fetched again.
+    std::fs::remove_dir_all(&cache).unwrap();
+    served.expect_replay(8, &replays).await;
+    assert!(cache.join("replay_8.osr").exists(), "the folder is made again");
+
+    // A file where the folder was: answered from the storage, and said why.
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::write(&cache, b"not a folder").unwrap();
+    served.expect_replay(1, &replays).await;
+    let problem = served.health().await["cache"]["problem"].clone();
+    assert!(
+        problem.as_str().unwrap().contains("cannot create the cache folder"),
+        "{problem}"
+    );
+    assert!(served.log().contains("replays are answered from the storage"));
+    std::fs::remove_file(&cache).unwrap();
+    served.expect_replay(2, &replays).await;
+    assert_eq!(served.health().await["cache"]["problem"], Value::Null);
 }

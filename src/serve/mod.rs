@@ -11,7 +11,6 @@ mod cache;
 mod locator;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use backends::{PreflightMode, Readiness, Storage};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
@@ -49,7 +49,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     let server = Arc::new(Server {
         storage,
         locator,
-        cache: Cache::open(&cache_dir, settings.serve.cache_size.0)?,
+        cache: Cache::open(&cache_dir, settings.serve.cache_size.0),
         reads: Semaphore::new(settings.serve.max_concurrent_reads),
         fetching: std::sync::Mutex::new(HashMap::new()),
         warming: tokio::sync::Mutex::new(HashMap::new()),
@@ -116,7 +116,7 @@ struct Counters {
 /// What a fetch came to.
 #[derive(Debug, Clone)]
 enum Answer {
-    Found(PathBuf),
+    Found(Bytes),
     NotFound,
     /// A cold archive is being restored.
     Warming(String),
@@ -135,29 +135,31 @@ async fn replay(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Re
     let Some(id) = parse_id(&id) else {
         return (StatusCode::BAD_REQUEST, "a replay id is digits only\n").into_response();
     };
-    // A cached copy evicted between its lookup and its read is fetched again, once.
-    for _ in 0..2 {
-        let answer = match server.cache.get(id) {
-            Some(path) => {
-                server.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                Answer::Found(path)
-            }
-            None => Arc::clone(&server).fetch(id).await,
-        };
-        let Answer::Found(path) = answer else {
-            return answer_response(id, answer);
-        };
-        if let Ok(bytes) = tokio::fs::read(&path).await {
-            return replay_response(bytes);
+    if let Some(bytes) = server.cache.get(id) {
+        server.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        return replay_response(Bytes::from(bytes));
+    }
+    match Arc::clone(&server).fetch(id).await {
+        Answer::Found(bytes) => replay_response(bytes),
+        Answer::NotFound => (
+            StatusCode::NOT_FOUND,
+            format!("replay {id} was never archived\n"),
+        )
+            .into_response(),
+        Answer::Warming(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string())],
+            format!("replay {id} is in cold storage being restored: {why}\n"),
+        )
+            .into_response(),
+        Answer::Failed(why) => {
+            tracing::warn!("replay {id}: {why}");
+            (StatusCode::BAD_GATEWAY, format!("replay {id}: {why}\n")).into_response()
         }
     }
-    failed(
-        id,
-        "its cached copy went away twice while being read; try again",
-    )
 }
 
-fn replay_response(bytes: Vec<u8>) -> Response {
+fn replay_response(bytes: Bytes) -> Response {
     let etag = format!("\"{}\"", blake3::hash(&bytes).to_hex());
     (
         [
@@ -175,31 +177,9 @@ fn replay_response(bytes: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn answer_response(id: u64, answer: Answer) -> Response {
-    match answer {
-        Answer::Found(path) => failed(id, &format!("cannot read {}", path.display())),
-        Answer::NotFound => (
-            StatusCode::NOT_FOUND,
-            format!("replay {id} was never archived\n"),
-        )
-            .into_response(),
-        Answer::Warming(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string())],
-            format!("replay {id} is in cold storage being restored: {why}\n"),
-        )
-            .into_response(),
-        Answer::Failed(why) => failed(id, &why),
-    }
-}
-
-fn failed(id: u64, why: &str) -> Response {
-    tracing::warn!("replay {id}: {why}");
-    (StatusCode::BAD_GATEWAY, format!("replay {id}: {why}\n")).into_response()
-}
-
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
     let counters = &server.counters;
+    let (used, limit) = server.cache.usage();
     axum::Json(serde_json::json!({
         "status": "ok",
         "storage": server.storage.describe(),
@@ -208,6 +188,12 @@ async fn healthz(State(server): State<Arc<Server>>) -> Response {
         "storage_reads": counters.storage_reads.load(Ordering::Relaxed),
         "storage_bytes_read": counters.storage_bytes.bytes(),
         "restores_requested": counters.restores_requested.load(Ordering::Relaxed),
+        "cache": {
+            "dir": server.cache.dir(),
+            "bytes": used,
+            "limit": limit,
+            "problem": server.cache.problem(),
+        },
     }))
     .into_response()
 }
@@ -245,8 +231,8 @@ impl Server {
 
     async fn fetch_once(&self, id: u64) -> Answer {
         // Fetched by a request that finished just before this one started.
-        if let Some(path) = self.cache.get(id) {
-            return Answer::Found(path);
+        if let Some(bytes) = self.cache.get(id) {
+            return Answer::Found(Bytes::from(bytes));
         }
         let location = match self.locator.locate(id).await {
             Ok(Some(location)) => location,
@@ -260,8 +246,11 @@ impl Server {
             return Answer::Failed("the server is shutting down".into());
         };
         self.counters.storage_reads.fetch_add(1, Ordering::Relaxed);
-        match self.read_into_cache(id, &location).await {
-            Ok(path) => Answer::Found(path),
+        match self.read_replay(id, &location).await {
+            Ok(bytes) => {
+                self.cache.store(id, &bytes);
+                Answer::Found(bytes)
+            }
             Err(e) => Answer::Failed(format!("{e:#}")),
         }
     }
@@ -294,33 +283,36 @@ impl Server {
     }
 
     /// Reads the replay from the storage (its range, or the archive from its start when the
-    /// archive has no ranges), checks it against its recorded hash and puts it in the cache.
-    async fn read_into_cache(&self, id: u64, location: &Location) -> Result<PathBuf> {
+    /// archive has no ranges) and checks it against its recorded hash. Into memory (replays
+    /// are small, and the answer is sent whole): the cache is written afterwards, so that a
+    /// cache that cannot be written never fails the answer, nor passes for a damaged archive.
+    async fn read_replay(&self, id: u64, location: &Location) -> Result<Bytes> {
         let counter = &self.counters.storage_bytes;
         let tar = open_tar(&self.storage, &location.archive, location.range, counter).await?;
-        let mut staged = self.cache.stage()?;
         let name = format!("replay_{id}.osr");
         let archive = location.archive.clone();
         let expected = location.hash;
-        let (staged, size) = tokio::task::spawn_blocking(move || -> Result<_> {
+        tokio::task::spawn_blocking(move || -> Result<Bytes> {
             let mut tar = tar::Archive::new(tar);
             for entry in tar.entries()? {
                 let mut entry = entry.with_context(|| format!("{archive} is damaged"))?;
                 if entry.path()?.to_string_lossy() != name {
                     continue;
                 }
-                let (size, hash) = copy_with_blake3(&mut entry, staged.as_file_mut())
+                // As recorded in the tar header, within reason: the header is the archive's word.
+                let expected_size = entry.size().min(64 << 20);
+                let mut bytes = Vec::with_capacity(usize::try_from(expected_size).unwrap_or(0));
+                let (_, hash) = copy_with_blake3(&mut entry, &mut bytes)
                     .with_context(|| format!("{archive} is damaged at {name}"))?;
                 if expected.is_some_and(|expected| expected != hash) {
                     anyhow::bail!("{name} in {archive} does not match its recorded hash: the archive is damaged there");
                 }
-                return Ok((staged, size));
+                return Ok(Bytes::from(bytes));
             }
             anyhow::bail!("{archive} does not hold {name}")
         })
         .await
-        .context("the read stopped unexpectedly")??;
-        self.cache.insert(id, staged, size)
+        .context("the read stopped unexpectedly")?
     }
 }
 

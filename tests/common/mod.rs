@@ -116,7 +116,7 @@ impl Deployment {
             .unwrap()
     }
 
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"));
         command.arg("--config").arg(&self.config).args(args);
         for name in CLEARED_ENV {
