@@ -137,7 +137,10 @@ impl<'a> Evidence<'a> {
         }
         let mut found = None;
         for object in self.archives.get(&id).into_iter().flatten() {
-            if !self.manifests.contains(manifest_name(&object.name).as_str()) {
+            if !self
+                .manifests
+                .contains(manifest_name(&object.name).as_str())
+            {
                 continue;
             }
             match fetch_manifest(self.storage, &self.cache, object, id).await {

@@ -217,7 +217,9 @@ fn index_rebuild_never_writes_a_copy_the_archives_contradict() {
         b"1\t2\n2\t4\n3\t9\n",
     )
     .unwrap();
-    let out = d.oiseau(&["index", "rebuild", "--write"], &[]).expect_code(0);
+    let out = d
+        .oiseau(&["index", "rebuild", "--write"], &[])
+        .expect_code(0);
     assert_eq!(out.stdout(), "1\t2\n2\t4\n");
     assert!(
         out.stderr().contains("4000000000_c14_index.txt")
@@ -225,18 +227,27 @@ fn index_rebuild_never_writes_a_copy_the_archives_contradict() {
         "{}",
         out.stderr()
     );
-    assert_eq!(std::fs::read(d.storage.join("c14_index.txt")).unwrap(), index);
+    assert_eq!(
+        std::fs::read(d.storage.join("c14_index.txt")).unwrap(),
+        index
+    );
 
     std::fs::write(d.storage.join("4000000000_c14_index.txt"), b"1\t2\n2\t99\n").unwrap();
     std::fs::write(d.storage.join("c14_index.txt"), b"").unwrap();
-    let out = d.oiseau(&["index", "rebuild", "--write"], &[]).expect_code(0);
+    let out = d
+        .oiseau(&["index", "rebuild", "--write"], &[])
+        .expect_code(0);
     assert_eq!(out.stdout(), "1\t2\n2\t4\n");
     assert!(
-        out.stderr().contains("line says replays up to 99 but its manifest says 4"),
+        out.stderr()
+            .contains("line says replays up to 99 but its manifest says 4"),
         "{}",
         out.stderr()
     );
-    assert_eq!(std::fs::read(d.storage.join("c14_index.txt")).unwrap(), index);
+    assert_eq!(
+        std::fs::read(d.storage.join("c14_index.txt")).unwrap(),
+        index
+    );
 
     // With no index and no copy that agrees, the manifests alone rebuild it.
     std::fs::write(d.storage.join("c14_index.txt"), b"garbage").unwrap();
@@ -245,7 +256,12 @@ fn index_rebuild_never_writes_a_copy_the_archives_contradict() {
             std::fs::remove_file(d.storage.join(name)).unwrap();
         }
     }
-    let out = d.oiseau(&["index", "rebuild", "--write"], &[]).expect_code(0);
+    let out = d
+        .oiseau(&["index", "rebuild", "--write"], &[])
+        .expect_code(0);
     assert_eq!(out.stdout(), "1\t2\n2\t4\n", "{}", out.stderr());
-    assert_eq!(std::fs::read(d.storage.join("c14_index.txt")).unwrap(), index);
+    assert_eq!(
+        std::fs::read(d.storage.join("c14_index.txt")).unwrap(),
+        index
+    );
 }

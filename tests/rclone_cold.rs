@@ -89,7 +89,7 @@ fn killed_at_each_step_on_a_cold_rclone_remote_the_next_run_completes() {
     // A class read directly, so that the test can read the archives back.
     common::s3::killed_at_each_step_the_next_run_completes(
         |path, dir| server.snapshot(path, dir),
-        &env(), |bucket| {
-        deployment(&server, bucket, "STANDARD_IA")
-    });
+        &env(),
+        |bucket| deployment(&server, bucket, "STANDARD_IA"),
+    );
 }

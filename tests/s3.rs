@@ -129,9 +129,9 @@ fn killed_at_each_step_on_s3_the_next_run_completes() {
     let server = MotoServer::start();
     common::s3::killed_at_each_step_the_next_run_completes(
         |path, dir| server.snapshot(path, dir),
-        &env(), |bucket| {
-        deployment(&server, bucket, "STANDARD_IA")
-    });
+        &env(),
+        |bucket| deployment(&server, bucket, "STANDARD_IA"),
+    );
 }
 
 /// SeaweedFS checks signatures and honours conditional writes: the same crash points, on a

@@ -77,7 +77,10 @@ impl Served {
         let response = self.get(&format!("/replays/{id}")).await;
         assert_eq!(response.status(), 200, "replay {id}");
         let body = response.bytes().await.unwrap();
-        assert_eq!(body.as_ref(), replays[&format!("replay_{id}.osr")].as_slice());
+        assert_eq!(
+            body.as_ref(),
+            replays[&format!("replay_{id}.osr")].as_slice()
+        );
     }
 }
 
@@ -180,7 +183,12 @@ async fn serve_answers_hits_misses_bad_ids_and_new_archives() {
     let cached = common::names_in(&cache);
     assert_eq!(
         cached,
-        [".serve.lock", "replay_2.osr", "replay_4.osr", "replay_5.osr"],
+        [
+            ".serve.lock",
+            "replay_2.osr",
+            "replay_4.osr",
+            "replay_5.osr"
+        ],
         "{cached:?}"
     );
 }
@@ -239,10 +247,17 @@ async fn serve_answers_from_the_storage_when_its_cache_cannot_be_used() {
     }
     let problem = second.health().await["cache"]["problem"].clone();
     assert!(
-        problem.as_str().unwrap().contains("another oiseau serve uses this folder"),
+        problem
+            .as_str()
+            .unwrap()
+            .contains("another oiseau serve uses this folder"),
         "{problem}"
     );
-    assert!(second.log().contains("another oiseau serve"), "{}", second.log());
+    assert!(
+        second.log().contains("another oiseau serve"),
+        "{}",
+        second.log()
+    );
     assert_eq!(second.counter("storage_reads").await, 7);
     let held: u64 = common::names_in(&cache)
         .iter()
@@ -254,7 +269,10 @@ async fn serve_answers_from_the_storage_when_its_cache_cannot_be_used() {
     // The folder removed under the first serve: a cached replay is fetched again.
     std::fs::remove_dir_all(&cache).unwrap();
     served.expect_replay(8, &replays).await;
-    assert!(cache.join("replay_8.osr").exists(), "the folder is made again");
+    assert!(
+        cache.join("replay_8.osr").exists(),
+        "the folder is made again"
+    );
 
     // A file where the folder was: answered from the storage, and said why.
     std::fs::remove_dir_all(&cache).unwrap();
@@ -262,10 +280,17 @@ async fn serve_answers_from_the_storage_when_its_cache_cannot_be_used() {
     served.expect_replay(1, &replays).await;
     let problem = served.health().await["cache"]["problem"].clone();
     assert!(
-        problem.as_str().unwrap().contains("cannot create the cache folder"),
+        problem
+            .as_str()
+            .unwrap()
+            .contains("cannot create the cache folder"),
         "{problem}"
     );
-    assert!(served.log().contains("replays are answered from the storage"));
+    assert!(
+        served
+            .log()
+            .contains("replays are answered from the storage")
+    );
     std::fs::remove_file(&cache).unwrap();
     served.expect_replay(2, &replays).await;
     assert_eq!(served.health().await["cache"]["problem"], Value::Null);

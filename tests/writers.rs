@@ -157,7 +157,10 @@ fn plant_dead_lease(target: &Target, round: u64) {
     });
     target.plant_lock(lease.to_string().as_bytes());
     if foreign {
-        set_age(&target.storage.join("oiseau.lock"), Duration::from_secs(7 * 3600));
+        set_age(
+            &target.storage.join("oiseau.lock"),
+            Duration::from_secs(7 * 3600),
+        );
     }
 }
 
@@ -171,7 +174,12 @@ fn two_writers_race_for_a_dead_lease(first: &Target, second: &Deployment) {
     let mut codes = BTreeMap::new();
     for round in 0..40u64 {
         mine.extend(add_sized_replays(&first.d.temp, 1 + round * 10, 10, 2048));
-        theirs.extend(add_sized_replays(&second.temp, 1_000_000 + round * 10, 10, 2048));
+        theirs.extend(add_sized_replays(
+            &second.temp,
+            1_000_000 + round * 10,
+            10,
+            2048,
+        ));
         plant_dead_lease(first, round);
         let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
         for (code, stderr) in [wait(a), wait(b)] {

@@ -293,7 +293,10 @@ mod problems {
         std::fs::write(&dir, b"a file where the folder was").unwrap();
         cache.store(3, b"three");
         assert!(
-            cache.problem().unwrap().contains("cannot create the cache folder"),
+            cache
+                .problem()
+                .unwrap()
+                .contains("cannot create the cache folder"),
             "{:?}",
             cache.problem()
         );

@@ -104,7 +104,10 @@ pub async fn check(driver: Arc<dyn Driver>) {
     let storage = &Storage::new(Arc::clone(&driver));
     if storage.conditions_need_probe() {
         // Every server this suite runs against honours the conditions its driver claims.
-        let probed = storage.probe_conditions("oiseau-probe.conformance").await.unwrap();
+        let probed = storage
+            .probe_conditions("oiseau-probe.conformance")
+            .await
+            .unwrap();
         let claimed = driver.capabilities();
         assert_eq!(
             (probed.create_if_absent, probed.replace_if_match),

@@ -68,7 +68,9 @@ impl SeaweedServer {
             .stderr(std::fs::File::create(dir.path().join("weed.log")).unwrap())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start weed ({e}): run the tests with scripts/test, which provisions it")
+                panic!(
+                    "cannot start weed ({e}): run the tests with scripts/test, which provisions it"
+                )
             });
         SeaweedServer {
             port: ports[3],

@@ -23,14 +23,20 @@
 //! lets only one of them commit.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backends::{ErrorKind, Source, Storage, Version, WriteMode, WriteOptions};
+use backends::{ErrorKind, Storage, Version, WriteMode, WriteOptions};
 use serde::{Deserialize, Serialize};
 
+mod staleness;
+mod take;
+
+use staleness::staleness;
+use take::{Protocol, Taker};
+
 use crate::journal::unix_now;
-use crate::layout::{LOCK_NAME, probe_name};
+use crate::layout::LOCK_NAME;
 use crate::process::ProcessIdentity;
 
 /// How long a lock may go unwritten before another host takes it over: far longer than any
@@ -90,15 +96,6 @@ impl Lease {
             self.host, self.process.pid, self.taken_at
         )
     }
-}
-
-/// How the lock is taken on this storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    /// `Driver::create_lock` is exclusive.
-    Exclusive,
-    /// Nothing is exclusive: write the lease, let it settle, read it back.
-    ReadBack,
 }
 
 /// What `oiseau.lock` holds.
@@ -223,158 +220,6 @@ impl StorageLock {
             Err(e) => tracing::warn!("cannot read the lock on {where_to}: {e:#}"),
         }
     }
-}
-
-/// Takes the lock for one lease, by one protocol.
-struct Taker<'a> {
-    storage: &'a Storage,
-    protocol: Protocol,
-    lease: &'a Lease,
-}
-
-impl Taker<'_> {
-    /// Takes the lock if it is free; `false` when a lease is there.
-    async fn take_free(&self) -> Result<bool> {
-        let where_to = self.storage.describe();
-        let staged = stage(self.lease)?;
-        match self.protocol {
-            Protocol::Exclusive => {
-                match self
-                    .storage
-                    .create_lock(LOCK_NAME, &Source::file(staged.path()))
-                    .await
-                {
-                    Ok(()) => Ok(true),
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-                    Err(e) => Err(e).with_context(|| format!("cannot take the lock on {where_to}")),
-                }
-            }
-            Protocol::ReadBack => {
-                match self.storage.stat(LOCK_NAME).await {
-                    Ok(_) => return Ok(false),
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(e)
-                            .with_context(|| format!("cannot read the lock on {where_to}"));
-                    }
-                }
-                if let Err(e) = self.write(WriteMode::Replace).await {
-                    // Another writer's lease written over this one as it landed (its check
-                    // after the upload then finds other bytes): a race lost, not a failure.
-                    return match read_lease(self.storage).await? {
-                        Found::Lease(now, _) if now.token != self.lease.token => Ok(false),
-                        _ => Err(e),
-                    };
-                }
-                self.confirmed().await
-            }
-        }
-    }
-
-    /// Replaces the stale lease `held`, read at `version`, with this one; `false` when another
-    /// writer changed the lock first.
-    async fn take_over(&self, held: &Lease, version: Version) -> Result<bool> {
-        if self.storage.capabilities().replace_if_match {
-            return match self.write(WriteMode::ReplaceIfUnchanged(version)).await {
-                Ok(()) => Ok(true),
-                Err(e) if lost_race(&e) => Ok(false),
-                Err(e) => Err(e),
-            };
-        }
-        // Removed only while it is still the stale lease: another writer that took it over
-        // meanwhile keeps its brand-new lease.
-        match read_lease(self.storage).await? {
-            Found::Lease(now, _) if now.token == held.token && now.renewed == held.renewed => {}
-            _ => return Ok(false),
-        }
-        match self.storage.remove_lock(LOCK_NAME).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot remove the stale lock on {}",
-                        self.storage.describe()
-                    )
-                });
-            }
-        }
-        let taken = self.take_free().await?;
-        // The read-back protocol confirmed it already.
-        Ok(taken && (self.protocol == Protocol::ReadBack || self.confirmed().await?))
-    }
-
-    async fn write(&self, mode: WriteMode) -> Result<()> {
-        let bytes = self.lease.bytes()?;
-        self.storage
-            .write(LOCK_NAME, &bytes, &WriteOptions::hot(mode))
-            .await
-            .map(drop)
-            .map_err(anyhow::Error::from)
-    }
-
-    /// After [`SETTLE`], whether the lock still holds this lease.
-    async fn confirmed(&self) -> Result<bool> {
-        tokio::time::sleep(SETTLE).await;
-        Ok(matches!(
-            read_lease(self.storage).await?,
-            Found::Lease(now, _) if now.token == self.lease.token
-        ))
-    }
-}
-
-/// Whether the write failed because another writer changed or removed the object first.
-fn lost_race(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<backends::StorageError>()
-        .is_some_and(|e| matches!(e.kind(), ErrorKind::ConditionFailed | ErrorKind::NotFound))
-}
-
-/// The lease in a local file, for an exclusive create that takes a file.
-fn stage(lease: &Lease) -> Result<tempfile::NamedTempFile> {
-    use std::io::Write;
-    let mut staged =
-        tempfile::NamedTempFile::new().context("cannot stage the storage lock's lease")?;
-    staged
-        .write_all(&lease.bytes()?)
-        .context("cannot stage the storage lock's lease")?;
-    Ok(staged)
-}
-
-/// Why `held` is stale, or `None` while its holder may be alive.
-async fn staleness(storage: &Storage, held: &Lease) -> Result<Option<String>> {
-    if held.host == backends::host_name() {
-        return Ok(
-            (!held.process.is_alive()).then(|| "its process on this host is gone".to_owned())
-        );
-    }
-    let Some(written) = storage.modified(LOCK_NAME).await.ok().flatten() else {
-        return Ok(None);
-    };
-    let now = storage_now(storage).await?;
-    let idle = now.duration_since(written).unwrap_or_default();
-    Ok((idle >= LEASE).then(|| {
-        format!(
-            "it has not been written for {} by the storage's clock",
-            humantime::format_duration(Duration::from_secs(idle.as_secs()))
-        )
-    }))
-}
-
-/// The storage's clock now: the time it gives an object written just now.
-async fn storage_now(storage: &Storage) -> Result<SystemTime> {
-    let name = probe_name(&format!("clock-{}", std::process::id()));
-    let where_to = storage.describe();
-    storage
-        .write(&name, b"", &WriteOptions::hot(WriteMode::Replace))
-        .await
-        .with_context(|| format!("cannot read the clock of {where_to}"))?;
-    let now = storage.modified(&name).await;
-    if let Err(e) = storage.delete(&name).await {
-        tracing::warn!("cannot remove {name} from {where_to}: {e}");
-    }
-    now.with_context(|| format!("cannot read the clock of {where_to}"))?
-        .with_context(|| format!("{where_to} keeps no modification times"))
 }
 
 /// Rewrites the lease every [`RENEW_EVERY`] while it is still this writer's, so that no other
