@@ -59,6 +59,13 @@ pub struct RunRecord {
     pub last_success: Option<u64>,
     /// Unix time of the start of the first run of the current wait for the storage.
     pub waiting_since: Option<u64>,
+    /// Unix time of the start of the first run since then that found the storage lock held
+    /// by another writer (or held without a lease) and could not archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_waiting_since: Option<u64>,
+    /// What the last of those runs found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_waiting_reason: Option<String>,
     /// The last archive a run of this work_dir made.
     pub last_archive: Option<ArchiveRecord>,
     /// The storage's notices already reported, so that one is told once, not every run.
@@ -83,7 +90,14 @@ impl RunRecord {
     pub fn after(&self, outcome: &Outcome, started: SystemTime, now: SystemTime) -> RunRecord {
         let mut next = self.clone();
         match outcome {
-            Outcome::Done(_) | Outcome::NothingToDo { .. } => {
+            Outcome::Done(_) => {
+                next.last_success = Some(unix(now));
+                next.waiting_since = None;
+                next.lock_waiting_since = None;
+                next.lock_waiting_reason = None;
+            }
+            // The storage was not contacted: the lock is as it was.
+            Outcome::NothingToDo { .. } => {
                 next.last_success = Some(unix(now));
                 next.waiting_since = None;
             }
@@ -92,6 +106,13 @@ impl RunRecord {
                 ..
             } => {
                 next.waiting_since = Some(self.waiting_since.unwrap_or(unix(started)));
+            }
+            Outcome::Waiting {
+                cause: WaitCause::StorageLock,
+                reason,
+            } => {
+                next.lock_waiting_since = Some(self.lock_waiting_since.unwrap_or(unix(started)));
+                next.lock_waiting_reason = Some(reason.clone());
             }
             Outcome::Waiting {
                 cause: WaitCause::AnotherRun,
@@ -143,9 +164,18 @@ impl Outcome {
 pub enum WaitCause {
     /// The storage is waking up (an unarchive, a restore).
     Storage,
-    /// Another run holds the lock.
+    /// Another run of this work_dir holds its lock.
     AnotherRun,
+    /// Another writer holds the storage's lock, won the race for it, or left it without a
+    /// lease not yet judged abandoned. A wait past [`LOCK_WAIT_GRACE`] is a failure to the
+    /// health check.
+    StorageLock,
 }
+
+/// How long runs may find the storage lock held before the health check calls it a failure:
+/// a live writer holds it for one run (minutes, an hour for a large first backlog); a lease
+/// is judged stale after 6 hours unwritten.
+pub const LOCK_WAIT_GRACE: Duration = Duration::from_secs(6 * 3600);
 
 /// An archive that is on the storage and in the index.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -192,6 +192,25 @@ fn set_history(gauges: &mut Gauges, finished: &Finished) {
             count(since),
         );
     }
+    let lock_held = matches!(
+        finished.outcome,
+        Outcome::Waiting {
+            cause: WaitCause::StorageLock,
+            ..
+        }
+    );
+    gauges.set(
+        "storage_lock_waiting",
+        "1 while runs find the storage lock held by another writer, or held without a lease",
+        i64::from(lock_held),
+    );
+    if let Some(since) = record.lock_waiting_since {
+        gauges.set(
+            "storage_lock_waiting_since_timestamp_seconds",
+            "Since when runs have found the storage lock held and could not archive (unix time)",
+            count(since),
+        );
+    }
 }
 
 /// The replays waiting in the temp folder.

@@ -343,3 +343,31 @@ async fn an_index_changed_under_the_run_stops_it_and_deletes_nothing() {
         "the copy that lost its id is gone: {names:?}"
     );
 }
+
+/// Taking the storage lock is retried like any write; an attempt whose answer was lost after
+/// the lock was taken finds its own lease on the next one and carries on.
+#[tokio::test]
+async fn taking_the_lock_is_retried_and_a_lost_answer_finds_its_own_lease() {
+    for fault in [Fault::DropConnection, Fault::AnswerLost] {
+        let bench = Bench::new(native(), |f| f.fail("create_lock", 1, fault.clone())).await;
+        bench.add_replays(1, 20);
+        let (result, outcome) = bench.run().await;
+        assert!(
+            matches!(result, Ok(RunReport::Archived(_))),
+            "{fault:?}: {:?}",
+            result.err()
+        );
+        assert!(matches!(outcome, Outcome::Done(ref done) if done.replays == 20));
+        assert_eq!(bench.index().await, b"1\t20\n", "{fault:?}");
+        assert_eq!(bench.temp_names(), 0, "{fault:?}");
+        assert_eq!(bench.retries.lock().unwrap().as_slice(), ["lock 2"]);
+        assert!(
+            !bench
+                .objects()
+                .await
+                .iter()
+                .any(|name| name == "oiseau.lock"),
+            "{fault:?}: the lock is freed"
+        );
+    }
+}

@@ -186,3 +186,64 @@ async fn ftps_uploads_over_tls_and_refuses_an_untrusted_server() {
     assert!(out.stderr().contains("TLS handshake"), "{}", out.stderr());
     assert_eq!(d.temp_names(), ["replay_3.osr"]);
 }
+
+/// The lock's folder left without its lease (a run stopped, or its answer was lost, between
+/// the two) is named as what it is, waited on while it may be a writer at work, then taken
+/// over; a wait that lasts is a problem for `status`.
+#[test]
+fn a_lock_folder_without_its_lease_is_taken_over_once_abandoned() {
+    let target = common::target::Target::ftp();
+    target.init();
+    let replays = common::add_sized_replays(&target.d.temp, 1, 3, 3000);
+    std::fs::create_dir(target.storage.join("oiseau.lock.d")).unwrap();
+    let out = target.oiseau(&["run"]).expect_code(75);
+    assert!(
+        out.stderr().contains("oiseau.lock.d is on FTP server")
+            && out.stderr().contains("without the lease oiseau.lock")
+            && out
+                .stderr()
+                .contains("taken over once it has stayed so for 15m"),
+        "{}",
+        out.stderr()
+    );
+    target.oiseau(&["status"]).expect_code(0);
+
+    // Seen so by earlier runs for 20 minutes, the last 5 minutes ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sighting = target.d.work.join("lock-without-lease.json");
+    let mut seen: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sighting).unwrap()).unwrap();
+    seen["first_seen"] = (now - 20 * 60).into();
+    seen["last_seen"] = (now - 5 * 60).into();
+    std::fs::write(&sighting, seen.to_string()).unwrap();
+    // And the runs have found the lock held for 7 hours: a problem for status.
+    let record = target.d.work.join("last-run.json");
+    let mut runs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert!(runs["lock_waiting_since"].is_u64(), "{runs}");
+    runs["lock_waiting_since"] = (now - 7 * 3600).into();
+    std::fs::write(&record, runs.to_string()).unwrap();
+    let out = target.oiseau(&["status"]).expect_code(1);
+    assert!(
+        out.stderr().contains("the storage lock stays held")
+            && out.stderr().contains("oiseau.lock.d"),
+        "{}",
+        out.stderr()
+    );
+
+    let out = target.oiseau(&["run"]).expect_code(0);
+    assert!(
+        out.stderr().contains("taking over the lock"),
+        "{}",
+        out.stderr()
+    );
+    common::assert_nothing_lost(&replays, &target.d.temp, &target.storage, true);
+    assert!(target.d.temp_names().is_empty());
+    assert!(!target.storage.join("oiseau.lock.d").exists());
+    assert!(!target.storage.join("oiseau.lock").exists());
+    assert!(!sighting.exists());
+    target.oiseau(&["status"]).expect_code(0);
+}

@@ -10,6 +10,7 @@ use backends::{PreflightMode, Storage};
 use serde::Serialize;
 
 use crate::error::{TryLater, is_try_later};
+use crate::events::LOCK_WAIT_GRACE;
 use crate::history::beyond_index;
 use crate::journal::{Journal, unix_now};
 use crate::layout::{INDEX_NAME, archive_id_of, archive_timestamp};
@@ -67,6 +68,19 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
     };
     if let Err(e) = check_writable(&settings.work_dir) {
         problems.push(format!("{e:#}"));
+    }
+    let record = crate::record::load(&settings.work_dir);
+    if let (Some(since), Ok(now)) = (record.lock_waiting_since, unix_now()) {
+        let waited = std::time::Duration::from_secs(now.saturating_sub(since));
+        if waited > LOCK_WAIT_GRACE {
+            problems.push(format!(
+                "no run has archived for {}: the storage lock stays held ({}). Find the writer \
+                 named there; if none runs, the lock is taken over by itself once it is judged \
+                 stale or abandoned",
+                humantime::format_duration(waited),
+                record.lock_waiting_reason.as_deref().unwrap_or("no detail")
+            ));
+        }
     }
     let mut status = Status {
         temp_dir: settings.temp_dir.display().to_string(),

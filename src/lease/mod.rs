@@ -29,6 +29,7 @@ use anyhow::{Context, Result};
 use backends::{ErrorKind, Storage, Version, WriteMode, WriteOptions};
 use serde::{Deserialize, Serialize};
 
+mod leaseless;
 mod staleness;
 mod take;
 
@@ -49,8 +50,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(30 * 60);
 /// How long a lease written without an exclusive step is left before it is read back.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// Another writer holds the storage, or won the race for it; the next run carries on (exit
-/// 75).
+/// Another writer holds the storage, or won the race for it, or the lock is held without a
+/// lease that has not yet been judged abandoned; the next run carries on (exit 75).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StorageBusy(pub String);
@@ -102,7 +103,7 @@ impl Lease {
 enum Found {
     Missing,
     /// There, but no lease can be read from it (being written, or damaged).
-    Unreadable,
+    Unreadable(Version),
     Lease(Box<Lease>, Version),
 }
 
@@ -146,21 +147,43 @@ impl StorageLock {
             Err(StorageBusy(format!("{why}; the next run carries on")).into())
         };
         // A second pass only when the lock vanished while it was looked at.
-        for _ in 0..2 {
+        for pass in 0..2 {
             if taker.take_free().await? {
+                leaseless::forget(work_dir);
                 return Ok(StorageLock::held(storage, lease));
             }
             let (held, version) = match read_lease(storage).await? {
-                Found::Missing => continue,
-                Found::Unreadable => {
+                Found::Missing if pass == 0 => continue,
+                // Taken, yet no lease: on FTP, the lock's folder without its lease.
+                Found::Missing => {
+                    let folder = backends::ftp::lock_dir(LOCK_NAME);
+                    let what = format!("{folder} is on {where_to} without the lease {LOCK_NAME}");
+                    if taker
+                        .take_leaseless(work_dir, location, "missing", &what)
+                        .await?
+                    {
+                        return Ok(StorageLock::held(storage, lease));
+                    }
                     return busy(format!(
-                        "another writer is taking the lock on {where_to} ({LOCK_NAME} holds no \
-                         readable lease yet). If no oiseau runs anywhere and this lasts, remove \
-                         {LOCK_NAME} from the storage"
+                        "another writer took over the lock on {where_to} first"
+                    ));
+                }
+                Found::Unreadable(version) => {
+                    let what = format!("{LOCK_NAME} on {where_to} holds no readable lease");
+                    let state = format!("unreadable {version:?}");
+                    if taker
+                        .take_leaseless(work_dir, location, &state, &what)
+                        .await?
+                    {
+                        return Ok(StorageLock::held(storage, lease));
+                    }
+                    return busy(format!(
+                        "another writer took over the lock on {where_to} first"
                     ));
                 }
                 Found::Lease(held, version) => (held, version),
             };
+            leaseless::forget(work_dir);
             // An attempt whose answer was lost took it after all.
             if held.token == lease.token {
                 return Ok(StorageLock::held(storage, lease));
@@ -265,7 +288,7 @@ async fn read_lease(storage: &Storage) -> Result<Found> {
     match storage.read_small(LOCK_NAME).await {
         Ok((meta, bytes)) => Ok(match serde_json::from_slice(&bytes) {
             Ok(lease) => Found::Lease(Box::new(lease), meta.version_token()),
-            Err(_) => Found::Unreadable,
+            Err(_) => Found::Unreadable(meta.version_token()),
         }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(Found::Missing),
         Err(e) => Err(e).with_context(|| format!("cannot read the lock on {}", storage.describe())),

@@ -4,7 +4,12 @@
 use anyhow::{Context, Result};
 use backends::{ErrorKind, Source, Storage, Version, WriteMode, WriteOptions};
 
-use super::{Found, LOCK_NAME, Lease, SETTLE, read_lease};
+use std::path::Path;
+use std::time::Duration;
+
+use super::leaseless::{self, ABANDONED_AFTER, Verdict};
+use super::{Found, LOCK_NAME, Lease, SETTLE, StorageBusy, read_lease};
+use crate::journal::unix_now;
 
 /// How the lock is taken on this storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +99,55 @@ impl Taker<'_> {
         Ok(taken && (self.protocol == Protocol::ReadBack || self.confirmed().await?))
     }
 
+    /// Takes over a lock held without a readable lease (`what` says what is there, `state`
+    /// tells one such state from another) once this host's runs have seen it so for
+    /// [`ABANDONED_AFTER`]; until then it is [`StorageBusy`]. `false` when another writer took
+    /// it over first.
+    pub(super) async fn take_leaseless(
+        &self,
+        work_dir: &Path,
+        location: &str,
+        state: &str,
+        what: &str,
+    ) -> Result<bool> {
+        let seen_for = match leaseless::judge(work_dir, location, state, unix_now()?) {
+            Verdict::Wait(seen_for) => {
+                return Err(StorageBusy(format!(
+                    "{what}: a writer is taking the lock, or stopped while taking it. Seen so for \
+                     {}; it is taken over once it has stayed so for {}, and the next run carries \
+                     on",
+                    rounded(seen_for),
+                    rounded(ABANDONED_AFTER)
+                ))
+                .into());
+            }
+            Verdict::Abandoned(seen_for) => seen_for,
+        };
+        tracing::warn!(
+            "taking over the lock: {what}, and has been for {}",
+            rounded(seen_for)
+        );
+        match self.storage.remove_lock(LOCK_NAME).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot remove the abandoned lock on {}",
+                        self.storage.describe()
+                    )
+                });
+            }
+        }
+        // Confirmed by reading it back: another writer may be doing the same.
+        let taken = self.take_free().await?
+            && (self.protocol == Protocol::ReadBack || self.confirmed().await?);
+        if taken {
+            leaseless::forget(work_dir);
+        }
+        Ok(taken)
+    }
+
     async fn write(&self, mode: WriteMode) -> Result<()> {
         let bytes = self.lease.bytes()?;
         self.storage
@@ -129,4 +183,9 @@ fn stage(lease: &Lease) -> Result<tempfile::NamedTempFile> {
         .write_all(&lease.bytes()?)
         .context("cannot stage the storage lock's lease")?;
     Ok(staged)
+}
+
+/// A duration to the second, for messages.
+fn rounded(duration: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(duration.as_secs()))
 }

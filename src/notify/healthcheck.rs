@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use backends::Secret;
 
 use super::{Endpoint, base_url};
-use crate::events::{Event, Finished, Outcome, Reporter, WaitCause, unix};
+use crate::events::{Event, Finished, LOCK_WAIT_GRACE, Outcome, Reporter, WaitCause, unix};
 use crate::settings::HealthcheckSettings;
 
 #[derive(Debug)]
@@ -66,6 +66,21 @@ impl Healthcheck {
                 if waited > self.pending_grace {
                     failure(format!(
                         "waiting for the storage for {} (more than healthcheck.pending_grace): {reason}",
+                        humantime::format_duration(waited)
+                    ))
+                } else {
+                    Ping::Success
+                }
+            }
+            Outcome::Waiting {
+                cause: WaitCause::StorageLock,
+                reason,
+            } => {
+                let since = finished.record.lock_waiting_since.unwrap_or(unix(now));
+                let waited = Duration::from_secs(unix(now).saturating_sub(since));
+                if waited > LOCK_WAIT_GRACE {
+                    failure(format!(
+                        "no archive for {}: the storage lock stays held: {reason}",
                         humantime::format_duration(waited)
                     ))
                 } else {

@@ -97,6 +97,7 @@ impl<'a> Report<'a> {
                 report.waiting_for = Some(match cause {
                     WaitCause::Storage => "storage",
                     WaitCause::AnotherRun => "another_run",
+                    WaitCause::StorageLock => "storage_lock",
                 });
                 report.detail = Some(reason);
                 report.waiting_since = finished.record.waiting_since;

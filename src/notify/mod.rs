@@ -60,7 +60,7 @@ impl<'a> ChatMessage<'a> {
                 } => Some(ChatMessage::Waiting(reason)),
                 Outcome::Failed { error } => Some(ChatMessage::Failed(error)),
                 Outcome::Waiting {
-                    cause: WaitCause::AnotherRun,
+                    cause: WaitCause::AnotherRun | WaitCause::StorageLock,
                     ..
                 }
                 | Outcome::NothingToDo { .. } => None,

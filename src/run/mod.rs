@@ -23,7 +23,7 @@ use backends::{PreflightMode, Storage};
 use crate::error::{exit_code, is_another_writer};
 use crate::events::{Archived, Event, Finished, Outcome, Reporters, WaitCause};
 use crate::journal::Journal;
-use crate::lease::StorageLock;
+use crate::lease::{StorageBusy, StorageLock};
 use crate::settings::Settings;
 use crate::storage::{read_index, ready};
 use crate::{lock, record};
@@ -106,6 +106,10 @@ fn outcome_of(result: &Result<RunReport>, settings: &Settings) -> Outcome {
         Ok(RunReport::Planned(plan)) => Outcome::NothingToDo {
             bytes: plan.bytes,
             threshold: settings.threshold.0,
+        },
+        Err(e) if e.chain().any(|cause| cause.is::<StorageBusy>()) => Outcome::Waiting {
+            cause: WaitCause::StorageLock,
+            reason: format!("{e:#}"),
         },
         Err(e) if e.chain().any(is_another_writer) => Outcome::Waiting {
             cause: WaitCause::AnotherRun,

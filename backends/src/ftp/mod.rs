@@ -349,7 +349,18 @@ impl Driver for FtpDriver {
             },
         )
         .await?;
-        self.put(name, &Put::new(lease)).await.map(drop)
+        // A lock folder without its lease would keep every writer out until it is judged
+        // abandoned: undone when the lease cannot be written, so that a retry starts clean.
+        if let Err(e) = self.put(name, &Put::new(lease)).await {
+            let undone = self
+                .with_session(async |ftp| self.within("RMD", Some(&dir), ftp.rmdir(&dir)).await)
+                .await;
+            if let Err(undo) = undone {
+                tracing::warn!("cannot remove {dir} after its lease failed: {undo}");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn remove_lock(&self, name: &str) -> Result<()> {
@@ -364,7 +375,7 @@ impl Driver for FtpDriver {
 }
 
 /// The directory whose creation is the lock `name` on FTP.
-fn lock_dir(name: &str) -> String {
+pub fn lock_dir(name: &str) -> String {
     format!("{name}.d")
 }
 

@@ -24,6 +24,9 @@ pub enum Fault {
     NotReady,
     /// `prepare` answers that the storage is still waking up.
     Pending,
+    /// The write reaches the storage and is applied, then its answer is lost: the caller sees
+    /// a dropped connection (a temporary error) for a write that happened.
+    AnswerLost,
 }
 
 /// Wraps a driver and fails chosen calls: the nth call of an operation (counted from 1), or
@@ -104,22 +107,44 @@ impl Faults {
             .map(|rule| rule.fault.clone())
     }
 
-    fn injected(&self, operation: &'static str, object: &str) -> Result<()> {
-        let Some(fault) = self.check(operation) else {
-            return Ok(());
-        };
-        let error = match fault {
-            Fault::DropConnection => {
-                StorageError::temporary(format!("{operation} {object}: connection dropped"))
+    /// Runs a write, meeting its fault before it (most) or after it ([`Fault::AnswerLost`]).
+    async fn applied_then_injected<T>(
+        &self,
+        operation: &'static str,
+        object: &str,
+        write: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match self.check(operation) {
+            Some(Fault::AnswerLost) => {
+                write.await?;
+                fault(Fault::AnswerLost, operation, object)
             }
-            Fault::Refuse => StorageError::other(format!("{operation} {object}: refused")),
-            Fault::NotReady | Fault::Pending => StorageError::new(
-                ErrorKind::NotReady,
-                format!("{object} is in cold storage; a restore is under way"),
-            ),
-        };
-        Err(error.with_operation(operation).with_object(object))
+            Some(found) => fault(found, operation, object),
+            None => write.await,
+        }
     }
+
+    fn injected(&self, operation: &'static str, object: &str) -> Result<()> {
+        match self.check(operation) {
+            Some(found) => fault(found, operation, object),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error a caller meets for `fault` on `operation`.
+fn fault<T>(fault: Fault, operation: &'static str, object: &str) -> Result<T> {
+    let error = match fault {
+        Fault::DropConnection | Fault::AnswerLost => {
+            StorageError::temporary(format!("{operation} {object}: connection dropped"))
+        }
+        Fault::Refuse => StorageError::other(format!("{operation} {object}: refused")),
+        Fault::NotReady | Fault::Pending => StorageError::new(
+            ErrorKind::NotReady,
+            format!("{object} is in cold storage; a restore is under way"),
+        ),
+    };
+    Err(error.with_operation(operation).with_object(object))
 }
 
 #[async_trait]
@@ -152,8 +177,8 @@ impl Driver for Faults {
     }
 
     async fn put(&self, name: &str, put: &Put<'_>) -> Result<u64> {
-        self.injected("put", name)?;
-        self.inner.put(name, put).await
+        self.applied_then_injected("put", name, self.inner.put(name, put))
+            .await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
@@ -171,8 +196,8 @@ impl Driver for Faults {
     }
 
     async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
-        self.injected("create_lock", name)?;
-        self.inner.create_lock(name, lease).await
+        self.applied_then_injected("create_lock", name, self.inner.create_lock(name, lease))
+            .await
     }
 
     async fn remove_lock(&self, name: &str) -> Result<()> {

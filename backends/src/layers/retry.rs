@@ -167,8 +167,11 @@ impl Driver for Retry {
 
     /// Not retried: an attempt whose answer was lost may have taken the lock, and a second
     /// one would find it held. The caller reads the lease to tell.
+    /// Retried like any write: an attempt whose answer was lost after the lock was taken meets
+    /// `AlreadyExists` on the next one, and the caller then finds its own lease there.
     async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
-        self.inner.create_lock(name, lease).await
+        self.attempt("lock", name, || self.inner.create_lock(name, lease))
+            .await
     }
 
     async fn remove_lock(&self, name: &str) -> Result<()> {
