@@ -46,6 +46,7 @@ fn two_writers(first: &Target, second: &Deployment) {
     first.init();
     let mut mine = BTreeMap::new();
     let mut theirs = BTreeMap::new();
+    let mut codes = BTreeMap::new();
     for round in 0..20u64 {
         mine.extend(add_sized_replays(&first.d.temp, 1 + round * 100, 100, 2048));
         theirs.extend(add_sized_replays(
@@ -60,11 +61,13 @@ fn two_writers(first: &Target, second: &Deployment) {
                 code == 0 || code == 75,
                 "round {round}: exit {code}: {stderr}"
             );
+            *codes.entry(code).or_insert(0) += 1;
         }
         let seen = first.seen();
         assert_nothing_lost(&mine, &first.d.temp, seen, true);
         assert_nothing_lost(&theirs, &second.temp, seen, true);
     }
+    eprintln!("exit codes over 20 rounds (exit code: runs): {codes:?}");
     for _ in 0..3 {
         let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
         let _ = (wait(a), wait(b));
@@ -193,6 +196,7 @@ fn two_writers_race_for_a_dead_lease(first: &Target, second: &Deployment) {
         assert_nothing_lost(&mine, &first.d.temp, seen, true);
         assert_nothing_lost(&theirs, &second.temp, seen, true);
     }
+    eprintln!("exit codes over 40 rounds (exit code: runs): {codes:?}");
     assert!(codes.get(&0).copied().unwrap_or(0) >= 40, "{codes:?}");
     for _ in 0..2 {
         assert_eq!(wait(spawn(&first.d, &first.env)).0, 0);
