@@ -40,21 +40,32 @@ fn wait(child: Child) -> (i32, String) {
     (code, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// Twenty rounds of both deployments adding replays and running at once; then runs until both
-/// temp folders are empty. Every replay ends in exactly one indexed archive.
-fn two_writers(first: &Target, second: &Deployment) {
+/// `rounds` rounds of both deployments adding `per_round` replays each, then (after
+/// `before_round`) running at once: every exit is 0 or 75 and nothing is lost after each. Then
+/// each runs alone until both temp folders are empty, never stuck: every replay ends in exactly
+/// one indexed archive, and the lock is free. Returns how many runs of the rounds exited with
+/// each code.
+fn race(
+    first: &Target,
+    second: &Deployment,
+    rounds: u64,
+    per_round: u64,
+    before_round: impl Fn(u64),
+) -> BTreeMap<i32, usize> {
     first.init();
     let mut mine = BTreeMap::new();
     let mut theirs = BTreeMap::new();
     let mut codes = BTreeMap::new();
-    for round in 0..20u64 {
-        mine.extend(add_sized_replays(&first.d.temp, 1 + round * 100, 100, 2048));
+    for round in 0..rounds {
+        let first_id = 1 + round * per_round;
+        mine.extend(add_sized_replays(&first.d.temp, first_id, per_round, 2048));
         theirs.extend(add_sized_replays(
             &second.temp,
-            1_000_000 + round * 100,
-            100,
+            1_000_000 + first_id,
+            per_round,
             2048,
         ));
+        before_round(round);
         let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
         for (code, stderr) in [wait(a), wait(b)] {
             assert!(
@@ -67,21 +78,24 @@ fn two_writers(first: &Target, second: &Deployment) {
         assert_nothing_lost(&mine, &first.d.temp, seen, true);
         assert_nothing_lost(&theirs, &second.temp, seen, true);
     }
-    eprintln!("exit codes over 20 rounds (exit code: runs): {codes:?}");
-    for _ in 0..3 {
-        let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
-        let _ = (wait(a), wait(b));
-    }
+    eprintln!("exit codes over {rounds} rounds (exit code: runs): {codes:?}");
     for _ in 0..2 {
         assert_eq!(wait(spawn(&first.d, &first.env)).0, 0);
         assert_eq!(wait(spawn(second, &first.env)).0, 0);
     }
     let seen = first.seen();
-    let archived = assert_nothing_lost(&mine, &first.d.temp, seen, true);
     assert!(first.d.temp_names().is_empty() && second.temp_names().is_empty());
+    let archived = assert_nothing_lost(&mine, &first.d.temp, seen, true);
     let all = assert_nothing_lost(&theirs, &second.temp, seen, true);
     assert_eq!(archived.len(), mine.len() + theirs.len());
     assert_eq!(all.len(), archived.len());
+    assert!(!seen.join("oiseau.lock").exists(), "the lock is free");
+    codes
+}
+
+/// Twenty rounds of both deployments adding 100 replays and running at once.
+fn two_writers(first: &Target, second: &Deployment) {
+    race(first, second, 20, 100, |_| {});
 }
 
 #[test]
@@ -168,46 +182,13 @@ fn plant_dead_lease(target: &Target, round: u64) {
 }
 
 /// Forty rounds of a dead writer's lease left in the lock and two live writers racing to take
-/// it over: exactly one wins each time, the other exits 75 (never 1), nothing is lost, and
-/// neither is stuck afterwards.
+/// it over: one wins each time, the other exits 75 (never 1), nothing is lost, and neither is
+/// stuck afterwards.
 fn two_writers_race_for_a_dead_lease(first: &Target, second: &Deployment) {
-    first.init();
-    let mut mine = BTreeMap::new();
-    let mut theirs = BTreeMap::new();
-    let mut codes = BTreeMap::new();
-    for round in 0..40u64 {
-        mine.extend(add_sized_replays(&first.d.temp, 1 + round * 10, 10, 2048));
-        theirs.extend(add_sized_replays(
-            &second.temp,
-            1_000_000 + round * 10,
-            10,
-            2048,
-        ));
-        plant_dead_lease(first, round);
-        let (a, b) = (spawn(&first.d, &first.env), spawn(second, &first.env));
-        for (code, stderr) in [wait(a), wait(b)] {
-            assert!(
-                code == 0 || code == 75,
-                "round {round}: exit {code}: {stderr}"
-            );
-            *codes.entry(code).or_insert(0) += 1;
-        }
-        let seen = first.seen();
-        assert_nothing_lost(&mine, &first.d.temp, seen, true);
-        assert_nothing_lost(&theirs, &second.temp, seen, true);
-    }
-    eprintln!("exit codes over 40 rounds (exit code: runs): {codes:?}");
+    let codes = race(first, second, 40, 10, |round| {
+        plant_dead_lease(first, round)
+    });
     assert!(codes.get(&0).copied().unwrap_or(0) >= 40, "{codes:?}");
-    for _ in 0..2 {
-        assert_eq!(wait(spawn(&first.d, &first.env)).0, 0);
-        assert_eq!(wait(spawn(second, &first.env)).0, 0);
-    }
-    let seen = first.seen();
-    assert!(first.d.temp_names().is_empty() && second.temp_names().is_empty());
-    let archived = assert_nothing_lost(&mine, &first.d.temp, seen, true);
-    assert_nothing_lost(&theirs, &second.temp, seen, true);
-    assert_eq!(archived.len(), mine.len() + theirs.len());
-    assert!(!seen.join("oiseau.lock").exists(), "the lock is free");
 }
 
 #[test]

@@ -57,35 +57,25 @@ impl Healthcheck {
                 cause: WaitCause::AnotherRun,
                 ..
             } => Ping::Success,
-            Outcome::Waiting {
-                cause: WaitCause::Storage,
-                reason,
-            } => {
-                let since = finished.record.waiting_since.unwrap_or(unix(now));
-                let waited = Duration::from_secs(unix(now).saturating_sub(since));
-                if waited > self.pending_grace {
-                    failure(format!(
-                        "waiting for the storage for {} (more than healthcheck.pending_grace): {reason}",
-                        humantime::format_duration(waited)
-                    ))
+            Outcome::Waiting { cause, reason } => {
+                let (since, grace) = if *cause == WaitCause::StorageLock {
+                    (finished.record.lock_waiting_since, LOCK_WAIT_GRACE)
                 } else {
-                    Ping::Success
+                    (finished.record.waiting_since, self.pending_grace)
+                };
+                let waited =
+                    Duration::from_secs(unix(now).saturating_sub(since.unwrap_or(unix(now))));
+                if waited <= grace {
+                    return Ping::Success;
                 }
-            }
-            Outcome::Waiting {
-                cause: WaitCause::StorageLock,
-                reason,
-            } => {
-                let since = finished.record.lock_waiting_since.unwrap_or(unix(now));
-                let waited = Duration::from_secs(unix(now).saturating_sub(since));
-                if waited > LOCK_WAIT_GRACE {
-                    failure(format!(
-                        "no archive for {}: the storage lock stays held: {reason}",
-                        humantime::format_duration(waited)
-                    ))
+                let waited = humantime::format_duration(waited);
+                failure(if *cause == WaitCause::StorageLock {
+                    format!("no archive for {waited}: the storage lock stays held: {reason}")
                 } else {
-                    Ping::Success
-                }
+                    format!(
+                        "waiting for the storage for {waited} (more than healthcheck.pending_grace): {reason}"
+                    )
+                })
             }
             Outcome::Failed { error } => failure(error.clone()),
         }
@@ -178,6 +168,38 @@ mod tests {
         assert_eq!(
             healthcheck(true).ping(&waiting(three_days_ago), now),
             Ping::Failure("75".into(), body)
+        );
+    }
+
+    #[test]
+    fn a_storage_lock_that_stays_held_fails_past_six_hours() {
+        let check = healthcheck(false);
+        let now = UNIX_EPOCH + Duration::from_secs(10 * 24 * 3600);
+        let held_since = |since| Finished {
+            record: RunRecord {
+                lock_waiting_since: Some(since),
+                ..RunRecord::default()
+            },
+            ..finished(
+                Outcome::Waiting {
+                    cause: WaitCause::StorageLock,
+                    reason: "oiseau.lock.d is on the storage without the lease".into(),
+                },
+                75,
+                None,
+            )
+        };
+        assert_eq!(
+            check.ping(&held_since(unix(now) - 3600), now),
+            Ping::Success
+        );
+        let Ping::Failure(path, body) = check.ping(&held_since(unix(now) - 7 * 3600), now) else {
+            panic!("seven hours of a held lock is a failure");
+        };
+        assert_eq!(path, "fail");
+        assert!(
+            body.starts_with("no archive for 7h: the storage lock stays held: oiseau.lock.d"),
+            "{body}"
         );
     }
 

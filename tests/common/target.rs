@@ -90,10 +90,7 @@ impl Target {
         Target {
             d,
             storage,
-            env: super::s3::env()
-                .iter()
-                .map(|(name, value)| (*name, (*value).to_owned()))
-                .collect(),
+            env: s3_env(),
             _server: None,
             _remote: None,
             s3: Some(server),
@@ -110,10 +107,7 @@ impl Target {
         Target {
             storage: d.root.path().join("seen"),
             d,
-            env: super::s3::env()
-                .iter()
-                .map(|(name, value)| (*name, (*value).to_owned()))
-                .collect(),
+            env: s3_env(),
             _server: None,
             _remote: None,
             s3: None,
@@ -185,4 +179,12 @@ impl Target {
             ("rclone", Target::rclone()),
         ]
     }
+}
+
+/// The S3 credentials, as the s3 targets pass them.
+fn s3_env() -> Vec<(&'static str, String)> {
+    super::s3::env()
+        .iter()
+        .map(|(name, value)| (*name, (*value).to_owned()))
+        .collect()
 }
