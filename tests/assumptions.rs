@@ -90,6 +90,37 @@ fn the_spool_cleanup_removes_only_archives_it_packed() {
     assert_nothing_lost(&replays, &d.temp, &d.storage, true);
 }
 
+/// Runs every command that reaches the storage at `OISEAU_LOG=trace`, in both log formats:
+/// `Result::checked` fails on any output holding a test secret, and `secrets` are searched too.
+fn assert_no_secret_at_trace_level(d: &Deployment, env: &[(&str, &str)], secrets: &[&str]) {
+    d.oiseau(&["init"], env).expect_code(0);
+    add_sized_replays(&d.temp, 1, 3, 3000);
+    for format in ["text", "json"] {
+        let mut traced = env.to_vec();
+        traced.push(("OISEAU_LOG", "trace"));
+        for command in [
+            &["run", "--force"][..],
+            &["status"],
+            &["verify", "--deep"],
+            &["locate", "1"],
+            &["config"],
+        ] {
+            let args: Vec<&str> = command
+                .iter()
+                .copied()
+                .chain(["--log-format", format])
+                .collect();
+            let out = d.oiseau(&args, &traced);
+            for secret in secrets {
+                assert!(
+                    !out.stderr().contains(secret) && !out.stdout().contains(secret),
+                    "{command:?} {format}: {secret}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn no_secret_reaches_any_output_at_trace_level_in_either_log_format() {
     let server = common::s3::MotoServer::start();
@@ -106,31 +137,27 @@ fn no_secret_reaches_any_output_at_trace_level_in_either_log_format() {
     let mut env = common::s3::env().to_vec();
     env.push(("AWS_SESSION_TOKEN", token));
     env.push(("RCLONE_FTP_PASS", "TEST-SECRET-rclone-pass"));
-    d.oiseau(&["init"], &env).expect_code(0);
-    add_sized_replays(&d.temp, 1, 3, 3000);
-    for format in ["text", "json"] {
-        let mut traced = env.clone();
-        traced.push(("OISEAU_LOG", "trace"));
-        for command in [
-            &["run", "--force"][..],
-            &["status"],
-            &["verify", "--deep"],
-            &["locate", "1"],
-            &["config"],
-        ] {
-            let args: Vec<&str> = command
-                .iter()
-                .copied()
-                .chain(["--log-format", format])
-                .collect();
-            // `Result::checked` fails the test on any output holding a test secret.
-            let out = d.oiseau(&args, &traced);
-            assert!(
-                !out.stderr().contains(common::s3::SECRET_KEY),
-                "{command:?} {format}"
-            );
-        }
-    }
+    assert_no_secret_at_trace_level(&d, &env, &[common::s3::SECRET_KEY]);
+
+    // FTP, directly and through rclone (its obscured password in the environment).
+    let target = common::target::Target::ftp();
+    let env: Vec<(&str, &str)> = target.env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    assert_no_secret_at_trace_level(&target.d, &env, &[common::ftp::FTP_PASSWORD]);
+    let server = common::ftp::FtpServer::start();
+    let d = Deployment::new("");
+    d.write_settings_with_tables(
+        "",
+        &format!(
+            "[storage]\nbackend = \"rclone\"\n[storage.rclone]\nremote = \"{}\"\n",
+            common::rclone::ftp_remote(server.port, "")
+        ),
+    );
+    let obscured = common::rclone::obscured_password();
+    assert_no_secret_at_trace_level(
+        &d,
+        &[("RCLONE_FTP_PASS", obscured.as_str())],
+        &[obscured.as_str(), common::ftp::FTP_PASSWORD],
+    );
 }
 
 #[test]
