@@ -371,3 +371,34 @@ async fn taking_the_lock_is_retried_and_a_lost_answer_finds_its_own_lease() {
         );
     }
 }
+
+/// A write applied by the storage whose answer was lost: the retry meets its own result (the
+/// index's `If-Match` refused, the staged copy already moved). The run looks before deciding,
+/// finds its own bytes and carries on.
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_found_applied_and_the_run_completes() {
+    // The archive, the manifest, then the index: the third of each.
+    for (capabilities, operation) in [(native(), "put"), (rename_only(), "rename")] {
+        let bench = Bench::new(capabilities, |f| f.fail(operation, 3, Fault::AnswerLost)).await;
+        bench.add_replays(1, 20);
+        let (result, outcome) = bench.run().await;
+        assert!(
+            matches!(result, Ok(RunReport::Archived(_))),
+            "{operation}: {:?}",
+            result.err()
+        );
+        assert!(matches!(outcome, Outcome::Done(ref done) if done.replays == 20));
+        assert_eq!(bench.index().await, b"1\t20\n", "{operation}");
+        assert_eq!(bench.temp_names(), 0, "{operation}");
+        let retries = bench.retries.lock().unwrap().clone();
+        assert_eq!(retries.len(), 1, "{operation}: {retries:?}");
+        assert!(
+            bench
+                .objects()
+                .await
+                .iter()
+                .all(|name| !name.contains("oiseau-part")),
+            "{operation}"
+        );
+    }
+}

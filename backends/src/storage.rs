@@ -309,7 +309,16 @@ impl Storage {
             }
             // Checked again just before the move: a rename replaces silently.
             check_mode(driver, name, &options.mode, capabilities).await?;
-            driver.rename(&partial, name).await?;
+            if let Err(e) = driver.rename(&partial, name).await {
+                // The move may have happened with its answer lost (a retry then finds no
+                // partial upload): it did if the partial is gone and the name holds its size.
+                let moved = matches!(driver.stat(&partial).await, Err(ref gone) if gone.kind() == ErrorKind::NotFound)
+                    && driver.stat(name).await.is_ok_and(|meta| meta.size == sent);
+                if !moved {
+                    return Err(e);
+                }
+                tracing::info!("the answer to moving {partial} to {name} was lost; it was moved");
+            }
             verified(driver, name, source, sent).await
         }
         .await;
@@ -320,6 +329,11 @@ impl Storage {
     }
 
     /// Writes a small object from memory, with the same guarantees as [`Storage::upload`].
+    ///
+    /// A write whose answer was lost after the storage applied it fails, or meets its own
+    /// result when retried (a conditional write then refused, a staged copy already moved):
+    /// before a failure is believed, the object is read back, and if it holds exactly these
+    /// bytes the write happened.
     pub async fn write(
         &self,
         name: &str,
@@ -327,8 +341,28 @@ impl Storage {
         options: &WriteOptions,
     ) -> Result<ObjectMeta> {
         let staged = stage_bytes(bytes).map_err(|e| StorageError::from_io(name, e))?;
-        self.upload(&Source::file(staged.path()), name, options, &|_| {})
+        let error = match self
+            .upload(&Source::file(staged.path()), name, options, &|_| {})
             .await
+        {
+            Ok(meta) => return Ok(meta),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Config | ErrorKind::NotReady | ErrorKind::Denied
+                ) =>
+            {
+                return Err(e);
+            }
+            Err(e) => e,
+        };
+        match self.read_small(name).await {
+            Ok((meta, found)) if found == bytes => {
+                tracing::info!("the answer to writing {name} was lost; it was written");
+                Ok(meta)
+            }
+            _ => Err(error),
+        }
     }
 }
 

@@ -182,8 +182,8 @@ impl Driver for Faults {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.injected("rename", from)?;
-        self.inner.rename(from, to).await
+        self.applied_then_injected("rename", from, self.inner.rename(from, to))
+            .await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
