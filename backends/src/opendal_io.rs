@@ -31,6 +31,11 @@ pub(crate) async fn write_source(
         }
         progress(sent);
     }
-    writer.close().await.map_err(map_err)?;
+    if let Err(e) = writer.close().await {
+        // An upload left incomplete is billed until aborted; one that completed with its
+        // answer lost has nothing left to abort.
+        let _ = writer.abort().await;
+        return Err(map_err(e));
+    }
     Ok(sent)
 }

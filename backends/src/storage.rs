@@ -289,7 +289,13 @@ impl Storage {
                     None
                 }
             };
-            let sent = driver.put(name, &put(if_absent, if_match)).await?;
+            let sent = match driver.put(name, &put(if_absent, if_match)).await {
+                Ok(sent) => sent,
+                Err(e) if options.mode == WriteMode::CreateNew => {
+                    landed_despite(driver, name, source, e).await?
+                }
+                Err(e) => return Err(e),
+            };
             return verified(driver, name, source, sent).await;
         }
         if !capabilities.rename {
@@ -402,6 +408,33 @@ fn changed(name: &str, expected: &Version, found: &Version) -> StorageError {
         ),
     )
     .with_object(name)
+}
+
+/// The size that landed under the new name `name` although its upload failed with `error`: the
+/// answer to its last step was lost (an S3 `CompleteMultipartUpload` applied, then retried and
+/// refused as an unknown upload). A new name that now holds the source's size is this
+/// upload's (no other writer makes that name); anything else is the `error`. A name that was
+/// already taken is left to the caller, which compares contents.
+async fn landed_despite(
+    driver: &dyn Driver,
+    name: &str,
+    source: &Source,
+    error: StorageError,
+) -> Result<u64> {
+    if matches!(
+        error.kind(),
+        ErrorKind::AlreadyExists | ErrorKind::Denied | ErrorKind::Config | ErrorKind::NotReady
+    ) {
+        return Err(error);
+    }
+    let (Ok(size), Ok(stored)) = (source.len().await, driver.stat(name).await) else {
+        return Err(error);
+    };
+    if stored.size != size {
+        return Err(error);
+    }
+    tracing::info!("the answer to uploading {name} was lost; it landed whole");
+    Ok(size)
 }
 
 /// Checks what landed under `name`: the size sent, and the hash where the storage keeps one.

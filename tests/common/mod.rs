@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod ftp;
 pub mod http;
+pub mod proxy;
 pub mod rclone;
 pub mod s3;
 pub mod seaweed;

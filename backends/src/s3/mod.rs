@@ -82,6 +82,10 @@ impl Default for S3Config {
 /// 6 hours, and no archive upload takes a day.
 const ABANDONED: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
+/// How many times one S3 request is tried again on a temporary failure, beneath the retries
+/// of whole operations.
+const REQUEST_RETRIES: usize = 4;
+
 /// Size of the parts of a multipart upload: S3's minimum is 5 MiB; a few parts in flight stay
 /// well within the run's memory budget.
 const PART_SIZE: usize = 8 << 20;
@@ -263,12 +267,24 @@ fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
     opendal_http_transport_reqwest::install_default();
     let op =
         Operator::new(builder).map_err(|e| StorageError::config(format!("storage.s3: {e}")))?;
-    // Each request, and each stall of a transfer, bounded by the timeout.
-    Ok(op.layer(
-        opendal::layers::TimeoutLayer::new()
-            .with_timeout(config.timeout)
-            .with_io_timeout(config.timeout),
-    ))
+    // Each request, and each stall of a transfer, bounded by the timeout; then each request
+    // retried on its own (a part of a multipart upload, not the whole upload), so that a run
+    // makes progress as long as most requests get through. A conditional write whose answer
+    // was lost meets its own result when retried: the storage contract's callers look before
+    // they decide.
+    Ok(op
+        .layer(
+            opendal::layers::TimeoutLayer::new()
+                .with_timeout(config.timeout)
+                .with_io_timeout(config.timeout),
+        )
+        .layer(
+            opendal::layers::RetryLayer::new()
+                .with_max_times(REQUEST_RETRIES)
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_jitter(),
+        ))
 }
 
 #[async_trait]

@@ -1,0 +1,174 @@
+//! A TCP fault proxy on loopback, in front of a test server: the network failing in the ways
+//! a real one does, between oiseau and a real server. It forwards each connection to the
+//! server, and by its [`Plan`] resets every k-th connection at once, lets a matched request
+//! reach the server and then resets before the answer (the write applied, its answer lost),
+//! cuts answers after so many bytes, or paces both directions to a slow steady rate.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the proxy does to the connections it forwards from now on.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Every k-th connection (counted from 1) is reset before anything is forwarded.
+    pub drop_every: Option<usize>,
+    /// The next request whose bytes contain this text reaches the server, then its connection
+    /// is reset before the answer comes back; once.
+    pub lose_answer_to: Option<String>,
+    /// Each answer is reset after this many bytes (for the next so many connections).
+    pub cut_answers_after: Option<(usize, usize)>,
+    /// Bytes a second, each direction.
+    pub rate: Option<u64>,
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    plan: Arc<Mutex<Plan>>,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// A proxy to the server on loopback port `upstream`.
+    pub fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = FaultProxy {
+            port,
+            plan: Arc::default(),
+            connections: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (plan, connections, stop) = (
+            Arc::clone(&proxy.plan),
+            Arc::clone(&proxy.connections),
+            Arc::clone(&proxy.stop),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let nth = connections.fetch_add(1, Ordering::SeqCst) + 1;
+                let plan = Arc::clone(&plan);
+                std::thread::spawn(move || forward(client, upstream, nth, &plan));
+            }
+        });
+        proxy
+    }
+
+    /// Follows `plan` from the next connection on.
+    pub fn set(&self, plan: Plan) {
+        *self.plan.lock().unwrap() = plan;
+    }
+
+    /// How many connections it took so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Whether the request to lose an answer to has come by.
+    pub fn answer_lost(&self) -> bool {
+        self.plan.lock().unwrap().lose_answer_to.is_none()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Closes `stream` with a TCP reset, as a dropped connection does.
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>) {
+    let now = plan.lock().unwrap().clone();
+    if now.drop_every.is_some_and(|k| nth % k == 0) {
+        reset(&client);
+        return;
+    }
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        reset(&client);
+        return;
+    };
+    let cut_after = match &mut plan.lock().unwrap().cut_answers_after {
+        Some((bytes, left)) if *left > 0 => {
+            *left -= 1;
+            Some(*bytes)
+        }
+        _ => None,
+    };
+    let lose_answer = Arc::new(AtomicBool::new(false));
+    let requests = {
+        let (from, to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (plan, lose_answer) = (Arc::clone(plan), Arc::clone(&lose_answer));
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            pump(from, to, now.rate, |chunk| {
+                let Some(text) = &now.lose_answer_to else {
+                    return;
+                };
+                // The request's head so far, enough to match a request line.
+                seen.extend_from_slice(chunk);
+                if seen.len() > 64 * 1024 {
+                    seen.drain(..seen.len() - 1024);
+                }
+                if seen.windows(text.len()).any(|w| w == text.as_bytes()) {
+                    let mut plan = plan.lock().unwrap();
+                    // The first connection to match takes the fault.
+                    if plan.lose_answer_to.as_deref() == Some(text.as_str()) {
+                        plan.lose_answer_to = None;
+                        lose_answer.store(true, Ordering::SeqCst);
+                    }
+                }
+            });
+        })
+    };
+    let mut answered = 0usize;
+    let (answers_from, answers_to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+    pump(answers_from, answers_to, now.rate, |chunk| {
+        answered += chunk.len();
+        if lose_answer.load(Ordering::SeqCst) || cut_after.is_some_and(|cut| answered > cut) {
+            reset(&client);
+            reset(&server);
+        }
+    });
+    let _ = requests.join();
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Copies `from` to `to` until either ends, at `rate` bytes a second at most; `inspect` sees
+/// each chunk before it is sent on (and may reset the connection instead).
+fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>, mut inspect: impl FnMut(&[u8])) {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut buffer = vec![0u8; if rate.is_some() { 4096 } else { 64 * 1024 }];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        inspect(&buffer[..n]);
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
