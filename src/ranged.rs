@@ -13,6 +13,26 @@ use tokio_util::io::SyncIoBridge;
 use crate::pack::ReplayRange;
 use crate::storage::read_range_for_blocking;
 
+/// The read the network broke, if one did somewhere among `error`'s causes: the readers above
+/// it (gzip, tar) may have concluded the archive was damaged, which it is not.
+pub fn broken_read(error: &anyhow::Error) -> Option<&backends::ReadInterrupted> {
+    error.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<backends::ReadInterrupted>())
+    })
+}
+
+/// Why a read of an archive failed, in one line: the network's failure as such (and worth
+/// another try), anything else as the readers said it.
+pub fn failure_reason(error: &anyhow::Error) -> String {
+    match broken_read(error) {
+        Some(broken) => format!("{broken}; try again later"),
+        None => format!("{error:#}"),
+    }
+}
+
 /// Bytes read from the storage, shared by the readers of one command.
 #[derive(Debug, Clone, Default)]
 pub struct ReadCounter(Arc<AtomicU64>);

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::proxy::{FaultProxy, Plan};
+use common::proxy::{Cut, FaultProxy, Plan};
 use common::s3::{MotoServer, env};
 use common::{Deployment, add_sized_replays, assert_nothing_lost};
 
@@ -124,4 +124,95 @@ fn writes_whose_answers_were_lost_are_found_applied() {
             "{request}"
         );
     }
+}
+
+/// A read broken mid-body by the network is resumed from where it broke, and one that keeps
+/// breaking is said to be the network's doing, never the archive's damage: `restore` reads
+/// its replay through two answers cut short, and `serve` answers 503 with `Retry-After` while
+/// every answer is cut.
+#[test]
+fn reads_cut_short_are_resumed_and_never_called_damage() {
+    let faulty = Faulty::new("10s");
+    let replays = add_sized_replays(&faulty.d.temp, 1, 40, 300 * 1024);
+    faulty.run().expect_code(0);
+    let to = faulty.d.root.path().join("restored");
+    // Reads of the archive, cut after 1 KiB: a replay of 300 KiB needs many resumes.
+    let cut = |times| {
+        faulty.proxy.set(Plan {
+            cut_answers: Some(Cut {
+                to_requests_with: ".tar.gz HTTP/1.1".to_owned(),
+                after_bytes: 1024,
+                times,
+            }),
+            ..Plan::default()
+        });
+    };
+
+    cut(2);
+    let out = faulty
+        .d
+        .oiseau(&["restore", "7", "--to", to.to_str().unwrap()], &env())
+        .expect_code(0);
+    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
+    assert_eq!(
+        std::fs::read(to.join("replay_7.osr")).unwrap(),
+        replays["replay_7.osr"]
+    );
+
+    cut(usize::MAX);
+    let out = faulty
+        .d
+        .oiseau(&["restore", "8", "--to", to.to_str().unwrap()], &env());
+    assert_ne!(out.code(), 0);
+    assert!(
+        out.stdout().contains("the network") && !out.stdout().contains("damaged"),
+        "{}",
+        out.stdout()
+    );
+
+    let port = common::ftp::free_port();
+    let serving = faulty.d.root.path().join("serving.toml");
+    let settings = std::fs::read_to_string(&faulty.d.config).unwrap();
+    std::fs::write(
+        &serving,
+        format!("{settings}\n[serve]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
+        .arg("--config")
+        .arg(&serving)
+        .arg("serve")
+        .envs(env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let answer = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            http_get(port, "/replays/9")
+        })
+        .expect("serve answers");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("retry-after: 30"),
+        "{answer}"
+    );
+    assert!(answer.contains("the network"), "{answer}");
+}
+
+/// One plain HTTP GET on loopback: the whole answer, or `None` while nothing listens.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
 }

@@ -32,6 +32,7 @@ pub mod memory;
 mod opendal_io;
 pub mod rclone;
 mod registry;
+mod resume;
 pub mod s3;
 mod secret;
 mod source;
@@ -45,6 +46,7 @@ pub use driver::{
 };
 pub use error::{ErrorKind, ErrorStatus, StorageError};
 pub use registry::{BACKENDS, Backend, BackendConfig, StorageConfig, open};
+pub use resume::{ReadInterrupted, is_interrupted};
 pub use secret::{Secret, redact_userinfo, register as register_secret, scrub as scrub_secrets};
 pub use source::{Chunks, Source, SourceFeed};
 pub use storage::{PARTIAL_SUFFIX, Storage, host_name, partial_name, partial_owner};

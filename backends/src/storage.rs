@@ -206,9 +206,16 @@ impl Storage {
         self.driver.list().await
     }
 
-    /// See [`Driver::read`].
+    /// See [`Driver::read`]; a read the network breaks is resumed from where it broke (see
+    /// [`crate::resume`]).
     pub async fn read(&self, name: &str, range: ByteRange) -> Result<ObjectReader> {
-        self.driver.read(name, range).await
+        let reader = self.driver.read(name, range).await?;
+        Ok(crate::resume::resuming(
+            Arc::clone(&self.driver),
+            name,
+            range,
+            reader,
+        ))
     }
 
     /// Reads a small object (an index, a manifest) whole, with its metadata read first, so
@@ -216,8 +223,7 @@ impl Storage {
     pub async fn read_small(&self, name: &str) -> Result<(ObjectMeta, Vec<u8>)> {
         let meta = self.driver.stat(name).await?;
         let mut bytes = Vec::new();
-        self.driver
-            .read(name, ByteRange::ALL)
+        self.read(name, ByteRange::ALL)
             .await?
             .read_to_end(&mut bytes)
             .await

@@ -11,7 +11,7 @@ use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::notify::reporters;
 use crate::pack::ReplayRange;
-use crate::ranged::{ReadCounter, open_tar};
+use crate::ranged::{ReadCounter, failure_reason, open_tar};
 use crate::settings::{ByteSize, Settings};
 use crate::storage::{open_ready, warm_up};
 
@@ -138,7 +138,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
                 Ok(extracted) => extracted,
                 // An archive that cannot be read holds back only its own replays.
                 Err(e) => {
-                    let why = format!("{e:#}");
+                    let why = failure_reason(&e);
                     names
                         .into_iter()
                         .map(|name| (name, Err(anyhow::anyhow!("{why}"))))
@@ -159,7 +159,10 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
                     }
                 ),
                 Err(why) => {
-                    say!("not restored: {name} from {archive}: {why:#}");
+                    say!(
+                        "not restored: {name} from {archive}: {}",
+                        failure_reason(&why)
+                    );
                     failed.push(name);
                 }
             }
@@ -243,10 +246,15 @@ fn extract(
     let entries = archive
         .entries()
         .with_context(|| format!("{archive_name} is not a readable .tar.gz"))?;
+    let mut broken = None;
     for entry in entries {
-        let Ok(mut entry) = entry else {
-            // The stream itself is broken: nothing after this point can be read.
-            break;
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                // The stream itself is broken: nothing after this point can be read.
+                broken = Some(failure_reason(&anyhow::Error::from(e)));
+                break;
+            }
         };
         let Ok(name) = entry.path().map(|path| path.to_string_lossy().into_owned()) else {
             continue;
@@ -262,9 +270,10 @@ fn extract(
         }
     }
     for name in wanted.into_keys() {
-        let missing = Err(anyhow::anyhow!(
-            "{archive_name} does not contain it, or is damaged before it"
-        ));
+        let missing = Err(match &broken {
+            Some(why) => anyhow::anyhow!("{archive_name} could not be read up to it: {why}"),
+            None => anyhow::anyhow!("{archive_name} does not contain it"),
+        });
         extracted.push((name, missing));
     }
     Ok(extracted)

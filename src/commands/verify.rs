@@ -13,7 +13,7 @@ use crate::error::is_try_later;
 use crate::layout::INDEX_NAME;
 use crate::manifest::Manifest;
 use crate::notify::reporters;
-use crate::ranged::{ReadCounter, open_tar};
+use crate::ranged::{ReadCounter, failure_reason, open_tar};
 use crate::scan::replay_id;
 use crate::settings::Settings;
 use crate::storage::{open_ready, read_for_blocking, warm_up};
@@ -68,7 +68,7 @@ pub async fn verify(
             // A cold archive awaiting its restore is not a damaged one: come back later.
             Err(e) if is_try_later(&e) => return Err(e.context(label)),
             Err(e) => {
-                say!("{label}: {e:#}");
+                say!("{label}: {}", failure_reason(&e));
                 problems.push(label);
             }
         }
@@ -234,7 +234,7 @@ async fn check_sample(
         match read {
             Ok(read) if read == (name.clone(), size, hash) => {}
             Ok(_) => damaged.push(format!("{name} (its bytes differ from its manifest)")),
-            Err(e) => damaged.push(format!("{name} ({e:#})")),
+            Err(e) => damaged.push(format!("{name} ({})", failure_reason(&e))),
         }
     }
     if !damaged.is_empty() {

@@ -27,7 +27,7 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 
 use crate::digest::copy_with_blake3;
-use crate::ranged::{ReadCounter, open_tar};
+use crate::ranged::{ReadCounter, broken_read, failure_reason, open_tar};
 use crate::settings::Settings;
 use crate::storage::open_ready;
 use cache::Cache;
@@ -35,6 +35,8 @@ use locator::{Location, Locator};
 
 /// How long a client is told to wait while a cold archive is restored.
 const RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How long a client is told to wait after the network broke a read of the storage.
+const RETRY_AFTER_BROKEN_READ: Duration = Duration::from_secs(30);
 /// How often the storage is asked again whether a cold archive is readable yet.
 const WARM_CHECK: Duration = Duration::from_secs(60);
 /// The longest id a request may carry: `u64::MAX` has 20 digits.
@@ -120,6 +122,8 @@ enum Answer {
     NotFound,
     /// A cold archive is being restored.
     Warming(String),
+    /// The network broke the read of the storage: may work on the next try.
+    Unavailable(String),
     Failed(String),
 }
 
@@ -152,6 +156,18 @@ async fn replay(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Re
             format!("replay {id} is in cold storage being restored: {why}\n"),
         )
             .into_response(),
+        Answer::Unavailable(why) => {
+            tracing::warn!("replay {id}: {why}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    header::RETRY_AFTER,
+                    RETRY_AFTER_BROKEN_READ.as_secs().to_string(),
+                )],
+                format!("replay {id}: {why}\n"),
+            )
+                .into_response()
+        }
         Answer::Failed(why) => {
             tracing::warn!("replay {id}: {why}");
             (StatusCode::BAD_GATEWAY, format!("replay {id}: {why}\n")).into_response()
@@ -251,6 +267,7 @@ impl Server {
                 self.cache.store(id, &bytes);
                 Answer::Found(bytes)
             }
+            Err(e) if broken_read(&e).is_some() => Answer::Unavailable(failure_reason(&e)),
             Err(e) => Answer::Failed(format!("{e:#}")),
         }
     }

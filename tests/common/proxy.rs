@@ -2,7 +2,8 @@
 //! a real one does, between oiseau and a real server. It forwards each connection to the
 //! server, and by its [`Plan`] resets every k-th connection at once, lets a matched request
 //! reach the server and then resets before the answer (the write applied, its answer lost),
-//! cuts answers after so many bytes, or paces both directions to a slow steady rate.
+//! cuts the answers to matched requests after so many bytes, or paces both directions to a
+//! slow steady rate.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -18,10 +19,19 @@ pub struct Plan {
     /// The next request whose bytes contain this text reaches the server, then its connection
     /// is reset before the answer comes back; once.
     pub lose_answer_to: Option<String>,
-    /// Each answer is reset after this many bytes (for the next so many connections).
-    pub cut_answers_after: Option<(usize, usize)>,
+    /// Answers to requests holding this text are reset after so many bytes, for the next so
+    /// many such requests.
+    pub cut_answers: Option<Cut>,
     /// Bytes a second, each direction.
     pub rate: Option<u64>,
+}
+
+/// Answers cut short: see [`Plan::cut_answers`].
+#[derive(Debug, Clone)]
+pub struct Cut {
+    pub to_requests_with: String,
+    pub after_bytes: usize,
+    pub times: usize,
 }
 
 pub struct FaultProxy {
@@ -92,7 +102,7 @@ fn reset(stream: &TcpStream) {
 
 fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>) {
     let now = plan.lock().unwrap().clone();
-    if now.drop_every.is_some_and(|k| nth % k == 0) {
+    if now.drop_every.is_some_and(|k| nth.is_multiple_of(k)) {
         reset(&client);
         return;
     }
@@ -100,35 +110,41 @@ fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>
         reset(&client);
         return;
     };
-    let cut_after = match &mut plan.lock().unwrap().cut_answers_after {
-        Some((bytes, left)) if *left > 0 => {
-            *left -= 1;
-            Some(*bytes)
-        }
-        _ => None,
-    };
     let lose_answer = Arc::new(AtomicBool::new(false));
+    // The answer's bytes to let through, once a request to cut is seen.
+    let cut_after = Arc::new(AtomicUsize::new(usize::MAX));
     let requests = {
         let (from, to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-        let (plan, lose_answer) = (Arc::clone(plan), Arc::clone(&lose_answer));
+        let (plan, lose_answer, cut_after) = (
+            Arc::clone(plan),
+            Arc::clone(&lose_answer),
+            Arc::clone(&cut_after),
+        );
         std::thread::spawn(move || {
             let mut seen = Vec::new();
             pump(from, to, now.rate, |chunk| {
-                let Some(text) = &now.lose_answer_to else {
-                    return;
-                };
                 // The request's head so far, enough to match a request line.
                 seen.extend_from_slice(chunk);
                 if seen.len() > 64 * 1024 {
                     seen.drain(..seen.len() - 1024);
                 }
-                if seen.windows(text.len()).any(|w| w == text.as_bytes()) {
-                    let mut plan = plan.lock().unwrap();
-                    // The first connection to match takes the fault.
-                    if plan.lose_answer_to.as_deref() == Some(text.as_str()) {
-                        plan.lose_answer_to = None;
-                        lose_answer.store(true, Ordering::SeqCst);
-                    }
+                let holds = |text: &str| seen.windows(text.len()).any(|w| w == text.as_bytes());
+                let mut plan = plan.lock().unwrap();
+                // The first request to match takes the fault.
+                if let Some(text) = &now.lose_answer_to
+                    && holds(text)
+                    && plan.lose_answer_to.as_deref() == Some(text.as_str())
+                {
+                    plan.lose_answer_to = None;
+                    lose_answer.store(true, Ordering::SeqCst);
+                }
+                if let Some(cut) = &mut plan.cut_answers
+                    && cut.times > 0
+                    && cut_after.load(Ordering::SeqCst) == usize::MAX
+                    && holds(&cut.to_requests_with)
+                {
+                    cut.times -= 1;
+                    cut_after.store(cut.after_bytes, Ordering::SeqCst);
                 }
             });
         })
@@ -137,7 +153,7 @@ fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>
     let (answers_from, answers_to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
     pump(answers_from, answers_to, now.rate, |chunk| {
         answered += chunk.len();
-        if lose_answer.load(Ordering::SeqCst) || cut_after.is_some_and(|cut| answered > cut) {
+        if lose_answer.load(Ordering::SeqCst) || answered > cut_after.load(Ordering::SeqCst) {
             reset(&client);
             reset(&server);
         }
