@@ -216,3 +216,33 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut answer).ok()?;
     Some(answer)
 }
+
+/// An upload that keeps failing on one of its parts leaves no incomplete multipart upload
+/// behind to be billed (it is aborted at once), deletes nothing, and the next run on a mended
+/// network archives everything.
+#[test]
+fn a_failed_upload_leaves_no_incomplete_multipart_upload() {
+    let faulty = Faulty::new("10s");
+    let replays = add_sized_replays(&faulty.d.temp, 1, 40, 300 * 1024);
+    // The archive's last part (of two) never gets through.
+    faulty.proxy.set(Plan {
+        cut_answers: Some(Cut {
+            to_requests_with: "partNumber=2&".to_owned(),
+            after_bytes: 0,
+            times: usize::MAX,
+        }),
+        ..Plan::default()
+    });
+    let out = faulty.run();
+    assert_ne!(out.code(), 0, "{}", out.stderr());
+    assert_eq!(faulty.d.temp_names().len(), 40, "nothing deleted");
+    assert!(
+        faulty.server.multipart_uploads("replays").is_empty(),
+        "{:?}",
+        faulty.server.multipart_uploads("replays")
+    );
+    faulty.proxy.set(Plan::default());
+    faulty.run().expect_code(0);
+    let archived = faulty.assert_nothing_lost(&replays);
+    assert_eq!(archived.len(), 40);
+}
