@@ -246,3 +246,43 @@ fn a_failed_upload_leaves_no_incomplete_multipart_upload() {
     let archived = faulty.assert_nothing_lost(&replays);
     assert_eq!(archived.len(), 40);
 }
+
+/// FTP through the fault proxy (the control connections; data connections go to the server's
+/// passive ports): every third connection dropped, the runs still archive.
+#[test]
+fn every_third_ftp_connection_dropped_the_runs_still_archive() {
+    let server = common::ftp::FtpServer::start();
+    let proxy = FaultProxy::start(server.port);
+    let d = Deployment::new("");
+    d.write_settings_with_tables(
+        "",
+        &format!(
+            "[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"ftp://{}@127.0.0.1:{}/\"\n\
+             timeout = \"10s\"\n",
+            common::ftp::FTP_USER,
+            proxy.port
+        ),
+    );
+    let env = [("FTP_PASSWORD", common::ftp::FTP_PASSWORD)];
+    d.oiseau(&["init"], &env).expect_code(0);
+    proxy.set(Plan {
+        drop_every: Some(3),
+        ..Plan::default()
+    });
+    let mut replays = BTreeMap::new();
+    let mut codes = Vec::new();
+    for round in 0..5u64 {
+        replays.extend(add_sized_replays(&d.temp, 1 + round * 10, 10, 100 * 1024));
+        let out = d.oiseau(&["run"], &env);
+        if out.code() != 0 {
+            eprintln!("round {round}: {}", out.stderr());
+        }
+        codes.push(out.code());
+        assert_nothing_lost(&replays, &d.temp, &server.root, false);
+    }
+    eprintln!("exit codes of 5 FTP runs with every third connection dropped: {codes:?}");
+    assert!(proxy.connections() >= 5, "the runs went through the proxy");
+    assert!(codes.iter().all(|code| *code == 0), "{codes:?}");
+    let archived = assert_nothing_lost(&replays, &d.temp, &server.root, true);
+    assert_eq!(archived.len(), replays.len());
+}
