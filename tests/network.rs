@@ -286,3 +286,44 @@ fn every_third_ftp_connection_dropped_the_runs_still_archive() {
     let archived = assert_nothing_lost(&replays, &d.temp, &server.root, true);
     assert_eq!(archived.len(), replays.len());
 }
+
+/// A slow but steady link is not a stall: through a link of 500 KB/s with `timeout = "2s"`,
+/// an archive of 3 MB takes about 6 s to send, and goes up at the first try.
+#[test]
+fn a_slow_steady_link_is_not_taken_for_a_stall() {
+    let faulty = Faulty::new("2s");
+    let replays = add_sized_replays(&faulty.d.temp, 1, 10, 300 * 1024);
+    faulty.proxy.set(Plan {
+        rate: Some(500_000),
+        ..Plan::default()
+    });
+    let out = faulty.run().expect_code(0);
+    assert!(
+        !out.stderr().contains("retry") && !out.stderr().contains("trying again"),
+        "{}",
+        out.stderr()
+    );
+    faulty.proxy.set(Plan::default());
+    let archived = faulty.assert_nothing_lost(&replays);
+    assert_eq!(archived.len(), 10);
+
+    // A link that stops is still a stall: the upload is cut and sent again.
+    let replays = add_sized_replays(&faulty.d.temp, 11, 10, 300 * 1024);
+    faulty.proxy.set(Plan {
+        stall_request_with: Some(".tar.gz HTTP/1.1".to_owned()),
+        ..Plan::default()
+    });
+    let started = std::time::Instant::now();
+    let out = faulty.run().expect_code(0);
+    eprintln!(
+        "a stalled upload was cut and sent again: the run took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr().contains("will retry Write"),
+        "{}",
+        out.stderr()
+    );
+    let archived = faulty.assert_nothing_lost(&replays);
+    assert_eq!(archived.len(), 20);
+}

@@ -37,6 +37,16 @@ pub fn is_interrupted(error: &std::io::Error) -> bool {
         .is_some_and(|inner| inner.is::<ReadInterrupted>())
 }
 
+/// Whether a read failed because its connection broke (worth resuming), not because the
+/// storage answered that the object is missing or refused.
+fn broken_off(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{InvalidData, InvalidInput, NotFound, PermissionDenied, Unsupported};
+    !matches!(
+        error.kind(),
+        NotFound | PermissionDenied | InvalidInput | InvalidData | Unsupported
+    )
+}
+
 enum State {
     Reading(ObjectReader),
     Reopening(BoxFuture<'static, Result<ObjectReader>>),
@@ -116,6 +126,9 @@ impl AsyncRead for Resuming {
                             this.read += (buf.filled().len() - before) as u64;
                             return Poll::Ready(Ok(()));
                         }
+                        // An answer, not a broken connection: the object is gone, or
+                        // refused.
+                        Err(e) if !broken_off(&e) => return Poll::Ready(Err(e)),
                         Err(e) => {
                             if let Some(given_up) = this.resume(e.to_string()) {
                                 return Poll::Ready(Err(given_up));
@@ -131,9 +144,67 @@ impl AsyncRead for Resuming {
                             return Poll::Ready(Err(given_up));
                         }
                     }
-                    Err(e) => return Poll::Ready(Err(std::io::Error::other(e))),
+                    Err(e) => {
+                        let kind = if e.kind() == crate::ErrorKind::NotFound {
+                            std::io::ErrorKind::NotFound
+                        } else {
+                            std::io::ErrorKind::Other
+                        };
+                        return Poll::Ready(Err(std::io::Error::new(kind, e)));
+                    }
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryDriver;
+    use crate::{Put, Source};
+    use tokio::io::AsyncReadExt;
+
+    /// A connection that fails at once with `kind`.
+    struct Failing(std::io::ErrorKind);
+
+    impl AsyncRead for Failing {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Err(std::io::Error::from(self.0)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_is_resumed_and_an_answer_passed_on() {
+        let driver: Arc<dyn Driver> = Arc::new(MemoryDriver::default());
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"0123456789").unwrap();
+        driver
+            .put("object", &Put::new(&Source::file(file.path())))
+            .await
+            .unwrap();
+
+        // Three bytes, then the connection resets: the rest comes from a new read at 3.
+        let broken: ObjectReader =
+            Box::new((&b"012"[..]).chain(Failing(std::io::ErrorKind::ConnectionReset)));
+        let mut read = Vec::new();
+        resuming(Arc::clone(&driver), "object", ByteRange::ALL, broken)
+            .read_to_end(&mut read)
+            .await
+            .unwrap();
+        assert_eq!(read, b"0123456789");
+
+        // The storage's answer that the object is missing is not a broken connection.
+        let missing: ObjectReader = Box::new(Failing(std::io::ErrorKind::NotFound));
+        let error = resuming(driver, "absent", ByteRange::ALL, missing)
+            .read_to_end(&mut Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+        assert!(!is_interrupted(&error));
     }
 }

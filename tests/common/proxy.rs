@@ -24,6 +24,9 @@ pub struct Plan {
     pub cut_answers: Option<Cut>,
     /// Bytes a second, each direction.
     pub rate: Option<u64>,
+    /// The next request holding this text stops being forwarded after its first bytes, its
+    /// connection left open (a link that stalls); once.
+    pub stall_request_with: Option<String>,
 }
 
 /// Answers cut short: see [`Plan::cut_answers`].
@@ -137,6 +140,17 @@ fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>
                 {
                     plan.lose_answer_to = None;
                     lose_answer.store(true, Ordering::SeqCst);
+                }
+                if let Some(text) = &now.stall_request_with
+                    && holds(text)
+                    && plan.stall_request_with.as_deref() == Some(text.as_str())
+                {
+                    plan.stall_request_with = None;
+                    drop(plan);
+                    // Nothing more is read from the client: its data piles up unacknowledged
+                    // once the buffers between are full.
+                    std::thread::sleep(Duration::from_secs(600));
+                    return;
                 }
                 if let Some(cut) = &mut plan.cut_answers
                     && cut.times > 0

@@ -12,6 +12,7 @@
 //! object before a read (see the `raw` module): the caller asks, comes back later, reads.
 
 mod raw;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,11 @@ impl Default for S3Config {
 /// A multipart upload started longer ago than this belongs to no live run: a run's lease lasts
 /// 6 hours, and no archive upload takes a day.
 const ABANDONED: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// A bound on one step of a transfer (sending a part, reading a piece of an answer) far
+/// beyond any stall: stalls are judged by progress in [`transport`], a part on a slow link
+/// rightly takes minutes.
+const TRANSFER_BACKSTOP: Duration = Duration::from_secs(3600);
 
 /// How many times one S3 request is tried again on a temporary failure, beneath the retries
 /// of whole operations.
@@ -265,9 +271,18 @@ fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
     crate::install_tls_provider();
     opendal::init_default_registry();
     opendal_http_transport_reqwest::install_default();
-    let op =
-        Operator::new(builder).map_err(|e| StorageError::config(format!("storage.s3: {e}")))?;
-    // Each request, and each stall of a transfer, bounded by the timeout; then each request
+    let client = reqwest::Client::builder()
+        .connect_timeout(config.timeout)
+        // Sent bytes left unacknowledged this long: the link stalled (see `transport`).
+        .tcp_user_timeout(config.timeout)
+        .build()
+        .map_err(|e| StorageError::config(format!("storage.s3: cannot set up HTTPS: {e}")))?;
+    let transport = opendal::HttpTransporter::new(transport::Watched::new(client, config.timeout));
+    let op = Operator::new(builder)
+        .map_err(|e| StorageError::config(format!("storage.s3: {e}")))?
+        .with_context(opendal::OperationContext::new().with_http_transport(transport));
+    // Each request bounded by the timeout, each transfer by its progress (the transport);
+    // then each request
     // retried on its own (a part of a multipart upload, not the whole upload), so that a run
     // makes progress as long as most requests get through. A conditional write whose answer
     // was lost meets its own result when retried: the storage contract's callers look before
@@ -276,7 +291,7 @@ fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
         .layer(
             opendal::layers::TimeoutLayer::new()
                 .with_timeout(config.timeout)
-                .with_io_timeout(config.timeout),
+                .with_io_timeout(TRANSFER_BACKSTOP),
         )
         .layer(
             opendal::layers::RetryLayer::new()
