@@ -87,6 +87,21 @@ impl Bench {
         listed.into_iter().map(|o| o.name).collect()
     }
 
+    /// Adds 20 replays and checks that one run archives them all, despite the faults: `what`
+    /// names the case.
+    async fn archives_twenty_at_once(&self, what: &str) {
+        self.add_replays(1, 20);
+        let (result, outcome) = self.run().await;
+        assert!(
+            matches!(result, Ok(RunReport::Archived(_))),
+            "{what}: {:?}",
+            result.err()
+        );
+        assert!(matches!(outcome, Outcome::Done(ref done) if done.replays == 20));
+        assert_eq!(self.index().await, b"1\t20\n", "{what}");
+        assert_eq!(self.temp_names(), 0, "{what}");
+    }
+
     /// Runs a backup, returning its result and the outcome the reporters heard.
     async fn run(&self) -> (anyhow::Result<RunReport>, Outcome) {
         let recorder = Recorder::default();
@@ -350,16 +365,7 @@ async fn an_index_changed_under_the_run_stops_it_and_deletes_nothing() {
 async fn taking_the_lock_is_retried_and_a_lost_answer_finds_its_own_lease() {
     for fault in [Fault::DropConnection, Fault::AnswerLost] {
         let bench = Bench::new(native(), |f| f.fail("create_lock", 1, fault.clone())).await;
-        bench.add_replays(1, 20);
-        let (result, outcome) = bench.run().await;
-        assert!(
-            matches!(result, Ok(RunReport::Archived(_))),
-            "{fault:?}: {:?}",
-            result.err()
-        );
-        assert!(matches!(outcome, Outcome::Done(ref done) if done.replays == 20));
-        assert_eq!(bench.index().await, b"1\t20\n", "{fault:?}");
-        assert_eq!(bench.temp_names(), 0, "{fault:?}");
+        bench.archives_twenty_at_once(&format!("{fault:?}")).await;
         assert_eq!(bench.retries.lock().unwrap().as_slice(), ["lock 2"]);
         assert!(
             !bench
@@ -380,16 +386,7 @@ async fn a_write_whose_answer_was_lost_is_found_applied_and_the_run_completes() 
     // The archive, the manifest, then the index: the third of each.
     for (capabilities, operation) in [(native(), "put"), (rename_only(), "rename")] {
         let bench = Bench::new(capabilities, |f| f.fail(operation, 3, Fault::AnswerLost)).await;
-        bench.add_replays(1, 20);
-        let (result, outcome) = bench.run().await;
-        assert!(
-            matches!(result, Ok(RunReport::Archived(_))),
-            "{operation}: {:?}",
-            result.err()
-        );
-        assert!(matches!(outcome, Outcome::Done(ref done) if done.replays == 20));
-        assert_eq!(bench.index().await, b"1\t20\n", "{operation}");
-        assert_eq!(bench.temp_names(), 0, "{operation}");
+        bench.archives_twenty_at_once(operation).await;
         let retries = bench.retries.lock().unwrap().clone();
         assert_eq!(retries.len(), 1, "{operation}: {retries:?}");
         assert!(
