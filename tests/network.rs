@@ -247,10 +247,9 @@ fn a_failed_upload_leaves_no_incomplete_multipart_upload() {
     assert_eq!(archived.len(), 40);
 }
 
-/// FTP through the fault proxy (the control connections; data connections go to the server's
-/// passive ports): every third connection dropped, the runs still archive.
-#[test]
-fn every_third_ftp_connection_dropped_the_runs_still_archive() {
+/// A deployment on the ftp backend (`timeout = "2s"`), through a fault proxy in front of a
+/// libunftp server: the control connection and every passive data connection.
+fn ftp_through_proxy() -> (common::ftp::FtpServer, FaultProxy, Deployment) {
     let server = common::ftp::FtpServer::start();
     let proxy = FaultProxy::start(server.port);
     let d = Deployment::new("");
@@ -258,20 +257,30 @@ fn every_third_ftp_connection_dropped_the_runs_still_archive() {
         "",
         &format!(
             "[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"ftp://{}@127.0.0.1:{}/\"\n\
-             timeout = \"10s\"\n",
+             timeout = \"2s\"\n",
             common::ftp::FTP_USER,
             proxy.port
         ),
     );
-    let env = [("FTP_PASSWORD", common::ftp::FTP_PASSWORD)];
-    d.oiseau(&["init"], &env).expect_code(0);
+    d.oiseau(&["init"], &FTP_ENV).expect_code(0);
+    (server, proxy, d)
+}
+
+const FTP_ENV: [(&str, &str); 1] = [("FTP_PASSWORD", common::ftp::FTP_PASSWORD)];
+
+/// FTP through the fault proxy (control and passive data connections): every third connection
+/// dropped, the runs still archive.
+#[test]
+fn every_third_ftp_connection_dropped_the_runs_still_archive() {
+    let (server, proxy, d) = ftp_through_proxy();
+    let env = FTP_ENV;
     proxy.set(Plan {
         drop_every: Some(3),
         ..Plan::default()
     });
     let mut replays = BTreeMap::new();
     let mut codes = Vec::new();
-    for round in 0..5u64 {
+    for round in 0..3u64 {
         replays.extend(add_sized_replays(&d.temp, 1 + round * 10, 10, 100 * 1024));
         let out = d.oiseau(&["run"], &env);
         if out.code() != 0 {
@@ -280,7 +289,7 @@ fn every_third_ftp_connection_dropped_the_runs_still_archive() {
         codes.push(out.code());
         assert_nothing_lost(&replays, &d.temp, &server.root, false);
     }
-    eprintln!("exit codes of 5 FTP runs with every third connection dropped: {codes:?}");
+    eprintln!("exit codes of 3 FTP runs with every third connection dropped: {codes:?}");
     assert!(proxy.connections() >= 5, "the runs went through the proxy");
     assert!(codes.iter().all(|code| *code == 0), "{codes:?}");
     let archived = assert_nothing_lost(&replays, &d.temp, &server.root, true);
@@ -326,4 +335,20 @@ fn a_slow_steady_link_is_not_taken_for_a_stall() {
     );
     let archived = faulty.assert_nothing_lost(&replays);
     assert_eq!(archived.len(), 20);
+}
+
+/// A slow but steady FTP link is not a stall either: 3 MB at 500 KB/s with `timeout = "2s"`,
+/// the socket buffers draining after the last write included, goes up at the first try.
+#[test]
+fn a_slow_steady_ftp_link_is_not_taken_for_a_stall() {
+    let (server, proxy, d) = ftp_through_proxy();
+    let replays = add_sized_replays(&d.temp, 1, 10, 300 * 1024);
+    proxy.set(Plan {
+        rate: Some(500_000),
+        ..Plan::default()
+    });
+    let out = d.oiseau(&["run"], &FTP_ENV).expect_code(0);
+    assert!(!out.stderr().contains("trying again"), "{}", out.stderr());
+    let archived = assert_nothing_lost(&replays, &d.temp, &server.root, true);
+    assert_eq!(archived.len(), 10);
 }

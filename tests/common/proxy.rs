@@ -3,7 +3,8 @@
 //! server, and by its [`Plan`] resets every k-th connection at once, lets a matched request
 //! reach the server and then resets before the answer (the write applied, its answer lost),
 //! cuts the answers to matched requests after so many bytes, or paces both directions to a
-//! slow steady rate.
+//! slow steady rate. An FTP server's passive data connections go through it too: each
+//! passive-mode reply is rewritten to a port of the proxy that relays it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -66,9 +67,8 @@ impl FaultProxy {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                let nth = connections.fetch_add(1, Ordering::SeqCst) + 1;
-                let plan = Arc::clone(&plan);
-                std::thread::spawn(move || forward(client, upstream, nth, &plan));
+                let (plan, connections) = (Arc::clone(&plan), Arc::clone(&connections));
+                std::thread::spawn(move || forward(client, upstream, &plan, &connections));
             }
         });
         proxy
@@ -103,7 +103,13 @@ fn reset(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>) {
+fn forward(
+    client: TcpStream,
+    upstream: u16,
+    plan: &Arc<Mutex<Plan>>,
+    connections: &Arc<AtomicUsize>,
+) {
+    let nth = connections.fetch_add(1, Ordering::SeqCst) + 1;
     let now = plan.lock().unwrap().clone();
     if now.drop_every.is_some_and(|k| nth.is_multiple_of(k)) {
         reset(&client);
@@ -125,7 +131,7 @@ fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>
         );
         std::thread::spawn(move || {
             let mut seen = Vec::new();
-            pump(from, to, now.rate, |chunk| {
+            pump(from, to, now.rate, |chunk| -> Option<Vec<u8>> {
                 // The request's head so far, enough to match a request line.
                 seen.extend_from_slice(chunk);
                 if seen.len() > 64 * 1024 {
@@ -150,7 +156,7 @@ fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>
                     // Nothing more is read from the client: its data piles up unacknowledged
                     // once the buffers between are full.
                     std::thread::sleep(Duration::from_secs(600));
-                    return;
+                    return None;
                 }
                 if let Some(cut) = &mut plan.cut_answers
                     && cut.times > 0
@@ -160,6 +166,7 @@ fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>
                     cut.times -= 1;
                     cut_after.store(cut.after_bytes, Ordering::SeqCst);
                 }
+                None
             });
         })
     };
@@ -171,15 +178,59 @@ fn forward(client: TcpStream, upstream: u16, nth: usize, plan: &Arc<Mutex<Plan>>
             reset(&client);
             reset(&server);
         }
+        passive_through_proxy(chunk, plan, connections)
     });
     let _ = requests.join();
     let _ = server.shutdown(Shutdown::Both);
     let _ = client.shutdown(Shutdown::Both);
 }
 
+/// An FTP server's passive-mode reply (`227 … (h1,h2,h3,h4,p1,p2)` or `229 … (|||port|)`),
+/// rewritten to a port of the proxy that relays the data connection under the same plan.
+fn passive_through_proxy(
+    chunk: &[u8],
+    plan: &Arc<Mutex<Plan>>,
+    connections: &Arc<AtomicUsize>,
+) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(chunk).ok()?;
+    let (head, rest) = text.split_once('(')?;
+    let (inside, tail) = rest.split_once(')')?;
+    let port: u16 = if head.starts_with("227 ") {
+        let numbers: Vec<u16> = inside.split(',').filter_map(|n| n.parse().ok()).collect();
+        let [.., high, low] = numbers[..] else {
+            return None;
+        };
+        high * 256 + low
+    } else if head.starts_with("229 ") {
+        inside.trim_matches('|').parse().ok()?
+    } else {
+        return None;
+    };
+    let relay = TcpListener::bind("127.0.0.1:0").ok()?;
+    let relayed = relay.local_addr().ok()?.port();
+    let (plan, connections) = (Arc::clone(plan), Arc::clone(connections));
+    std::thread::spawn(move || {
+        if let Ok((client, _)) = relay.accept() {
+            forward(client, port, &plan, &connections);
+        }
+    });
+    let inside = if head.starts_with("227 ") {
+        format!("127,0,0,1,{},{}", relayed / 256, relayed % 256)
+    } else {
+        format!("|||{relayed}|")
+    };
+    Some(format!("{head}({inside}){tail}").into_bytes())
+}
+
 /// Copies `from` to `to` until either ends, at `rate` bytes a second at most; `inspect` sees
-/// each chunk before it is sent on (and may reset the connection instead).
-fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>, mut inspect: impl FnMut(&[u8])) {
+/// each chunk before it is sent on (and may reset the connection instead, or give other bytes
+/// to send in its place).
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: Option<u64>,
+    mut inspect: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) {
     let started = Instant::now();
     let mut sent = 0u64;
     let mut buffer = vec![0u8; if rate.is_some() { 4096 } else { 64 * 1024 }];
@@ -188,17 +239,18 @@ fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>, mut inspect: 
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        inspect(&buffer[..n]);
+        let replaced = inspect(&buffer[..n]);
+        let chunk = replaced.as_deref().unwrap_or(&buffer[..n]);
         if let Some(rate) = rate {
             let due = Duration::from_secs_f64(sent as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
-        if to.write_all(&buffer[..n]).is_err() {
+        if to.write_all(chunk).is_err() {
             break;
         }
-        sent += n as u64;
+        sent += chunk.len() as u64;
     }
     let _ = to.shutdown(Shutdown::Write);
 }

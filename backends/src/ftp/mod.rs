@@ -16,6 +16,7 @@ use suppaftp::list::{File as ListedFile, ListParser};
 use tokio::io::AsyncWriteExt;
 
 use crate::layers::Timeout;
+use crate::layers::timeout::DRAINING;
 use crate::{
     BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Progress,
     Put, Result, Secret, Source, StorageConfig, StorageError,
@@ -49,6 +50,9 @@ mod transfer;
 
 use session::{Idle, Session};
 use transfer::{Download, Steps, data_step};
+
+/// The slices an upload is handed to the data connection in: each one it takes is progress.
+const SLICE: usize = 64 << 10;
 
 #[derive(Debug)]
 pub struct FtpDriver {
@@ -148,14 +152,28 @@ impl FtpDriver {
         let mut data = self
             .within("STOR", Some(name), ftp.put_with_stream(name))
             .await?;
+        // A stall is no byte acknowledged for `timeout`, which only the kernel sees once
+        // the socket's buffers hold the rest (see `crate::layers::timeout::DRAINING`).
+        let socket = data.get_ref().get_ref();
+        if let Err(e) = socket2::SockRef::from(socket).set_tcp_user_timeout(Some(self.timeout)) {
+            tracing::debug!("cannot bound the FTP data connection's unacknowledged bytes: {e}");
+        }
         let mut sent = 0u64;
         while let Some(chunk) = chunks.try_next().await? {
-            data_step(self.timeout, "upload", name, data.write_all(&chunk)).await?;
+            // Each slice the connection takes is progress.
+            for slice in chunk.chunks(SLICE) {
+                data_step(self.timeout, "upload", name, data.write_all(slice)).await?;
+            }
             sent += chunk.len() as u64;
             progress(sent);
         }
-        self.within("the end of the upload", Some(name), data.finish())
-            .await?;
+        self.within_for(
+            self.timeout + DRAINING,
+            "the end of the upload",
+            Some(name),
+            data.finish(),
+        )
+        .await?;
         Ok(sent)
     }
 

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use suppaftp::FtpError;
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
@@ -41,12 +42,23 @@ impl FtpDriver {
         name: Option<&str>,
         step: impl Future<Output = suppaftp::FtpResult<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, step).await {
+        self.within_for(self.timeout, what, name, step).await
+    }
+
+    /// [`Self::within`], for a step allowed `limit`.
+    pub(super) async fn within_for<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        name: Option<&str>,
+        step: impl Future<Output = suppaftp::FtpResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, step).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.classify(what, name, e)),
             Err(_) => Err(StorageError::temporary(format!(
                 "no answer to {what} within {}",
-                humantime::format_duration(self.timeout)
+                humantime::format_duration(limit)
             ))
             .with_object(name.unwrap_or_default())),
         }

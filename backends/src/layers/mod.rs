@@ -25,7 +25,7 @@ macro_rules! pass_through_description {
 
 mod faults;
 mod retry;
-mod timeout;
+pub(crate) mod timeout;
 
 pub use faults::{Fault, Faults};
 pub use retry::{Retry, RetryEvent, RetryHook};

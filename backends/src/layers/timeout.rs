@@ -15,6 +15,12 @@ use crate::{
     StorageError,
 };
 
+/// How long a connection may take to send what it holds once it has taken a whole upload:
+/// the largest send buffer Linux grows a socket to by default (`tcp_wmem`, 4 MiB) and a
+/// protocol's own half MiB, at 64 KiB/s. Only a backstop: a stall meanwhile (no byte
+/// acknowledged for the backend's `timeout`) is the kernel's to see (`TCP_USER_TIMEOUT`).
+pub(crate) const DRAINING: Duration = Duration::from_secs(((4 << 20) + (512 << 10)) / (64 << 10));
+
 #[derive(Debug)]
 pub struct Timeout {
     inner: Arc<dyn Driver>,

@@ -19,10 +19,7 @@ use opendal::raw::{parse_content_encoding, parse_content_length};
 use opendal::{Buffer, Error, ErrorKind, HttpBody, HttpTransport};
 use tokio::time::{Instant, Sleep};
 
-/// How long the connection may take to send what it holds once it has taken a whole body:
-/// the largest send buffer Linux grows a socket to by default (`tcp_wmem`, 4 MiB) and HTTP's
-/// own, at 64 KiB/s.
-const DRAINING: Duration = Duration::from_secs(((4 << 20) + (512 << 10)) / (64 << 10));
+use crate::layers::timeout::DRAINING;
 
 /// The slices a body is handed to the connection in: each one taken is progress.
 const SLICE: usize = 64 << 10;
