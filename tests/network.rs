@@ -352,3 +352,30 @@ fn a_slow_steady_ftp_link_is_not_taken_for_a_stall() {
     let archived = assert_nothing_lost(&replays, &d.temp, &server.root, true);
     assert_eq!(archived.len(), 10);
 }
+
+/// An FTP download broken mid-body is resumed where it broke (`REST`): a restore reads its
+/// replay through two data connections cut short.
+#[test]
+fn an_ftp_download_cut_short_is_resumed() {
+    let (_server, proxy, d) = ftp_through_proxy();
+    let replays = add_sized_replays(&d.temp, 1, 10, 300 * 1024);
+    d.oiseau(&["run"], &FTP_ENV).expect_code(0);
+    proxy.set(Plan {
+        cut_passive: Some((64 * 1024, 2)),
+        ..Plan::default()
+    });
+    let to = d.root.path().join("restored");
+    let out = d
+        .oiseau(&["restore", "7", "--to", to.to_str().unwrap()], &FTP_ENV)
+        .expect_code(0);
+    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
+    assert!(
+        out.stderr().contains("resuming from there"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        std::fs::read(to.join("replay_7.osr")).unwrap(),
+        replays["replay_7.osr"]
+    );
+}

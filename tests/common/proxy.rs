@@ -25,6 +25,9 @@ pub struct Plan {
     pub cut_answers: Option<Cut>,
     /// Bytes a second, each direction.
     pub rate: Option<u64>,
+    /// FTP's passive data connections that carry more than so many bytes from the server are
+    /// cut there, so many times (downloads broken mid-body).
+    pub cut_passive: Option<(usize, usize)>,
     /// The next request holding this text stops being forwarded after its first bytes, its
     /// connection left open (a link that stalls); once.
     pub stall_request_with: Option<String>,
@@ -68,7 +71,7 @@ impl FaultProxy {
                 }
                 let Ok(client) = client else { continue };
                 let (plan, connections) = (Arc::clone(&plan), Arc::clone(&connections));
-                std::thread::spawn(move || forward(client, upstream, &plan, &connections));
+                std::thread::spawn(move || forward(client, upstream, &plan, &connections, false));
             }
         });
         proxy
@@ -103,11 +106,13 @@ fn reset(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
+/// Relays one connection to `upstream` under `plan`; `passive` for an FTP data connection.
 fn forward(
     client: TcpStream,
     upstream: u16,
     plan: &Arc<Mutex<Plan>>,
     connections: &Arc<AtomicUsize>,
+    passive: bool,
 ) {
     let nth = connections.fetch_add(1, Ordering::SeqCst) + 1;
     let now = plan.lock().unwrap().clone();
@@ -174,7 +179,19 @@ fn forward(
     let (answers_from, answers_to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
     pump(answers_from, answers_to, now.rate, |chunk| {
         answered += chunk.len();
-        if lose_answer.load(Ordering::SeqCst) || answered > cut_after.load(Ordering::SeqCst) {
+        // A passive data connection is cut once it has carried enough, while cuts are left.
+        let cut_passive = passive
+            && match &mut plan.lock().unwrap().cut_passive {
+                Some((after, times)) if *times > 0 && answered > *after => {
+                    *times -= 1;
+                    true
+                }
+                _ => false,
+            };
+        if cut_passive
+            || lose_answer.load(Ordering::SeqCst)
+            || answered > cut_after.load(Ordering::SeqCst)
+        {
             reset(&client);
             reset(&server);
         }
@@ -211,7 +228,7 @@ fn passive_through_proxy(
     let (plan, connections) = (Arc::clone(plan), Arc::clone(connections));
     std::thread::spawn(move || {
         if let Ok((client, _)) = relay.accept() {
-            forward(client, port, &plan, &connections);
+            forward(client, port, &plan, &connections, true);
         }
     });
     let inside = if head.starts_with("227 ") {
