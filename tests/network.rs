@@ -135,6 +135,7 @@ fn reads_cut_short_are_resumed_and_never_called_damage() {
     let faulty = Faulty::new("10s");
     let replays = add_sized_replays(&faulty.d.temp, 1, 40, 300 * 1024);
     faulty.run().expect_code(0);
+    assert_eq!(faulty.assert_nothing_lost(&replays).len(), 40);
     let to = faulty.d.root.path().join("restored");
     // Reads of the archive, cut after 1 KiB: a replay of 300 KiB needs many resumes.
     let cut = |times| {
@@ -357,9 +358,13 @@ fn a_slow_steady_ftp_link_is_not_taken_for_a_stall() {
 /// replay through two data connections cut short.
 #[test]
 fn an_ftp_download_cut_short_is_resumed() {
-    let (_server, proxy, d) = ftp_through_proxy();
+    let (server, proxy, d) = ftp_through_proxy();
     let replays = add_sized_replays(&d.temp, 1, 10, 300 * 1024);
     d.oiseau(&["run"], &FTP_ENV).expect_code(0);
+    assert_eq!(
+        assert_nothing_lost(&replays, &d.temp, &server.root, true).len(),
+        10
+    );
     proxy.set(Plan {
         cut_passive: Some((64 * 1024, 2)),
         ..Plan::default()
@@ -377,5 +382,26 @@ fn an_ftp_download_cut_short_is_resumed() {
     assert_eq!(
         std::fs::read(to.join("replay_7.osr")).unwrap(),
         replays["replay_7.osr"]
+    );
+}
+
+/// On FTP, the move of the staged index to its name applied, its answer lost (`RNTO`): the
+/// retry finds no staged copy, the run looks, finds the index moved, and carries on.
+#[test]
+fn an_ftp_move_whose_answer_was_lost_is_found_done() {
+    let (server, proxy, d) = ftp_through_proxy();
+    let replays = add_sized_replays(&d.temp, 1, 10, 30 * 1024);
+    proxy.set(Plan {
+        lose_answer_to: Some("RNTO c14_index.txt".to_owned()),
+        ..Plan::default()
+    });
+    let out = d.oiseau(&["run"], &FTP_ENV).expect_code(0);
+    assert!(proxy.answer_lost(), "the fault happened");
+    assert!(out.stderr().contains("was lost"), "{}", out.stderr());
+    assert_nothing_lost(&replays, &d.temp, &server.root, true);
+    assert!(d.temp_names().is_empty());
+    assert_eq!(
+        std::fs::read(server.root.join("c14_index.txt")).unwrap(),
+        b"1\t10\n"
     );
 }
