@@ -225,6 +225,21 @@ impl S3Driver {
     }
 }
 
+/// One line for a request tried again, in oiseau's words rather than OpenDAL's (whose own
+/// line carries its whole error context).
+fn say_request_retried(event: opendal::layers::RetryEvent<'_>) {
+    let text = event.err.to_string();
+    let why = match s3_code(&text) {
+        code if code.contains(": ") && !code.contains(" (temporary)") => code,
+        _ => event.err.message().to_owned(),
+    };
+    tracing::warn!(
+        "S3 {} failed ({why}); trying that request again in {:.1}s",
+        event.op,
+        event.retry_after.as_secs_f64()
+    );
+}
+
 /// S3's error code and message in an OpenDAL error (`S3Error { code: "AccessDenied", message:
 /// "..." }`), or the error's first words: OpenDAL's whole text carries every response header.
 fn s3_code(text: &str) -> String {
@@ -298,7 +313,8 @@ fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
                 .with_max_times(REQUEST_RETRIES)
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(5))
-                .with_jitter(),
+                .with_jitter()
+                .with_notify(say_request_retried),
         ))
 }
 
