@@ -147,7 +147,7 @@ async fn s3_on_seaweedfs_keeps_the_contract() {
 #[test]
 fn s3_settings_are_checked_before_anything_is_contacted() {
     let config = S3Config {
-        bucket: "b".into(),
+        bucket: "replays".into(),
         archive_class: "GLACIER".into(),
         access_key_id: "k".into(),
         secret_access_key: Secret::new("s"),

@@ -43,6 +43,12 @@ pub trait BackendConfig: DeserializeOwned + Serialize {
     fn local_folder(&self, _storage: &StorageConfig) -> LocalFolder {
         None
     }
+
+    /// What can be checked from the table alone, before anything is contacted: a value the
+    /// storage would refuse only later (after packing, say) is refused when settings load.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One backend: what the registry needs to know of it.
@@ -63,6 +69,9 @@ pub struct Backend {
     pub location: fn(&StorageConfig) -> Result<String>,
     /// See [`BackendConfig::local_folder`].
     pub local_folder: fn(&StorageConfig) -> Result<LocalFolder>,
+    /// See [`BackendConfig::check`]; a table that does not parse is left to `open`, which
+    /// names the bad key.
+    pub check: fn(&StorageConfig) -> Result<()>,
 }
 
 impl Backend {
@@ -75,6 +84,7 @@ impl Backend {
             effective: effective::<C>,
             location: location_of::<C>,
             local_folder: local_folder_of::<C>,
+            check: check_of::<C>,
         }
     }
 }
@@ -99,6 +109,12 @@ fn location_of<C: BackendConfig>(storage: &StorageConfig) -> Result<String> {
 
 fn local_folder_of<C: BackendConfig>(storage: &StorageConfig) -> Result<LocalFolder> {
     Ok(storage.table::<C>(C::NAME)?.local_folder(storage))
+}
+
+fn check_of<C: BackendConfig>(storage: &StorageConfig) -> Result<()> {
+    storage
+        .table::<C>(C::NAME)
+        .map_or(Ok(()), |table| table.check())
 }
 
 fn effective<C: BackendConfig>(table: &toml::Table) -> std::result::Result<toml::Table, String> {
@@ -163,6 +179,11 @@ impl StorageConfig {
     /// that names it (see [`BackendConfig::local_folder`]).
     pub fn local_folder(&self) -> Result<LocalFolder> {
         (self.selected()?.local_folder)(self)
+    }
+
+    /// See [`BackendConfig::check`], for the selected backend.
+    pub fn check(&self) -> Result<()> {
+        (self.selected()?.check)(self)
     }
 
     /// The selected backend's entry.

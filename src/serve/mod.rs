@@ -127,17 +127,23 @@ enum Answer {
     Failed(String),
 }
 
-/// Ids are digits only, and fit in a u64: anything else is refused before any lookup.
-fn parse_id(text: &str) -> Option<u64> {
-    if text.is_empty() || text.len() > MAX_ID_DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// Ids are digits only, and fit in a u64: anything else is refused before any lookup, saying
+/// which of the two it breaks.
+fn parse_id(text: &str) -> Result<u64, &'static str> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("a replay id is digits only\n");
     }
-    text.parse().ok()
+    let too_large = "a replay id is at most 18446744073709551615\n";
+    if text.len() > MAX_ID_DIGITS {
+        return Err(too_large);
+    }
+    text.parse().map_err(|_| too_large)
 }
 
 async fn replay(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Response {
-    let Some(id) = parse_id(&id) else {
-        return (StatusCode::BAD_REQUEST, "a replay id is digits only\n").into_response();
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
     if let Some(bytes) = server.cache.get(id) {
         server.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -339,19 +345,13 @@ mod tests {
 
     #[test]
     fn ids_are_digits_that_fit() {
-        assert_eq!(parse_id("42"), Some(42));
-        assert_eq!(parse_id("18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            "",
-            "../etc/passwd",
-            "4a",
-            "-1",
-            "+1",
-            "1.0",
-            "18446744073709551616",
-            "999999999999999999999999",
-        ] {
-            assert_eq!(parse_id(bad), None, "{bad}");
+        assert_eq!(parse_id("42"), Ok(42));
+        assert_eq!(parse_id("18446744073709551615"), Ok(u64::MAX));
+        for bad in ["", "../etc/passwd", "4a", "-1", "+1", "1.0"] {
+            assert_eq!(parse_id(bad), Err("a replay id is digits only\n"), "{bad}");
+        }
+        for large in ["18446744073709551616", "999999999999999999999999"] {
+            assert!(parse_id(large).unwrap_err().contains("at most"), "{large}");
         }
     }
 }

@@ -181,6 +181,20 @@ impl Settings {
                 SettingsError("serve.max_concurrent_reads must be at least 1".into()).into(),
             );
         }
+        let listen = self.serve.listen.trim();
+        let has_port = listen
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port {
+            return Err(SettingsError(format!(
+                "serve.listen {listen:?} is not an address with a port, such as \"127.0.0.1:8750\""
+            ))
+            .into());
+        }
+        // A value the storage would refuse only later (after packing) is refused now.
+        if let Err(e) = self.storage.check() {
+            return Err(SettingsError(e.to_string()).into());
+        }
         self.check_folders_apart()?;
         if let Some(unknown) = self
             .webhook
@@ -291,7 +305,26 @@ mod tests {
             ("threshold = -1", "negative"),
             ("threshold = 1.5", "not a whole number of bytes"),
             ("threshold = true", "whole bytes (2048) or a string"),
-            ("threshold = \"99999999999999 GiB\"", "is not a size"),
+            ("threshold = \"99999999999999 GiB\"", "is too large"),
+            ("threshold = \"20000000000 GB\"", "is too large"),
+            ("bandwidth = \"-5 MiB/s\"", "is negative"),
+            ("[serve]\nlisten = \"127.0.0.1\"", "serve.listen"),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\narchive_class = \"COLD\"",
+                "not an S3 storage class",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"minio.example.org:9000\"",
+                "must start with https://",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"ftp://h:9\"",
+                "must start with https://",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"My_Bucket\"",
+                "not an S3 bucket name",
+            ),
         ] {
             let err = load_text(text, &no_env).unwrap_err();
             assert!(format!("{err:#}").contains(expected), "{text}: {err:#}");

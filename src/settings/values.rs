@@ -55,6 +55,9 @@ impl ByteSize {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
+        if text.starts_with('-') {
+            return Err(format!("{text:?} is negative; a size is 0 or more"));
+        }
         let split = text
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(text.len());
@@ -91,7 +94,9 @@ impl ByteSize {
         let multiplier = u128::from(multiplier);
         let bytes =
             digits(whole)? * multiplier + (digits(fraction)? * multiplier + scale / 2) / scale;
-        u64::try_from(bytes).map(ByteSize).map_err(|_| not_a_size())
+        u64::try_from(bytes)
+            .map(ByteSize)
+            .map_err(|_| format!("{text:?} is too large: a size is at most 16 EiB"))
     }
 }
 

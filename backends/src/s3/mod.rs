@@ -88,6 +88,22 @@ const ABANDONED: chrono::TimeDelta = chrono::TimeDelta::days(1);
 /// rightly takes minutes.
 const TRANSFER_BACKSTOP: Duration = Duration::from_secs(3600);
 
+/// The storage classes S3 knows (an object in any other is refused at upload, after packing).
+const STORAGE_CLASSES: [&str; 9] = [
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY",
+    "EXPRESS_ONEZONE",
+];
+
+/// How S3 restores a cold object, fastest first.
+const RESTORE_TIERS: [&str; 3] = ["Expedited", "Standard", "Bulk"];
+
 /// How many times one S3 request is tried again on a temporary failure, beneath the retries
 /// of whole operations.
 const REQUEST_RETRIES: usize = 4;
@@ -106,6 +122,46 @@ impl BackendConfig for S3Config {
 
     fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
         Ok(Timeout::above(S3Driver::new(&self)?, self.timeout))
+    }
+
+    fn check(&self) -> Result<()> {
+        let bucket = self.bucket.trim();
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket.is_empty() && !valid_bucket {
+            return Err(StorageError::config(format!(
+                "storage.s3.bucket {bucket:?} is not an S3 bucket name (3 to 63 lowercase \
+                 letters, digits, dots and hyphens, starting and ending with a letter or digit)"
+            )));
+        }
+        let endpoint = self.endpoint.trim();
+        if !endpoint.is_empty()
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(StorageError::config(format!(
+                "storage.s3.endpoint {:?} must start with https:// (or http:// for a test server)",
+                crate::redact_userinfo(endpoint).unwrap_or_else(|| endpoint.to_owned())
+            )));
+        }
+        let class = self.archive_class.trim().to_ascii_uppercase();
+        if !STORAGE_CLASSES.contains(&class.as_str()) {
+            return Err(StorageError::config(format!(
+                "storage.s3.archive_class {:?} is not an S3 storage class; use one of {}",
+                self.archive_class,
+                STORAGE_CLASSES.join(", ")
+            )));
+        }
+        if !RESTORE_TIERS.contains(&self.restore_tier.as_str()) {
+            return Err(StorageError::config(format!(
+                "storage.s3.restore_tier {:?} is not Expedited, Standard or Bulk",
+                self.restore_tier
+            )));
+        }
+        Ok(())
     }
 
     fn location(&self, _storage: &StorageConfig) -> String {
@@ -157,13 +213,8 @@ impl S3Driver {
                  (or access_key_id and secret_access_key)",
             ));
         }
+        config.check()?;
         let class = config.archive_class.trim().to_ascii_uppercase();
-        if !["Expedited", "Standard", "Bulk"].contains(&config.restore_tier.as_str()) {
-            return Err(StorageError::config(format!(
-                "storage.s3.restore_tier {:?} is not Expedited, Standard or Bulk",
-                config.restore_tier
-            )));
-        }
         let prefix = config.prefix.trim_matches('/').to_owned();
         Ok(S3Driver {
             bucket: config.bucket.clone(),
