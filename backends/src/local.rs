@@ -301,6 +301,14 @@ impl Driver for LocalDriver {
 }
 
 fn map_err(name: &str, err: opendal::Error) -> StorageError {
+    // The file system's own answer says best what went wrong and whether trying again can
+    // help: OpenDAL calls every I/O error temporary, so a full disk or a refused permission
+    // would be retried for nothing.
+    if let Some(io) =
+        std::error::Error::source(&err).and_then(|source| source.downcast_ref::<std::io::Error>())
+    {
+        return StorageError::from_io(name, std::io::Error::new(io.kind(), io.to_string()));
+    }
     let error = match err.kind() {
         OpendalKind::NotFound => StorageError::not_found(name),
         OpendalKind::AlreadyExists => StorageError::already_exists(name),
@@ -309,4 +317,35 @@ fn map_err(name: &str, err: opendal::Error) -> StorageError {
         _ => StorageError::other(format!("{name}: {err}")),
     };
     error.with_object(name).with_source(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_or_a_refusal_is_not_retried_a_reset_is() {
+        let failed = |kind: std::io::ErrorKind| {
+            let err = opendal::Error::new(OpendalKind::Unexpected, "write failed")
+                .set_temporary()
+                .set_source(std::io::Error::from(kind));
+            map_err("c14_index.txt", err)
+        };
+        for kind in [
+            std::io::ErrorKind::StorageFull,
+            std::io::ErrorKind::QuotaExceeded,
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::ReadOnlyFilesystem,
+        ] {
+            let error = failed(kind);
+            assert!(!error.is_temporary(), "{kind:?}: {error}");
+            assert!(error.to_string().contains("c14_index.txt"), "{error}");
+        }
+        assert!(
+            failed(std::io::ErrorKind::StorageFull)
+                .to_string()
+                .contains("no space left")
+        );
+        assert!(failed(std::io::ErrorKind::Interrupted).is_temporary());
+    }
 }

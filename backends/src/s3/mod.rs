@@ -139,8 +139,9 @@ impl BackendConfig for S3Config {
             )));
         }
         let endpoint = self.endpoint.trim();
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        if !(endpoint.is_empty()
+            || endpoint.starts_with("https://")
+            || endpoint.starts_with("http://"))
         {
             return Err(StorageError::config(format!(
                 "storage.s3.endpoint {:?} must start with https:// (or http:// for a test server)",
