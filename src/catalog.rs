@@ -85,13 +85,14 @@ impl Catalog {
                 Some(o) if has_manifest(&o.name) => {
                     match fetch_manifest(storage, &cache, o, entry.archive_id).await {
                         Ok(manifest) => (Some(manifest), None),
-                        Err(e) => {
+                        Err(ManifestError::Damaged(why)) => {
                             tracing::warn!(
-                                "{e:#}; archive {} is located by the index's id range instead",
+                                "{why}; archive {} is located by the index's id range instead",
                                 entry.archive_id
                             );
-                            (None, Some(format!("{e:#}")))
+                            (None, Some(why))
                         }
+                        Err(ManifestError::Unreadable(e)) => return Err(e),
                     }
                 }
                 _ => (None, None),
@@ -140,14 +141,27 @@ impl Catalog {
     }
 }
 
+/// Why a manifest gave no answer: only [`ManifestError::Damaged`] says something of the
+/// manifest itself; a storage that could not be read says nothing of it.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not a manifest, or one that describes another archive.
+    #[error("{0}")]
+    Damaged(String),
+    /// The storage did not give it.
+    #[error(transparent)]
+    Unreadable(anyhow::Error),
+}
+
 /// The manifest of the archive `object` (index id `archive_id`), from the cache or from the
-/// storage (and then cached), once it is checked to describe that archive.
+/// storage (and then cached, best effort: a full or read-only `work_dir` costs a download the
+/// next time, and is no reason to doubt the manifest).
 pub async fn fetch_manifest(
     storage: &Storage,
     cache: &Path,
     object: &ObjectMeta,
     archive_id: u64,
-) -> Result<Manifest> {
+) -> Result<Manifest, ManifestError> {
     let name = manifest_name(&object.name);
     let cached: PathBuf = cache.join(&name);
     if let Ok(bytes) = std::fs::read(&cached)
@@ -159,26 +173,48 @@ pub async fn fetch_manifest(
     let bytes = match storage.read_small(&name).await {
         Ok((_, bytes)) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            anyhow::bail!(
+            return Err(ManifestError::Unreadable(anyhow::anyhow!(
                 "{name} vanished from {} while being read",
                 storage.describe()
-            )
+            )));
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {name}")),
+        Err(e) => {
+            return Err(ManifestError::Unreadable(
+                anyhow::Error::new(e).context(format!("cannot read {name}")),
+            ));
+        }
     };
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{name} on {} is not a valid manifest", storage.describe()))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        ManifestError::Damaged(format!(
+            "{name} on {} is not a valid manifest: {e}",
+            storage.describe()
+        ))
+    })?;
     if let Some(why) = manifest.contradicts(object, archive_id) {
-        anyhow::bail!(
+        return Err(ManifestError::Damaged(format!(
             "{name} on {} does not belong to its archive: {why}",
             storage.describe()
-        );
+        )));
     }
-    std::fs::create_dir_all(cache)
-        .with_context(|| format!("cannot create the manifest cache {}", cache.display()))?;
-    let staging = cache.join(format!("{name}.tmp"));
-    std::fs::write(&staging, &bytes)
-        .and_then(|()| std::fs::rename(&staging, &cached))
-        .with_context(|| format!("cannot cache {name} in {}", cache.display()))?;
+    if let Err(e) = cache_manifest(cache, &name, &bytes) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!(
+                "cannot keep manifests in {}: {}; they are read from the storage each time",
+                cache.display(),
+                backends::io_words(&e)
+            );
+        });
+    }
     Ok(manifest)
+}
+
+fn cache_manifest(cache: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(cache)?;
+    let staging = cache.join(format!("{name}.tmp"));
+    std::fs::write(&staging, bytes)
+        .and_then(|()| std::fs::rename(&staging, cache.join(name)))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&staging);
+        })
 }

@@ -213,7 +213,7 @@ pub async fn rebuild(
             tracing::warn!(
                 "{name} on {} contradicts the storage ({}); it is not rebuilt from",
                 storage.describe(),
-                contradictions.join("; ")
+                crate::output::capped(&contradictions, "; ")
             );
         } else if last_id(&candidate) > last_id(&base) {
             base = candidate;

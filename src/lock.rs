@@ -17,7 +17,7 @@ pub struct RunLock {
 
 /// Another process holds the lock: try again later (exit 75).
 #[derive(Debug, thiserror::Error)]
-#[error("another oiseau run{} holds the lock {}; this one stops and the next scheduled run carries on", holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), path.display())]
+#[error("another oiseau process{} holds the lock {}; this one stops: try again once it is done (a scheduled run waits for its next turn)", holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), path.display())]
 pub struct LockHeld {
     pub path: PathBuf,
     pub holder: Option<u32>,

@@ -24,6 +24,13 @@ fn main() -> ExitCode {
     match runtime.block_on(oiseau::commands::execute(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(cause) = e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<backends::StorageError>())
+                .find_map(backends::StorageError::cause)
+            {
+                tracing::debug!("the storage's own error: {cause:?}");
+            }
             let code = exit_code(&e);
             if code == EXIT_TRY_LATER {
                 tracing::warn!("{e:#}");

@@ -10,7 +10,7 @@ use crate::digest::{ArchiveDigest, DigestHasher};
 use crate::error::TryLater;
 use crate::events::{Event, Reporters};
 use crate::index::Index;
-use crate::layout::INDEX_NAME;
+use crate::layout::{INDEX_NAME, archive_id_of};
 use crate::settings::{Settings, SettingsError};
 
 /// Opens the configured storage without contacting it.
@@ -40,25 +40,54 @@ pub async fn open_ready(settings: &Settings, mode: PreflightMode) -> Result<Stor
     Ok(storage)
 }
 
-/// Reads and parses the storage's index, with the version it was read at; a storage without
-/// one needs `oiseau init` first.
+/// Reads and parses the storage's index, with the version it was read at.
+///
+/// An index that is missing or is no index at all is looked into before it is reported, so
+/// that the advice fits the cause: a bucket or folder that does not exist, an endpoint that
+/// is not a storage, a storage that holds archives but lost its index, or a new storage.
 pub async fn read_index(storage: &Storage) -> Result<(Index, Version)> {
     let (meta, raw) = match storage.read_small(INDEX_NAME).await {
         Ok(read) => read,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(anyhow!(
-                "{} has no {INDEX_NAME}; if this is a new storage, run `oiseau init` first, \
-                 otherwise check the storage settings",
-                storage.describe()
-            ));
-        }
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(index_missing(storage).await),
         Err(e) => {
             return Err(e)
                 .with_context(|| format!("cannot read {INDEX_NAME} from {}", storage.describe()));
         }
     };
-    let index = Index::parse(raw).with_context(|| format!("on {}", storage.describe()))?;
-    Ok((index, meta.version_token()))
+    match Index::parse(raw) {
+        Ok(index) => Ok((index, meta.version_token())),
+        Err(damaged) => Err(match storage.list().await {
+            Err(listing) => anyhow!(
+                "{} answered {INDEX_NAME} but cannot be listed ({listing}); check that the                  storage settings point at the storage itself",
+                storage.describe()
+            ),
+            Ok(_) => anyhow::Error::new(damaged).context(format!("on {}", storage.describe())),
+        }),
+    }
+}
+
+/// Why a storage has no index, found by listing it.
+async fn index_missing(storage: &Storage) -> anyhow::Error {
+    match storage.list().await {
+        Err(listing) => anyhow::Error::new(listing)
+            .context(format!("{} has no {INDEX_NAME}", storage.describe())),
+        Ok(objects) => match objects
+            .iter()
+            .filter(|o| archive_id_of(&o.name).is_some())
+            .count()
+        {
+            0 => anyhow!(
+                "{} has no {INDEX_NAME}; if this is a new storage, run `oiseau init` first, \
+                 otherwise check the storage settings",
+                storage.describe()
+            ),
+            archives => anyhow!(
+                "{} holds {archives} archives but no {INDEX_NAME}; run `oiseau index rebuild \
+                 --write` to make it again from them",
+                storage.describe()
+            ),
+        },
+    }
 }
 
 /// A whole object as a blocking reader, for a tar reader or a hasher on a blocking thread.
@@ -127,7 +156,7 @@ pub async fn warm_up<'a>(
         "{} archive{} in cold storage not readable yet, try again later: {}",
         pending.len(),
         if pending.len() == 1 { "" } else { "s" },
-        pending.join("; ")
+        crate::output::capped(&pending, "; ")
     );
     reporters
         .report(&Event::ArchivesWarmingUp {

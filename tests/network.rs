@@ -407,3 +407,43 @@ fn an_ftp_move_whose_answer_was_lost_is_found_done() {
         b"1\t10\n"
     );
 }
+
+/// A storage that stops taking an upload for good fails the run, within the bound the README
+/// gives for `timeout` (each stall cut after `timeout`, each request tried 5 times, the
+/// operation 3 times), with a line that says the storage stalled; nothing is deleted, and the
+/// next run on a healthy link archives.
+#[test]
+fn an_upload_stalled_for_good_fails_the_run_within_its_bound() {
+    let faulty = Faulty::new("2s");
+    let replays = add_sized_replays(&faulty.d.temp, 1, 10, 300 * 1024);
+    faulty.proxy.set(Plan {
+        stall_request_with: Some(".tar.gz HTTP/1.1".to_owned()),
+        stall_always: true,
+        ..Plan::default()
+    });
+    let started = std::time::Instant::now();
+    let out = faulty.run();
+    let took = started.elapsed();
+    eprintln!("an upload stalled for good failed the run after {took:?}");
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    let stderr = out.stderr();
+    let line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        line.contains(".tar.gz") && (line.contains("for 2s") || line.contains("within 2s")),
+        "{line}"
+    );
+    // The README's bound: 15 cuts of 2 s, and about 25 s of pauses between the attempts.
+    assert!(
+        took < std::time::Duration::from_secs(15 * 2 + 30),
+        "{took:?}"
+    );
+    assert_eq!(
+        faulty.d.temp_names().len(),
+        replays.len(),
+        "nothing deleted"
+    );
+
+    faulty.proxy.set(Plan::default());
+    faulty.run().expect_code(0);
+    assert_eq!(faulty.assert_nothing_lost(&replays).len(), 10);
+}

@@ -153,7 +153,7 @@ fn archives_without_ranges_are_streamed_and_a_damaged_range_is_caught() {
         .expect_code(0);
     assert!(
         out.stdout()
-            .contains("3 replays of each read from their ranges"),
+            .contains("replays read from their ranges and hashed, at most 3 per archive"),
         "{}",
         out.stdout()
     );

@@ -314,7 +314,7 @@ fn a_second_run_while_one_holds_the_lock_exits_75() {
     let out = d.oiseau(&["run"], &[]).expect_code(75);
     assert!(
         out.stderr()
-            .contains("another oiseau run (pid 4242) holds the lock"),
+            .contains("another oiseau process (pid 4242) holds the lock"),
         "{}",
         out.stderr()
     );

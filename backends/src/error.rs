@@ -186,10 +186,20 @@ impl StorageError {
             | Io::ConnectionAborted
             | Io::BrokenPipe
             | Io::UnexpectedEof
-            | Io::Interrupted => Self::temporary(format!("{name}: {err}")),
-            _ => Self::other(format!("{name}: {err}")),
+            | Io::Interrupted => Self::temporary(format!("{name}: {}", io_words(&err))),
+            _ => Self::other(format!("{name}: {}", io_words(&err))),
         };
         error.with_object(name).with_source(err)
+    }
+}
+
+/// A system error in words, once: its description without the `(os error N)` that the
+/// standard library appends (the number helps nobody who reads a log line).
+pub fn io_words(err: &io::Error) -> String {
+    let text = err.to_string();
+    match (text.rfind(" (os error "), err.raw_os_error()) {
+        (Some(at), Some(_)) => text[..at].to_owned(),
+        _ => text,
     }
 }
 
@@ -199,10 +209,21 @@ impl fmt::Display for StorageError {
     }
 }
 
+impl StorageError {
+    /// The library's or the system's own error beneath, for a debug log: its text carries
+    /// request contexts and response headers that an operator's line must not.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+/// Only another `StorageError` is a source in the chain a message is printed from: the
+/// message already says what the library's error meant, once (see [`StorageError::cause`]).
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
             .as_deref()
+            .filter(|source| source.is::<StorageError>())
             .map(|source| source as &(dyn std::error::Error + 'static))
     }
 }
@@ -216,7 +237,11 @@ mod tests {
         let missing = StorageError::from_io("index", io::Error::from(io::ErrorKind::NotFound));
         assert_eq!(missing.kind(), ErrorKind::NotFound);
         assert_eq!(missing.object(), Some("index"));
-        assert!(std::error::Error::source(&missing).is_some());
+        assert!(missing.cause().is_some(), "kept for a debug log");
+        assert!(
+            std::error::Error::source(&missing).is_none(),
+            "not printed after the message again"
+        );
         let reset = StorageError::from_io("a", io::Error::from(io::ErrorKind::ConnectionReset));
         assert!(reset.is_temporary());
         let full = StorageError::from_io("a", io::Error::other("disk full"));

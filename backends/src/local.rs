@@ -94,7 +94,11 @@ pub struct LocalDriver {
 impl LocalDriver {
     pub fn new(config: &LocalConfig) -> Result<Self> {
         let root = std::path::absolute(&config.path).map_err(|e| {
-            StorageError::config(format!("storage.local.path {}: {e}", config.path.display()))
+            StorageError::config(format!(
+                "storage.local.path {}: {}",
+                config.path.display(),
+                crate::io_words(&e)
+            ))
         })?;
         let root_str = root.to_str().ok_or_else(|| {
             StorageError::config(format!(
@@ -102,6 +106,19 @@ impl LocalDriver {
                 root.display()
             ))
         })?;
+        // The folder is made when first written; a file where it or a parent should be is
+        // said here, in a line, rather than as the file system library's account of it.
+        if let Some(file) = root
+            .ancestors()
+            .find(|part| part.exists() && !part.is_dir())
+        {
+            return Err(StorageError::config(format!(
+                "storage.local.path {}: {} is a file, not a folder; point storage.local.path at \
+                 a folder",
+                root.display(),
+                file.display()
+            )));
+        }
         let op = Operator::new(services::Fs::default().root(root_str))
             .map_err(|e| map_err(root_str, e))?;
         Ok(LocalDriver { root, op })
@@ -312,9 +329,9 @@ fn map_err(name: &str, err: opendal::Error) -> StorageError {
     let error = match err.kind() {
         OpendalKind::NotFound => StorageError::not_found(name),
         OpendalKind::AlreadyExists => StorageError::already_exists(name),
-        OpendalKind::ConfigInvalid => StorageError::config(format!("{name}: {err}")),
-        _ if err.is_temporary() => StorageError::temporary(format!("{name}: {err}")),
-        _ => StorageError::other(format!("{name}: {err}")),
+        OpendalKind::ConfigInvalid => StorageError::config(format!("{name}: {}", err.message())),
+        _ if err.is_temporary() => StorageError::temporary(format!("{name}: {}", err.message())),
+        _ => StorageError::other(format!("{name}: {}", err.message())),
     };
     error.with_object(name).with_source(err)
 }

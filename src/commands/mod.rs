@@ -26,7 +26,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
     }
     let explicit = cli.config.is_some();
     let config = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-    let settings = Settings::load(&config, explicit, &|name| std::env::var(name).ok())?;
+    let settings = Settings::load(&config, explicit, &|name| std::env::var(name).ok())
+        .inspect_err(|e| match cli.command {
+            // A consumer of the JSON reads stdout: it is told there too.
+            Command::Run { json: true, .. } => crate::notify::print_refused(e),
+            Command::Status { json: true } => status::print_refused(e),
+            _ => {}
+        })?;
     match cli.command {
         Command::Run {
             force,

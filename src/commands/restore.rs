@@ -36,7 +36,7 @@ pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
         bail!(
             "never archived: replay{} {}",
             if missing.len() > 1 { "s" } else { "" },
-            join(&missing)
+            crate::output::capped(&missing, ", ")
         );
     }
     Ok(())
@@ -60,12 +60,31 @@ fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
     )
 }
 
+/// Makes the folder replays are restored into, or says in a line why it cannot be one.
+fn prepare_destination(to: &Path) -> Result<()> {
+    if let Some(file) = to.ancestors().find(|part| part.exists() && !part.is_dir()) {
+        bail!(
+            "cannot restore into {}: {} is a file, not a folder; pass --to a folder (it is \
+             made if missing)",
+            to.display(),
+            file.display()
+        );
+    }
+    std::fs::create_dir_all(to).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot make the folder {}: {}; pass --to a folder this user may write",
+            to.display(),
+            backends::io_words(&e)
+        )
+    })
+}
+
 /// Fetches the replays `ids` into `to`, each checked against the hash recorded when it was
 /// archived: from its own range of its archive where the manifest records one (format 3),
 /// else by streaming the archive until every wanted replay of it is out. Every replay that
 /// can be restored is; the others are named at the end, and make the command fail.
 pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: bool) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    prepare_destination(to)?;
     let mut failed = Vec::new();
     let mut ids = ids.to_vec();
     ids.retain(|id| {
@@ -84,7 +103,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
     if ids.is_empty() {
         bail!(
             "none of the {asked} replays asked for was restored: {}",
-            failed.join(", ")
+            crate::output::capped(&failed, ", ")
         );
     }
     // Reading an archive needs the storage awake: on C14 this may start an unarchive.
@@ -179,7 +198,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             "{} of the {} replays asked for could not be restored: {}",
             failed.len(),
             asked,
-            failed.join(", ")
+            crate::output::capped(&failed, ", ")
         );
     }
     Ok(())
@@ -294,8 +313,18 @@ fn write_replay(
         .suffix(".restoring")
         .tempfile_in(to)
         .with_context(|| format!("cannot write into {}", to.display()))?;
-    let (_, actual) =
-        copy_with_blake3(entry, staging.as_file_mut()).context("the archive is damaged there")?;
+    let mut out = WriteFailure::watching(staging.as_file_mut());
+    let copied = copy_with_blake3(entry, &mut out);
+    if let Some(local) = out.failed {
+        // The local disk's doing (full, a quota, gone read-only): never blamed on the archive.
+        bail!(
+            "cannot write {}: {}; free space in {} or pass another --to",
+            to.join(name).display(),
+            local,
+            to.display()
+        );
+    }
+    let (_, actual) = copied.context("the archive is damaged there")?;
     if let Some(expected) = &expected
         && *expected != actual
     {
@@ -326,9 +355,37 @@ fn write_replay(
     Ok(expected.is_some())
 }
 
-fn join(ids: &[u64]) -> String {
-    ids.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A writer that remembers its own failure, to tell a full disk from a damaged archive when a
+/// copy between the two fails.
+struct WriteFailure<W> {
+    inner: W,
+    /// The first failure, in words.
+    failed: Option<String>,
+}
+
+impl<W: std::io::Write> WriteFailure<W> {
+    fn watching(inner: W) -> Self {
+        WriteFailure {
+            inner,
+            failed: None,
+        }
+    }
+
+    fn note<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        result.inspect_err(|e| {
+            self.failed.get_or_insert_with(|| backends::io_words(e));
+        })
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for WriteFailure<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes);
+        self.note(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let flushed = self.inner.flush();
+        self.note(flushed)
+    }
 }

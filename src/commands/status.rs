@@ -82,6 +82,14 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
             ));
         }
     }
+    // A damaged journal is a problem to report like the others, not a status that fails.
+    let unfinished_archive = match Journal::load(&settings.work_dir) {
+        Ok(journal) => journal.map(|j| j.archive_name),
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
     let mut status = Status {
         temp_dir: settings.temp_dir.display().to_string(),
         replays: scan.replays.len(),
@@ -91,7 +99,7 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
         other_entries: scan.ignored,
         stuck: scan.stuck,
         run_in_progress: lock::holder(&settings.work_dir),
-        unfinished_archive: Journal::load(&settings.work_dir)?.map(|j| j.archive_name),
+        unfinished_archive,
         storage: settings.storage.backend.clone(),
         storage_state: "unreachable",
         storage_message: None,
@@ -122,6 +130,18 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
         )),
         (Ok(()), None) => Ok(()),
     }
+}
+
+/// What `oiseau status --json` prints when there is no status to give (the settings were
+/// refused): one JSON object with the error, so that monitoring reading stdout sees why.
+pub fn print_refused(error: &anyhow::Error) {
+    say!(
+        "{}",
+        serde_json::json!({
+            "error": format!("{error:#}"),
+            "exit_code": crate::error::exit_code(error),
+        })
+    );
 }
 
 /// A run writes its journal and spool in `work_dir`: one that cannot is a run that fails.

@@ -44,6 +44,7 @@ pub async fn verify(
     }
     let mut problems = Vec::new();
     let mut checked = 0;
+    let mut tally = Tally::default();
     let counter = ReadCounter::default();
     let depth = match (deep, sample) {
         (false, _) => Depth::Listing,
@@ -64,12 +65,15 @@ pub async fn verify(
                 .map_or("no such file", |o| o.name.as_str())
         );
         match check(&storage, archive, depth, &counter).await {
-            Ok(()) => tracing::debug!("{label}: ok"),
+            Ok(looked) => {
+                tracing::debug!("{label}: ok");
+                tally.add(looked);
+            }
             // A cold archive awaiting its restore is not a damaged one: come back later.
             Err(e) if is_try_later(&e) => return Err(e.context(label)),
             Err(e) => {
                 say!("{label}: {}", failure_reason(&e));
-                problems.push(label);
+                problems.push(format!("archive {}", archive.entry.archive_id));
             }
         }
     }
@@ -100,7 +104,7 @@ pub async fn verify(
         bail!(
             "{} of {checked} archives failed verification: {}",
             problems.len(),
-            problems.join("; ")
+            crate::output::capped(&problems, "; ")
         );
     }
     say!(
@@ -109,7 +113,13 @@ pub async fn verify(
             Depth::Listing => String::new(),
             Depth::Whole => " (deep: downloaded, hashed and read through)".to_owned(),
             Depth::Sample(n) => format!(
-                " (deep: {n} replays of each read from their ranges and hashed, {} bytes read)",
+                " (deep: {} replays read from their ranges and hashed, at most {n} per \
+                 archive{}; {} bytes read)",
+                tally.sampled,
+                match tally.whole {
+                    0 => String::new(),
+                    whole => format!(", {whole} archives without ranges read whole"),
+                },
                 counter.bytes()
             ),
         },
@@ -129,12 +139,37 @@ enum Depth {
     Sample(usize),
 }
 
+/// How an archive that passed was looked at.
+enum Looked {
+    Listed,
+    ReadWhole,
+    /// This many of its replays read from their ranges.
+    Sampled(usize),
+}
+
+/// What a deep verify read, for its last line: it says what was done, not what was asked.
+#[derive(Default)]
+struct Tally {
+    sampled: usize,
+    whole: usize,
+}
+
+impl Tally {
+    fn add(&mut self, looked: Looked) {
+        match looked {
+            Looked::Listed => {}
+            Looked::ReadWhole => self.whole += 1,
+            Looked::Sampled(n) => self.sampled += n,
+        }
+    }
+}
+
 async fn check(
     storage: &Storage,
     archive: &CatalogEntry,
     depth: Depth,
     counter: &ReadCounter,
-) -> Result<()> {
+) -> Result<Looked> {
     let Some(object) = &archive.object else {
         bail!("missing from the storage");
     };
@@ -154,9 +189,11 @@ async fn check(
         bail!("empty on the storage");
     }
     match (depth, &archive.manifest) {
-        (Depth::Listing, _) => return Ok(()),
+        (Depth::Listing, _) => return Ok(Looked::Listed),
         (Depth::Sample(n), Some(manifest)) if !manifest.ranges.is_empty() => {
-            return check_sample(storage, &object.name, manifest, n, counter).await;
+            return check_sample(storage, &object.name, manifest, n, counter)
+                .await
+                .map(Looked::Sampled);
         }
         _ => {}
     }
@@ -188,7 +225,7 @@ async fn check(
             bail!("its replays differ from its manifest");
         }
     }
-    Ok(())
+    Ok(Looked::ReadWhole)
 }
 
 /// Reads `n` replays of the archive, spread over it from a random start, each from its own
@@ -200,10 +237,10 @@ async fn check_sample(
     manifest: &Manifest,
     n: usize,
     counter: &ReadCounter,
-) -> Result<()> {
+) -> Result<usize> {
     let count = manifest.replays.len().min(manifest.ranges.len());
     if count == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let n = n.clamp(1, count);
     let start = usize::try_from(
@@ -241,10 +278,10 @@ async fn check_sample(
         bail!(
             "{} of {n} replays read from their ranges are wrong: {}",
             damaged.len(),
-            damaged.join(", ")
+            crate::output::capped(&damaged, ", ")
         );
     }
-    Ok(())
+    Ok(n)
 }
 
 struct Contents {

@@ -51,7 +51,7 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(30 * 60);
 const SETTLE: Duration = Duration::from_secs(1);
 
 /// Another writer holds the storage, or won the race for it, or the lock is held without a
-/// lease that has not yet been judged abandoned; the next run carries on (exit 75).
+/// lease that has not yet been judged abandoned: try again later (exit 75).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StorageBusy(pub String);
@@ -144,7 +144,10 @@ impl StorageLock {
             lease: &lease,
         };
         let busy = |why: String| -> Result<StorageLock> {
-            Err(StorageBusy(format!("{why}; the next run carries on")).into())
+            Err(StorageBusy(format!(
+                "{why}; try again once it is done (a scheduled run waits for its next turn)"
+            ))
+            .into())
         };
         // A second pass only when the lock vanished while it was looked at.
         for pass in 0..2 {

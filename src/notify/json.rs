@@ -43,9 +43,19 @@ pub struct Report<'a> {
 }
 
 impl<'a> Report<'a> {
-    pub fn of(event: &'a Event) -> Self {
-        let mut report = Report {
-            event: event.name(),
+    /// A run that failed before it started: its settings or its storage's settings refused.
+    pub fn refused(error: &'a str, exit_code: u8) -> Self {
+        Report {
+            outcome: Some("failed"),
+            exit_code: Some(exit_code),
+            error: Some(error),
+            ..Report::empty("failed")
+        }
+    }
+
+    fn empty(event: &'static str) -> Self {
+        Report {
+            event,
             host: backends::host_name(),
             outcome: None,
             waiting_for: None,
@@ -63,7 +73,11 @@ impl<'a> Report<'a> {
             error: None,
             detail: None,
             waiting_since: None,
-        };
+        }
+    }
+
+    pub fn of(event: &'a Event) -> Self {
+        let mut report = Report::empty(event.name());
         let finished = match event {
             Event::Started => return report,
             Event::Resumed { archive_name } => {
@@ -121,5 +135,14 @@ impl Reporter for PrintJson {
                 Err(e) => tracing::warn!("cannot print the run's report: {e}"),
             }
         }
+    }
+}
+
+/// What `oiseau run --json` prints when the run could not start: the same shape, failed.
+pub fn print_refused(error: &anyhow::Error) {
+    let text = format!("{error:#}");
+    match serde_json::to_string(&Report::refused(&text, crate::error::exit_code(error))) {
+        Ok(json) => say!("{json}"),
+        Err(e) => tracing::warn!("cannot print the run's report: {e}"),
     }
 }

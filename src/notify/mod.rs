@@ -14,7 +14,7 @@ use backends::Secret;
 
 use crate::events::{Archived, Event, Outcome, Reporter, Reporters, WaitCause};
 use crate::settings::Settings;
-pub use json::PrintJson;
+pub use json::{PrintJson, print_refused};
 
 /// The reporters the settings turn on.
 pub fn reporters(settings: &Settings) -> Reporters {

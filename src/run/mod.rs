@@ -57,7 +57,11 @@ pub enum RunReport {
 
 /// Runs one backup on the configured storage and tells the operators how it went.
 pub async fn run(settings: &Settings, options: RunOptions) -> Result<RunReport> {
-    let storage = crate::storage::open(settings)?;
+    let storage = crate::storage::open(settings).inspect_err(|e| {
+        if options.json {
+            crate::notify::print_refused(e);
+        }
+    })?;
     let mut reporters = crate::notify::reporters(settings);
     if options.json {
         reporters.push(Box::new(crate::notify::PrintJson));

@@ -125,12 +125,15 @@ fn ensure_free_space(spool_dir: &Path, needed: u64) -> Result<()> {
         .with_context(|| format!("cannot read the free space of {}", spool_dir.display()))?;
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
     if free < needed {
+        // Rounded sizes that read the same would not show why one is short of the other.
+        let (mut has, mut needs) = (ByteSize(free).to_string(), ByteSize(needed).to_string());
+        if has == needs {
+            (has, needs) = (format!("{free} bytes"), format!("{needed} bytes"));
+        }
         bail!(
-            "{} has {} free but the archive needs about {}; free some space or set work_dir to a \
-             larger disk",
+            "{} has {has} free but the archive needs about {needs}; free some space or set \
+             work_dir to a larger disk",
             spool_dir.display(),
-            ByteSize(free),
-            ByteSize(needed)
         );
     }
     Ok(())

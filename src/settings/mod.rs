@@ -104,9 +104,24 @@ impl Settings {
                 Settings::default()
             }
             Err(e) => {
+                let advice = match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        "it does not exist; pass --config with an existing file \
+                         (settings.sample.toml lists every setting)"
+                    }
+                    std::io::ErrorKind::InvalidData => {
+                        "it is not UTF-8 text; save it as UTF-8 (TOML requires it)"
+                    }
+                    std::io::ErrorKind::PermissionDenied => {
+                        "permission denied; let the user oiseau runs as read it"
+                    }
+                    std::io::ErrorKind::IsADirectory => {
+                        "it is a folder; pass --config with the settings file in it"
+                    }
+                    _ => &format!("{}; check the file", backends::io_words(&e)),
+                };
                 return Err(SettingsError(format!(
-                    "cannot read the settings file {}: {e}; pass --config with an existing file \
-                     (settings.sample.toml lists every setting)",
+                    "cannot read the settings file {}: {advice}",
                     path.display()
                 ))
                 .into());

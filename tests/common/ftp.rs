@@ -125,11 +125,22 @@ pub struct PyFtpServer {
 
 impl PyFtpServer {
     pub fn start() -> Self {
+        Self::start_with(&["-w"])
+    }
+
+    /// A server whose user may read and list, never write (pyftpdlib without `-w`).
+    pub fn start_read_only() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(flags: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let port = free_port();
         let python = test_python();
         let mut child = std::process::Command::new(&python)
-            .args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-w", "-p"])
+            .args(["-m", "pyftpdlib", "-i", "127.0.0.1"])
+            .args(flags)
+            .arg("-p")
             .arg(port.to_string())
             .arg("-d")
             .arg(root.path())

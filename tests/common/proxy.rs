@@ -29,8 +29,9 @@ pub struct Plan {
     /// cut there, so many times (downloads broken mid-body).
     pub cut_passive: Option<(usize, usize)>,
     /// The next request holding this text stops being forwarded after its first bytes, its
-    /// connection left open (a link that stalls); once.
+    /// connection left open (a link that stalls); once, or every time with `stall_always`.
     pub stall_request_with: Option<String>,
+    pub stall_always: bool,
 }
 
 /// Answers cut short: see [`Plan::cut_answers`].
@@ -156,7 +157,9 @@ fn forward(
                     && holds(text)
                     && plan.stall_request_with.as_deref() == Some(text.as_str())
                 {
-                    plan.stall_request_with = None;
+                    if !plan.stall_always {
+                        plan.stall_request_with = None;
+                    }
                     drop(plan);
                     // Nothing more is read from the client: its data piles up unacknowledged
                     // once the buffers between are full.

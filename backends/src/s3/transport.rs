@@ -86,7 +86,8 @@ impl HttpTransport for Watched {
             let deadline = sending.lock().map_or(now, |s| s.deadline(self.stall));
             tokio::select! {
                 answer = &mut send => {
-                    break answer.map_err(|e| transport_error("send http request", &uri, e))?;
+                    break answer
+                        .map_err(|e| transport_error("send http request", &uri, e, self.stall))?;
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     if sending.lock().is_ok_and(|s| s.deadline(self.stall) <= Instant::now()) {
@@ -121,6 +122,7 @@ impl HttpTransport for Watched {
             .map_ok(Buffer::from)
             .map_err({
                 let uri = uri.to_string();
+                let stall = self.stall;
                 move |e| match e {
                     Read::Stalled(stall) => Error::new(
                         ErrorKind::Unexpected,
@@ -128,7 +130,9 @@ impl HttpTransport for Watched {
                     )
                     .with_context("url", uri.clone())
                     .with_temporary(true),
-                    Read::Failed(e) => transport_error("read data from http response", &uri, e),
+                    Read::Failed(e) => {
+                        transport_error("read data from http response", &uri, e, stall)
+                    }
                 }
             });
         answer
@@ -139,10 +143,28 @@ impl HttpTransport for Watched {
     }
 }
 
-/// An error of the HTTP client, as OpenDAL's.
-fn transport_error(what: &str, uri: &impl ToString, error: reqwest::Error) -> Error {
+/// An error of the HTTP client, as OpenDAL's, its message ending with the system's words for
+/// the cause (the kernel's `TCP_USER_TIMEOUT` is a stall, and said as one).
+fn transport_error(
+    what: &str,
+    uri: &impl ToString,
+    error: reqwest::Error,
+    stall: Duration,
+) -> Error {
     let temporary = error.is_request() || error.is_body() || error.is_decode();
-    Error::new(ErrorKind::Unexpected, what.to_owned())
+    let mut cause: &(dyn std::error::Error + 'static) = &error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let why = match cause.downcast_ref::<std::io::Error>() {
+        Some(io) if io.kind() == std::io::ErrorKind::TimedOut => format!(
+            "nothing acknowledged for {}",
+            humantime::format_duration(stall)
+        ),
+        Some(io) => crate::io_words(io),
+        None => cause.to_string(),
+    };
+    Error::new(ErrorKind::Unexpected, format!("{what}: {why}"))
         .with_operation("reqwest::send")
         .with_context("url", uri.to_string())
         .with_temporary(temporary)
