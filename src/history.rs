@@ -3,7 +3,6 @@
 //! adding to it would reuse archive ids; these records are also what it is rebuilt from.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use backends::{ObjectMeta, Storage};
@@ -101,7 +100,6 @@ async fn newest_copy(
 /// is checked against it, never believed over it.
 struct Evidence<'a> {
     storage: &'a Storage,
-    cache: PathBuf,
     archives: HashMap<u64, Vec<&'a ObjectMeta>>,
     manifests: HashSet<&'a str>,
     /// Per archive id, the largest replay id its (checked) manifest records, once read.
@@ -109,7 +107,7 @@ struct Evidence<'a> {
 }
 
 impl<'a> Evidence<'a> {
-    fn new(storage: &'a Storage, objects: &'a [ObjectMeta], work_dir: &Path) -> Self {
+    fn new(storage: &'a Storage, objects: &'a [ObjectMeta]) -> Self {
         let mut archives: HashMap<u64, Vec<&ObjectMeta>> = HashMap::new();
         for object in objects {
             if let Some(id) = archive_id_of(&object.name) {
@@ -118,7 +116,6 @@ impl<'a> Evidence<'a> {
         }
         Evidence {
             storage,
-            cache: work_dir.join("manifests"),
             archives,
             manifests: objects
                 .iter()
@@ -143,7 +140,7 @@ impl<'a> Evidence<'a> {
             {
                 continue;
             }
-            match fetch_manifest(self.storage, &self.cache, object, id).await {
+            match fetch_manifest(self.storage, object, id).await {
                 Ok(manifest) => {
                     found = Some(manifest.max_replay_id());
                     break;
@@ -196,9 +193,8 @@ pub async fn rebuild(
     storage: &Storage,
     objects: &[ObjectMeta],
     current: Option<Index>,
-    work_dir: &Path,
 ) -> Result<Rebuilt> {
-    let mut evidence = Evidence::new(storage, objects, work_dir);
+    let mut evidence = Evidence::new(storage, objects);
     let mut candidates: Vec<(String, Index)> = current
         .map(|index| (INDEX_NAME.to_owned(), index))
         .into_iter()

@@ -20,3 +20,15 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
 pub fn stacked_bars() -> MultiProgress {
     MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
 }
+
+/// A bar counting things done (manifests fetched), for waits long enough to want one.
+pub fn count_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>9} [{bar:30}] {pos}/{len} eta {eta}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}

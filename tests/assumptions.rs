@@ -214,7 +214,7 @@ fn a_manifest_of_another_archive_is_not_believed() {
         d.storage.join(format!("{}.json", archives[1])),
     )
     .unwrap();
-    let _ = std::fs::remove_dir_all(d.work.join("manifests"));
+    let _ = std::fs::remove_dir_all(d.work.join("catalog"));
 
     let out = d.oiseau(&["locate", "3"], &[]).expect_code(0);
     assert!(

@@ -301,9 +301,9 @@ async fn the_advice_fits_the_cause() {
     let line = error_line(&out, "is a file, not a folder");
     assert!(!line.contains("File exists"), "{line}");
 
-    // A manifest cache that cannot be written is no damaged manifest.
-    std::fs::remove_dir_all(d.work.join("manifests")).ok();
-    std::fs::write(d.work.join("manifests"), b"not a folder").unwrap();
+    // A catalog that cannot be kept in work_dir is no damaged manifest.
+    std::fs::remove_dir_all(d.work.join("catalog")).ok();
+    std::fs::write(d.work.join("catalog"), b"not a folder").unwrap();
     let out = d.oiseau_async(&["verify"], &[]).await.expect_code(0);
     assert!(
         !out.stdout().contains("damaged") && !out.stderr().contains("damaged"),
@@ -312,7 +312,7 @@ async fn the_advice_fits_the_cause() {
         out.stderr()
     );
     assert!(
-        out.stderr().contains("cannot keep manifests"),
+        out.stderr().contains("cannot keep the catalog"),
         "{}",
         out.stderr()
     );

@@ -166,7 +166,7 @@ fn restore_never_writes_through_a_link_and_keeps_going_past_a_damaged_replay() {
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     record["replays"][0][2] = serde_json::Value::String("00".repeat(32));
     std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
-    std::fs::remove_dir_all(target.d.work.join("manifests")).unwrap();
+    std::fs::remove_dir_all(target.d.work.join("catalog")).unwrap();
     let again = target.d.root.path().join("again");
     let out = target
         .oiseau(&["restore", "1", "2", "3", "--to", again.to_str().unwrap()])
@@ -388,7 +388,7 @@ fn one_corrupt_manifest_leaves_the_other_archives_usable() {
     assert!(target.run(&[]).status.success());
     let first = named(&target, ".tar.gz.json").into_iter().min().unwrap();
     std::fs::write(target.storage.join(first), b"\x00garbage").unwrap();
-    let _ = std::fs::remove_dir_all(target.d.work.join("manifests"));
+    let _ = std::fs::remove_dir_all(target.d.work.join("catalog"));
 
     let out = target.oiseau(&["locate", "1", "4"]).expect_code(0);
     assert!(
@@ -420,9 +420,11 @@ fn a_storage_path_that_is_a_file_fails_at_once_saying_what_to_check() {
     let d = Deployment::new("");
     std::fs::write(&d.storage, b"not a folder").unwrap();
     d.add_replays(&[1]);
-    let out = d.oiseau(&["run"], &[]).expect_code(1);
+    // The setting points at a file: a settings error, found before anything else is done.
+    let out = d.oiseau(&["run"], &[]).expect_code(2);
     assert!(
-        out.stderr().contains("is a file, not a folder"),
+        out.stderr().contains("storage.local.path")
+            && out.stderr().contains("is a file, not a folder"),
         "{}",
         out.stderr()
     );

@@ -96,7 +96,7 @@ fn downgrade_manifest(d: &Deployment) {
     object.remove("ranges");
     object.insert("format".into(), 2.into());
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(d.work.join("manifests"));
+    let _ = std::fs::remove_dir_all(d.work.join("catalog"));
 }
 
 #[test]

@@ -112,11 +112,14 @@ impl LocalDriver {
             .ancestors()
             .find(|part| part.exists() && !part.is_dir())
         {
+            let what = if file == root {
+                "it is a file, not a folder".to_owned()
+            } else {
+                format!("{} is a file, not a folder", file.display())
+            };
             return Err(StorageError::config(format!(
-                "storage.local.path {}: {} is a file, not a folder; point storage.local.path at \
-                 a folder",
+                "storage.local.path {}: {what}; point storage.local.path at a folder",
                 root.display(),
-                file.display()
             )));
         }
         let op = Operator::new(services::Fs::default().root(root_str))

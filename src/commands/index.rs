@@ -28,7 +28,7 @@ pub async fn rebuild_index(settings: &Settings, write: bool) -> Result<()> {
         }
     };
     let parsed = current.as_ref().and_then(|(_, index)| index.clone());
-    let found = rebuild(&storage, &objects, parsed, &settings.work_dir).await?;
+    let found = rebuild(&storage, &objects, parsed).await?;
     let rebuilt = found.base.appended_all(&found.added);
     crate::output::raw(&rebuilt);
     tracing::info!(

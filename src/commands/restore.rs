@@ -24,7 +24,7 @@ pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
     let catalog = Catalog::load(&storage, &settings.work_dir).await?;
     let mut missing = Vec::new();
     for &id in ids {
-        let found = catalog.locate(id);
+        let found = catalog.locate(id)?;
         if found.is_empty() {
             missing.push(id);
         }
@@ -44,11 +44,10 @@ pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
 
 fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
     let name = archive
-        .object
-        .as_ref()
+        .object()
         .map_or("(missing from the storage)", |o| o.name.as_str());
     let note = match (how, &archive.damaged_manifest) {
-        (Found::Exact, _) => "",
+        (Found::Exact(_), _) => "",
         (Found::ByRange, None) => " (by the index's id range: no manifest for this archive)",
         (Found::ByRange, Some(_)) => {
             " (by the index's id range: this archive's manifest is damaged)"
@@ -56,7 +55,7 @@ fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
     };
     format!(
         "replay {id}\tarchive {}\t{name}{note}",
-        archive.entry.archive_id
+        archive.archive_id()
     )
 }
 
@@ -114,22 +113,24 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
     let mut plan: BTreeMap<String, Wanted> = BTreeMap::new();
     let mut missing = Vec::new();
     for &id in &ids {
-        let found = catalog.locate(id);
+        let found = catalog.locate(id)?;
         // The latest copy wins: a replay archived twice changed in between.
-        let Some((archive, _)) = found.iter().rev().find(|(a, _)| a.object.is_some()) else {
+        let Some((object, how)) = found
+            .iter()
+            .rev()
+            .find_map(|(a, how)| a.object().map(|o| (o, how)))
+        else {
             missing.push(id);
             continue;
         };
         let name = format!("replay_{id}.osr");
-        let recorded = archive.manifest.as_ref().and_then(|m| m.find(id));
-        let object = archive.object.as_ref().expect("filtered above");
-        plan.entry(object.name.clone()).or_default().insert(
-            name,
-            (
-                recorded.map(|(_, hash, _)| hash),
-                recorded.and_then(|(_, _, range)| range),
-            ),
-        );
+        let recorded = match how {
+            Found::Exact(replay) => (Some(replay.hash), replay.range),
+            Found::ByRange => (None, None),
+        };
+        plan.entry(object.name.clone())
+            .or_default()
+            .insert(name, recorded);
     }
     for id in &missing {
         failed.push(format!(
@@ -147,7 +148,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
         .archives
         .iter()
         .filter(|a| a.damaged_manifest.is_some())
-        .filter_map(|a| a.object.as_ref().map(|o| o.name.clone()))
+        .filter_map(|a| a.object().map(|o| o.name.clone()))
         .collect();
     let counter = ReadCounter::default();
     for (archive, wanted) in plan {

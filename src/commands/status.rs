@@ -9,9 +9,9 @@ use anyhow::{Context, Result, anyhow};
 use backends::{PreflightMode, Storage};
 use serde::Serialize;
 
+use crate::catalog::Inventory;
 use crate::error::{TryLater, is_try_later};
 use crate::events::LOCK_WAIT_GRACE;
-use crate::history::beyond_index;
 use crate::journal::{Journal, unix_now};
 use crate::layout::{INDEX_NAME, archive_id_of, archive_timestamp};
 use crate::scan::{Scan, Stuck};
@@ -177,41 +177,33 @@ async fn reach_storage(settings: &Settings, status: &mut Status) -> Result<()> {
             .count(),
     );
     match read_index(&storage).await {
-        Ok((index, _)) => describe_index(&storage, &objects, &index, status),
+        Ok((index, version)) => {
+            describe_index(&storage, &Inventory::of(index, version, objects), status);
+        }
         Err(e) => status.problems.push(format!("{e:#}")),
     }
     Ok(())
 }
 
-fn describe_index(
-    storage: &Storage,
-    objects: &[backends::ObjectMeta],
-    index: &crate::index::Index,
-    status: &mut Status,
-) {
-    status.archives_in_index = Some(index.entries().len());
-    let beyond = beyond_index(objects, index);
-    if let Some(first) = beyond.first() {
+fn describe_index(storage: &Storage, inventory: &Inventory, status: &mut Status) {
+    status.archives_in_index = Some(inventory.slots.len());
+    if let Some(first) = inventory.beyond_index.first() {
         status.problems.push(format!(
             "{INDEX_NAME} on {} ends before {first} (and {} more): it was truncated or \
              replaced; `oiseau index rebuild` rebuilds it",
             storage.describe(),
-            beyond.len() - 1
+            inventory.beyond_index.len() - 1
         ));
     }
-    status.last_archive = index.last().map(|last| {
-        let name = objects
-            .iter()
-            .map(|o| &o.name)
-            .find(|name| archive_id_of(name) == Some(last.archive_id))
-            .cloned();
+    status.last_archive = inventory.slots.last().map(|last| {
+        let name = last.object.as_ref().map(|o| o.name.clone());
         let age_seconds = name
             .as_deref()
             .and_then(archive_timestamp)
             .and_then(|stamp| unix_now().ok()?.checked_sub(stamp));
         LastArchive {
-            id: last.archive_id,
-            max_replay_id: last.max_replay_id,
+            id: last.entry.archive_id,
+            max_replay_id: last.entry.max_replay_id,
             name,
             age_seconds,
         }

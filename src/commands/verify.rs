@@ -6,7 +6,7 @@ use std::io::Read;
 use anyhow::{Context, Result, bail};
 use backends::{PreflightMode, Storage};
 
-use crate::catalog::{Catalog, CatalogEntry};
+use crate::catalog::{Catalog, CatalogEntry, Recorded};
 use crate::digest::{ArchiveDigest, DigestHasher};
 use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::error::is_try_later;
@@ -38,8 +38,8 @@ pub async fn verify(
         let checked = catalog
             .archives
             .iter()
-            .filter(|a| since.is_none_or(|since| a.entry.archive_id >= since))
-            .filter_map(|a| a.object.as_ref().map(|o| o.name.as_str()));
+            .filter(|a| since.is_none_or(|since| a.archive_id() >= since))
+            .filter_map(|a| a.object().map(|o| o.name.as_str()));
         warm_up(&storage, checked, &reporters(settings)).await?;
     }
     let mut problems = Vec::new();
@@ -52,17 +52,14 @@ pub async fn verify(
         (true, Some(n)) => Depth::Sample(n),
     };
     for archive in &catalog.archives {
-        if since.is_some_and(|since| archive.entry.archive_id < since) {
+        if since.is_some_and(|since| archive.archive_id() < since) {
             continue;
         }
         checked += 1;
         let label = format!(
             "archive {} ({})",
-            archive.entry.archive_id,
-            archive
-                .object
-                .as_ref()
-                .map_or("no such file", |o| o.name.as_str())
+            archive.archive_id(),
+            archive.object().map_or("no such file", |o| o.name.as_str())
         );
         match check(&storage, archive, depth, &counter).await {
             Ok(looked) => {
@@ -73,7 +70,7 @@ pub async fn verify(
             Err(e) if is_try_later(&e) => return Err(e.context(label)),
             Err(e) => {
                 say!("{label}: {}", failure_reason(&e));
-                problems.push(format!("archive {}", archive.entry.archive_id));
+                problems.push(format!("archive {}", archive.archive_id()));
             }
         }
     }
@@ -170,47 +167,54 @@ async fn check(
     depth: Depth,
     counter: &ReadCounter,
 ) -> Result<Looked> {
-    let Some(object) = &archive.object else {
+    let Some(object) = archive.object() else {
         bail!("missing from the storage");
     };
     if let Some(why) = &archive.damaged_manifest {
         bail!("its manifest is damaged: {why}");
     }
-    if let Some(manifest) = &archive.manifest
-        && manifest.size != object.size
+    if let Some(recorded) = &archive.recorded
+        && recorded.head().size != object.size
     {
         bail!(
             "{} bytes on the storage, {} recorded",
             object.size,
-            manifest.size
+            recorded.head().size
         );
     }
     if object.size == 0 {
         bail!("empty on the storage");
     }
-    match (depth, &archive.manifest) {
-        (Depth::Listing, _) => return Ok(Looked::Listed),
-        (Depth::Sample(n), Some(manifest)) if !manifest.ranges.is_empty() => {
-            return check_sample(storage, &object.name, manifest, n, counter)
-                .await
-                .map(Looked::Sampled);
-        }
-        _ => {}
+    if let Depth::Listing = depth {
+        return Ok(Looked::Listed);
+    }
+    // Read through: the whole manifest of this one archive.
+    let manifest = archive
+        .recorded
+        .as_ref()
+        .map(Recorded::manifest)
+        .transpose()?;
+    if let (Depth::Sample(n), Some(manifest)) = (depth, &manifest)
+        && !manifest.ranges.is_empty()
+    {
+        return check_sample(storage, &object.name, manifest, n, counter)
+            .await
+            .map(Looked::Sampled);
     }
     let bridge = counter.counting(read_for_blocking(storage, &object.name).await?);
-    let hasher = archive.manifest.as_ref().map(|m| m.digest.hasher());
+    let hasher = manifest.as_ref().map(|m| m.digest.hasher());
     let contents = tokio::task::spawn_blocking(move || read_through(bridge, hasher))
         .await
         .context("the check stopped unexpectedly")??;
     let max = contents.replays.iter().map(|(id, _, _)| *id).max();
-    if max != Some(archive.entry.max_replay_id) {
+    let max_in_index = archive.slot.entry.max_replay_id;
+    if max != Some(max_in_index) {
         bail!(
-            "its largest replay id is {}, the index says {}",
+            "its largest replay id is {}, the index says {max_in_index}",
             max.map_or("none".into(), |m| m.to_string()),
-            archive.entry.max_replay_id
         );
     }
-    if let Some(manifest) = &archive.manifest {
+    if let Some(manifest) = &manifest {
         if contents.digest.as_ref() != Some(&manifest.digest) {
             bail!(
                 "its {} differs from the recorded {}",

@@ -20,12 +20,13 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Result, anyhow};
 use backends::{PreflightMode, Storage};
 
+use crate::catalog::Inventory;
 use crate::error::{exit_code, is_another_writer};
 use crate::events::{Archived, Event, Finished, Outcome, Reporters, WaitCause};
 use crate::journal::Journal;
 use crate::lease::{StorageBusy, StorageLock};
 use crate::settings::Settings;
-use crate::storage::{read_index, ready};
+use crate::storage::ready;
 use crate::{lock, record};
 use commit::{Upload, commit};
 pub use plan::Plan;
@@ -231,7 +232,7 @@ async fn backup_locked(
             )
             .await?;
             // The interrupted run may have left a partial upload behind.
-            tidy_storage(storage, &read_index(storage).await?.0).await?;
+            tidy_storage(storage, &Inventory::read(storage).await?).await?;
             tidied = true;
         }
     }
@@ -248,10 +249,11 @@ async fn backup_locked(
     } else {
         take_storage(storage, settings, mode, held, reporters).await?;
     }
-    let (index, _) = read_index(storage).await?;
+    let inventory = Inventory::read(storage).await?;
     if !options.dry_run && !tidied {
-        tidy_storage(storage, &index).await?;
+        tidy_storage(storage, &inventory).await?;
     }
+    let index = inventory.index;
     let plan = Plan::new(&index, scan)?;
     if options.dry_run {
         return Ok(RunReport::Planned(plan));

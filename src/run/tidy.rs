@@ -1,35 +1,19 @@
 //! The storage compared with the index before a run adds to it, under the storage lock.
 
-use std::collections::HashSet;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use backends::{Storage, partial_owner};
 
+use crate::catalog::Inventory;
 use crate::history::refuse_if_behind;
-use crate::index::Index;
-use crate::layout::archive_id_of;
 use crate::process::ProcessIdentity;
 
 /// Refuses to go on when the storage holds archives or manifests beyond the index (it was
 /// truncated or replaced: a run would reuse their ids). Removes the partial uploads left by
 /// killed runs of this host; another host's are reported and left to it. Reports archives the
 /// index lists but the storage lacks.
-pub async fn tidy_storage(storage: &Storage, index: &Index) -> Result<()> {
-    let objects = storage
-        .list()
-        .await
-        .with_context(|| format!("cannot list {}", storage.describe()))?;
-    refuse_if_behind(storage, &objects, index).await?;
-    let stored_ids: HashSet<u64> = objects
-        .iter()
-        .filter_map(|o| archive_id_of(&o.name))
-        .collect();
-    let missing: Vec<u64> = index
-        .entries()
-        .iter()
-        .map(|entry| entry.archive_id)
-        .filter(|id| !stored_ids.contains(id))
-        .collect();
+pub async fn tidy_storage(storage: &Storage, inventory: &Inventory) -> Result<()> {
+    refuse_if_behind(storage, &inventory.objects, &inventory.index).await?;
+    let missing = inventory.missing();
     if !missing.is_empty() {
         tracing::warn!(
             "the index lists {} archive{} that {} not on {} (ids {}); the backup continues after \
@@ -38,16 +22,11 @@ pub async fn tidy_storage(storage: &Storage, index: &Index) -> Result<()> {
             if missing.len() == 1 { "" } else { "s" },
             if missing.len() == 1 { "is" } else { "are" },
             storage.describe(),
-            missing
-                .iter()
-                .take(20)
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::output::capped(&missing, ", ")
         );
     }
     let this_host = backends::host_name();
-    for object in &objects {
+    for object in &inventory.objects {
         let Some((host, pid)) = partial_owner(&object.name) else {
             continue;
         };

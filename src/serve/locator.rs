@@ -1,8 +1,7 @@
-//! Where each replay is, for `serve`: every manifest's ids in one map, loaded once and
-//! loaded again when the storage's index has grown, so that a request is a lookup, not a
+//! Where each replay is, for `serve`: the catalog, loaded once and loaded again when the
+//! storage's index has grown, so that a request is a lookup in one archive's table, not a
 //! read of every manifest.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use anyhow::Result;
 use backends::Storage;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Found};
 use crate::digest::ReplayHash;
 use crate::index::IndexEntry;
 use crate::pack::ReplayRange;
@@ -38,10 +37,8 @@ pub struct Locator {
 }
 
 struct Known {
+    /// Each archive's manifest head and table: a lookup reads a few records of one table.
     catalog: Catalog,
-    /// Replay id -> (archive, position in its manifest); the latest archive wins, as a replay
-    /// archived twice changed in between.
-    exact: HashMap<u64, (u32, u32)>,
     /// The index this was built from: its last line.
     last: Option<IndexEntry>,
 }
@@ -49,51 +46,33 @@ struct Known {
 impl Known {
     async fn load(storage: &Storage, work_dir: &std::path::Path) -> Result<Known> {
         let catalog = Catalog::load(storage, work_dir).await?;
-        let mut exact = HashMap::new();
-        for (at, archive) in catalog.archives.iter().enumerate() {
-            if archive.object.is_none() {
-                continue;
-            }
-            if let Some(manifest) = &archive.manifest {
-                let at = u32::try_from(at)?;
-                exact.reserve(manifest.replays.len());
-                for (position, (id, _, _)) in manifest.replays.iter().enumerate() {
-                    exact.insert(*id, (at, u32::try_from(position)?));
-                }
-            }
-        }
-        let last = catalog.archives.last().map(|a| a.entry);
-        Ok(Known {
-            catalog,
-            exact,
-            last,
-        })
+        let last = catalog.archives.last().map(|a| a.slot.entry);
+        Ok(Known { catalog, last })
     }
 
-    fn locate(&self, id: u64) -> Option<Location> {
-        if let Some(&(at, position)) = self.exact.get(&id) {
-            let archive = &self.catalog.archives[at as usize];
-            let manifest = archive.manifest.as_ref()?;
-            let (_, _, hash) = manifest.replays[position as usize];
-            return Some(Location {
-                archive: archive.object.as_ref()?.name.clone(),
-                hash: Some(hash),
-                range: manifest.ranges.get(position as usize).copied(),
-            });
-        }
-        // Not in any manifest: the archives without one (the original tool's, or a damaged
-        // manifest), by the index's id ranges.
-        let (archive, _) = self
-            .catalog
-            .locate(id)
-            .into_iter()
-            .rev()
-            .find(|(a, _)| a.object.is_some())?;
-        Some(Location {
-            archive: archive.object.as_ref()?.name.clone(),
-            hash: None,
-            range: None,
-        })
+    /// The latest archive holding `id` wins, as a replay archived twice changed in between;
+    /// an archive without a manifest (the original tool's, or a damaged manifest) is found by
+    /// the index's id ranges, with no hash to check.
+    fn locate(&self, id: u64) -> Result<Option<Location>> {
+        let found = self.catalog.locate(id)?;
+        let Some((archive, how)) = found.iter().rev().find(|(a, _)| a.object().is_some()) else {
+            return Ok(None);
+        };
+        let archive = archive
+            .object()
+            .map_or_else(String::new, |o| o.name.clone());
+        Ok(Some(match how {
+            Found::Exact(replay) => Location {
+                archive,
+                hash: Some(replay.hash),
+                range: replay.range,
+            },
+            Found::ByRange => Location {
+                archive,
+                hash: None,
+                range: None,
+            },
+        }))
     }
 }
 
@@ -117,7 +96,7 @@ impl Locator {
     /// Where replay `id` is; `None` when no archive holds it, even after a look for new ones.
     pub async fn locate(&self, id: u64) -> Result<Option<Location>> {
         let known = Arc::clone(&*self.known.read().await);
-        if let Some(found) = known.locate(id) {
+        if let Some(found) = known.locate(id)? {
             return Ok(Some(found));
         }
         // Not known: new archives may have been committed since. One look per INDEX_CHECK,
@@ -135,7 +114,7 @@ impl Locator {
         }
         tracing::info!("the index grew: loading the new manifests");
         let fresh = Arc::new(Known::load(&self.storage, &self.work_dir).await?);
-        let found = fresh.locate(id);
+        let found = fresh.locate(id)?;
         *self.known.write().await = fresh;
         Ok(found)
     }

@@ -11,7 +11,7 @@ use super::SettingsError;
 /// What oiseau keeps directly in `work_dir`: no other folder may be, or be inside, one of them.
 const WORK_DIR_ENTRIES: &[&str] = &[
     "spool",
-    "manifests",
+    "catalog",
     "lock",
     "journal.json",
     "last-run.json",
