@@ -104,22 +104,38 @@ impl serde::Serialize for ReplayHash {
 }
 
 impl<'de> serde::Deserialize<'de> for ReplayHash {
+    /// Read from the text in place: a storage of years has millions of them to read.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let mut bytes = [0u8; 32];
-        let valid = text.len() == 64
-            && bytes.iter_mut().enumerate().all(|(i, byte)| {
-                u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                    .map(|value| *byte = value)
-                    .is_ok()
-            });
-        if valid {
-            Ok(ReplayHash(bytes))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "{text:?} is not a BLAKE3 hash"
-            )))
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = ReplayHash;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a BLAKE3 hash in 64 hex digits")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ReplayHash, E> {
+                let digit = |c: u8| (c as char).to_digit(16);
+                let mut bytes = [0u8; 32];
+                let valid =
+                    text.len() == 64
+                        && text.as_bytes().chunks_exact(2).zip(bytes.iter_mut()).all(
+                            |(pair, byte)| match (digit(pair[0]), digit(pair[1])) {
+                                (Some(high), Some(low)) => {
+                                    *byte = (high * 16 + low) as u8;
+                                    true
+                                }
+                                _ => false,
+                            },
+                        );
+                if valid {
+                    Ok(ReplayHash(bytes))
+                } else {
+                    Err(E::custom(format!("{text:?} is not a BLAKE3 hash")))
+                }
+            }
         }
+        deserializer.deserialize_str(Hex)
     }
 }
 

@@ -147,15 +147,30 @@ impl Catalog {
             .collect();
         if !wanted.is_empty() {
             let bar = crate::progress::count_bar(wanted.len() as u64, "manifests");
-            let fetched: Vec<(usize, Result<Manifest, ManifestError>)> =
+            // Fetched a few at a time, each parsed into its table on a blocking thread as it
+            // arrives: only the tables' heads are held.
+            let fetched: Vec<(usize, Result<Recorded, ManifestError>)> =
                 futures_util::stream::iter(wanted.into_iter().map(|at| {
-                    let slot = &archives[at].slot;
-                    let bar = &bar;
+                    let slot = archives[at].slot.clone();
+                    let (bar, tables) = (&bar, tables.clone());
                     async move {
-                        let object = slot.object.as_ref().expect("a manifest has its archive");
-                        let fetched = fetch_manifest(storage, object, slot.entry.archive_id).await;
+                        let object = slot.object.expect("a manifest has its archive");
+                        let manifest_size = slot.manifest.map_or(0, |m| m.size);
+                        let recorded = match read_manifest(storage, &object).await {
+                            Ok(bytes) => {
+                                let place = storage.describe();
+                                let id = slot.entry.archive_id;
+                                tokio::task::spawn_blocking(move || {
+                                    parse_manifest(&bytes, &object, id, &place)
+                                        .map(|manifest| tables.keep(manifest, manifest_size))
+                                })
+                                .await
+                                .context("reading a manifest stopped unexpectedly")?
+                            }
+                            Err(e) => Err(e),
+                        };
                         bar.inc(1);
-                        Ok::<_, anyhow::Error>((at, fetched))
+                        Ok::<_, anyhow::Error>((at, recorded))
                     }
                 }))
                 .buffer_unordered(FETCHES_IN_FLIGHT)
@@ -165,10 +180,7 @@ impl Catalog {
             for (at, fetched) in fetched {
                 let archive = &mut archives[at];
                 match fetched {
-                    Ok(manifest) => {
-                        let size = archive.slot.manifest.as_ref().map_or(0, |m| m.size);
-                        archive.recorded = Some(tables.keep(manifest, size));
-                    }
+                    Ok(recorded) => archive.recorded = Some(recorded),
                     // One damaged manifest makes its archive less exactly known, never the
                     // others.
                     Err(ManifestError::Damaged(why)) => {
@@ -214,6 +226,7 @@ impl Catalog {
 }
 
 /// The tables in `work_dir/catalog`.
+#[derive(Clone)]
 struct Tables {
     folder: PathBuf,
 }
@@ -287,6 +300,12 @@ pub async fn fetch_manifest(
     object: &ObjectMeta,
     archive_id: u64,
 ) -> Result<Manifest, ManifestError> {
+    let bytes = read_manifest(storage, object).await?;
+    parse_manifest(&bytes, object, archive_id, &storage.describe())
+}
+
+/// The bytes of the manifest of the archive `object`, in one request.
+async fn read_manifest(storage: &Storage, object: &ObjectMeta) -> Result<Vec<u8>, ManifestError> {
     let name = manifest_name(&object.name);
     let unreadable = |e: backends::StorageError| {
         ManifestError::Unreadable(if e.kind() == ErrorKind::NotFound {
@@ -306,16 +325,24 @@ pub async fn fetch_manifest(
         .read_to_end(&mut bytes)
         .await
         .map_err(|e| unreadable(backends::StorageError::from_io(&name, e)))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        ManifestError::Damaged(format!(
-            "{name} on {} is not a valid manifest: {e}",
-            storage.describe()
-        ))
+    Ok(bytes)
+}
+
+/// A manifest's bytes as the manifest of `object` (index id `archive_id`) on the storage
+/// `place`, or why they are not one.
+fn parse_manifest(
+    bytes: &[u8],
+    object: &ObjectMeta,
+    archive_id: u64,
+    place: &str,
+) -> Result<Manifest, ManifestError> {
+    let name = manifest_name(&object.name);
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+        ManifestError::Damaged(format!("{name} on {place} is not a valid manifest: {e}"))
     })?;
     if let Some(why) = manifest.contradicts(object, archive_id) {
         return Err(ManifestError::Damaged(format!(
-            "{name} on {} does not belong to its archive: {why}",
-            storage.describe()
+            "{name} on {place} does not belong to its archive: {why}"
         )));
     }
     Ok(manifest)

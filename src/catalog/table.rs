@@ -117,7 +117,7 @@ impl ReplayTable {
             ..manifest.clone()
         })?;
         let staging = path.with_extension("replays.tmp");
-        let mut out = BufWriter::new(File::create(&staging)?);
+        let mut out = BufWriter::with_capacity(1 << 18, File::create(&staging)?);
         out.write_all(MAGIC)?;
         out.write_all(&manifest_size.to_le_bytes())?;
         out.write_all(
