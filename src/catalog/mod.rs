@@ -52,16 +52,8 @@ impl Recorded {
             Recorded::Parsed(manifest) => Ok(manifest
                 .replays
                 .iter()
-                .enumerate()
-                .rev()
-                .find(|(_, (replay, _, _))| *replay == id)
-                .map(|(at, &(id, size, hash))| Replay {
-                    id,
-                    size,
-                    hash,
-                    range: manifest.ranges.get(at).copied(),
-                    position: at as u64,
-                })),
+                .rposition(|(replay, _, _)| *replay == id)
+                .map(|at| Replay::at(manifest, at))),
         }
     }
 

@@ -40,6 +40,18 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// The replay at place `at` of `manifest`'s list.
+    pub fn at(manifest: &Manifest, at: usize) -> Replay {
+        let (id, size, hash) = manifest.replays[at];
+        Replay {
+            id,
+            size,
+            hash,
+            range: manifest.ranges.get(at).copied(),
+            position: at as u64,
+        }
+    }
+
     fn encode(&self) -> [u8; RECORD as usize] {
         let mut out = [0u8; RECORD as usize];
         out[0..8].copy_from_slice(&self.id.to_le_bytes());
@@ -98,17 +110,8 @@ impl ReplayTable {
     /// Writes the table of `manifest` (whose object on the storage has `manifest_size` bytes)
     /// at `path`, whole or not at all, and opens it.
     pub fn write(path: &Path, manifest: &Manifest, manifest_size: u64) -> io::Result<ReplayTable> {
-        let mut replays: Vec<Replay> = manifest
-            .replays
-            .iter()
-            .enumerate()
-            .map(|(at, &(id, size, hash))| Replay {
-                id,
-                size,
-                hash,
-                range: manifest.ranges.get(at).copied(),
-                position: at as u64,
-            })
+        let mut replays: Vec<Replay> = (0..manifest.replays.len())
+            .map(|at| Replay::at(manifest, at))
             .collect();
         replays.sort_by_key(|r| (r.id, r.position));
         let head = serde_json::to_vec(&Manifest {

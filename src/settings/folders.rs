@@ -130,7 +130,7 @@ mod tests {
         let refused = [
             (root.join("alias"), "same folder"),
             (root.join("work/spool/backup"), "oiseau's own spool"),
-            (root.join("work/manifests"), "oiseau's own manifests"),
+            (root.join("work/catalog"), "oiseau's own catalog"),
             (root.join("temp/backup"), "inside temp_dir"),
             (root.clone(), "inside storage.local.path"),
         ];
