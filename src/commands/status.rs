@@ -187,12 +187,12 @@ async fn reach_storage(settings: &Settings, status: &mut Status) -> Result<()> {
 
 fn describe_index(storage: &Storage, inventory: &Inventory, status: &mut Status) {
     status.archives_in_index = Some(inventory.slots.len());
-    if let Some(first) = inventory.beyond_index.first() {
+    if !inventory.beyond_index.is_empty() {
         status.problems.push(format!(
-            "{INDEX_NAME} on {} ends before {first} (and {} more): it was truncated or \
-             replaced; `oiseau index rebuild` rebuilds it",
+            "{INDEX_NAME} on {} ends before {}: it was truncated or replaced; `oiseau index \
+             rebuild` rebuilds it",
             storage.describe(),
-            inventory.beyond_index.len() - 1
+            crate::output::capped(&inventory.beyond_index, ", ")
         ));
     }
     status.last_archive = inventory.slots.last().map(|last| {
