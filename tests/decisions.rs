@@ -102,6 +102,15 @@ impl Bench {
         assert_eq!(self.temp_names(), 0, "{what}");
     }
 
+    /// Checks that no partial upload is left under any name.
+    async fn assert_no_partial_upload(&self, what: &str) {
+        let objects = self.objects().await;
+        assert!(
+            objects.iter().all(|name| !name.contains("oiseau-part")),
+            "{what}: {objects:?}"
+        );
+    }
+
     /// Runs a backup, returning its result and the outcome the reporters heard.
     async fn run(&self) -> (anyhow::Result<RunReport>, Outcome) {
         let recorder = Recorder::default();
@@ -163,22 +172,9 @@ fn rename_only() -> Capabilities {
 async fn a_dropped_connection_during_the_upload_is_retried_and_the_run_completes() {
     for capabilities in [native(), rename_only()] {
         let bench = Bench::new(capabilities, |f| f.fail("put", 1, Fault::DropConnection)).await;
-        bench.add_replays(1, 20);
-        let (result, outcome) = bench.run().await;
-        assert!(matches!(result.unwrap(), RunReport::Archived(_)));
-        assert!(matches!(outcome, Outcome::Done(ref done) if done.replays == 20));
-        assert_eq!(bench.index().await, b"1\t20\n");
-        assert_eq!(bench.temp_names(), 0);
+        bench.archives_twenty_at_once("a dropped connection").await;
         assert_eq!(bench.retries.lock().unwrap().as_slice(), ["upload 2"]);
-        assert!(
-            bench
-                .objects()
-                .await
-                .iter()
-                .all(|name| !name.contains("oiseau-part")),
-            "{:?}",
-            bench.objects().await
-        );
+        bench.assert_no_partial_upload("a dropped connection").await;
     }
 }
 
@@ -389,13 +385,6 @@ async fn a_write_whose_answer_was_lost_is_found_applied_and_the_run_completes() 
         bench.archives_twenty_at_once(operation).await;
         let retries = bench.retries.lock().unwrap().clone();
         assert_eq!(retries.len(), 1, "{operation}: {retries:?}");
-        assert!(
-            bench
-                .objects()
-                .await
-                .iter()
-                .all(|name| !name.contains("oiseau-part")),
-            "{operation}"
-        );
+        bench.assert_no_partial_upload(operation).await;
     }
 }
