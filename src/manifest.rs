@@ -79,14 +79,12 @@ impl Manifest {
         self.replays.iter().map(|(id, _, _)| *id).max().unwrap_or(0)
     }
 
-    /// Where replay `id` is, with its size and hash, when this manifest records it.
-    pub fn find(&self, id: u64) -> Option<(u64, ReplayHash, Option<ReplayRange>)> {
-        let at = self
-            .replays
+    /// Where in its list replay `id` is, when this manifest records it. Recorded twice (never
+    /// by oiseau), the later one wins, as tar's extraction would.
+    pub fn position_of(&self, id: u64) -> Option<usize> {
+        self.replays
             .iter()
-            .position(|(replay, _, _)| *replay == id)?;
-        let (_, size, hash) = self.replays[at];
-        Some((size, hash, self.ranges.get(at).copied()))
+            .rposition(|(replay, _, _)| *replay == id)
     }
 
     /// Writes the manifest as JSON into a new local file, streamed (a manifest of 100,000

@@ -203,6 +203,14 @@ pub fn io_words(err: &io::Error) -> String {
     }
 }
 
+/// The file that stands where `path` or one of its parents should be a folder, if one does:
+/// what to name when a folder cannot be made there (the system only says "File exists" or
+/// "Not a directory").
+pub fn file_in_the_way(path: &std::path::Path) -> Option<&std::path::Path> {
+    path.ancestors()
+        .find(|part| part.exists() && !part.is_dir())
+}
+
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -44,7 +44,7 @@ pub use driver::{
     ByteRange, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Progress, Put,
     Readiness, Version, WriteMode, WriteOptions,
 };
-pub use error::{ErrorKind, ErrorStatus, StorageError, io_words};
+pub use error::{ErrorKind, ErrorStatus, StorageError, file_in_the_way, io_words};
 pub use registry::{BACKENDS, Backend, BackendConfig, StorageConfig, open};
 pub use resume::{ReadInterrupted, is_interrupted};
 pub use secret::{Secret, redact_userinfo, register as register_secret, scrub as scrub_secrets};

@@ -108,10 +108,7 @@ impl LocalDriver {
         })?;
         // The folder is made when first written; a file where it or a parent should be is
         // said here, in a line, rather than as the file system library's account of it.
-        if let Some(file) = root
-            .ancestors()
-            .find(|part| part.exists() && !part.is_dir())
-        {
+        if let Some(file) = crate::file_in_the_way(&root) {
             let what = if file == root {
                 "it is a file, not a folder".to_owned()
             } else {

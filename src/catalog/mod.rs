@@ -49,11 +49,9 @@ impl Recorded {
             Recorded::Table(table) => table
                 .find(id)
                 .with_context(|| format!("cannot read the catalog of {}", table.head.archive_name)),
-            Recorded::Parsed(manifest) => Ok(manifest
-                .replays
-                .iter()
-                .rposition(|(replay, _, _)| *replay == id)
-                .map(|at| Replay::at(manifest, at))),
+            Recorded::Parsed(manifest) => {
+                Ok(manifest.position_of(id).map(|at| Replay::at(manifest, at)))
+            }
         }
     }
 
@@ -256,10 +254,9 @@ impl Tables {
             Err(e) => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| {
-                    let why = if self.folder.exists() && !self.folder.is_dir() {
-                        "it is a file, not a folder".to_owned()
-                    } else {
-                        backends::io_words(&e)
+                    let why = match backends::file_in_the_way(&self.folder) {
+                        Some(file) => format!("{} is a file, not a folder", file.display()),
+                        None => backends::io_words(&e),
                     };
                     tracing::warn!(
                         "cannot keep the catalog in {}: {why}; manifests are read from the \

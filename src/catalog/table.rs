@@ -192,7 +192,7 @@ impl ReplayTable {
     }
 
     /// Replay `id`, when the manifest records it: a binary search, reading a record a step.
-    /// Recorded twice (never by oiseau), the one later in the archive wins, as tar's would.
+    /// Recorded twice, the later one wins, as in [`Manifest::position_of`].
     pub fn find(&self, id: u64) -> io::Result<Option<Replay>> {
         if self.count == 0 || id < self.min_id || id > self.max_id {
             return Ok(None);
@@ -279,8 +279,8 @@ mod tests {
             assert_eq!((table.count, table.min_id, table.max_id), (6, 1, 45));
             assert_eq!(table.manifest_size, 999);
             for id in 0..50 {
-                let found = table.find(id).unwrap().map(|r| (r.size, r.hash, r.range));
-                assert_eq!(found, source.find(id), "{id}");
+                let expected = source.position_of(id).map(|at| Replay::at(&source, at));
+                assert_eq!(table.find(id).unwrap(), expected, "{id}");
             }
             assert_eq!(table.manifest().unwrap(), source, "archive order kept");
         }

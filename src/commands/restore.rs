@@ -61,7 +61,7 @@ fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
 
 /// Makes the folder replays are restored into, or says in a line why it cannot be one.
 fn prepare_destination(to: &Path) -> Result<()> {
-    if let Some(file) = to.ancestors().find(|part| part.exists() && !part.is_dir()) {
+    if let Some(file) = backends::file_in_the_way(to) {
         bail!(
             "cannot restore into {}: {} is a file, not a folder; pass --to a folder (it is \
              made if missing)",
