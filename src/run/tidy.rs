@@ -12,7 +12,7 @@ use crate::process::ProcessIdentity;
 /// killed runs of this host; another host's are reported and left to it. Reports archives the
 /// index lists but the storage lacks.
 pub async fn tidy_storage(storage: &Storage, inventory: &Inventory) -> Result<()> {
-    refuse_if_behind(storage, &inventory.objects, &inventory.index).await?;
+    refuse_if_behind(storage, inventory).await?;
     let missing = inventory.missing();
     if !missing.is_empty() {
         tracing::warn!(
