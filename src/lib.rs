@@ -2,6 +2,18 @@
 //! this library; `main.rs` only parses the command line, sets up logging and maps the
 //! outcome to an exit code.
 
+// Library code never panics on a value it did not check, and says things through tracing or
+// output::say (which honour --quiet and --json), not by printing.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
+
 #[macro_use]
 mod output;
 

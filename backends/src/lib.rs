@@ -20,6 +20,18 @@
 //! Then one line in the registry's `BACKENDS`, a section in the README, and one test that runs
 //! the conformance suite (`tests/common/conformance.rs`) on a real server.
 
+// Library code never panics on a value it did not check, and says things through tracing or
+// output::say (which honour --quiet and --json), not by printing.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
+
 pub mod c14;
 mod capability;
 mod driver;

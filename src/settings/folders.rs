@@ -82,7 +82,7 @@ fn overlap(outer: &Folder, inner: &Folder) -> Option<String> {
 /// the longest existing ancestor is resolved by the system, the rest is added part by part.
 pub fn resolve(path: &Path) -> PathBuf {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let parts: Vec<Component> = absolute.components().collect();
+    let parts: Vec<Component<'_>> = absolute.components().collect();
     for existing in (1..=parts.len()).rev() {
         let ancestor: PathBuf = parts[..existing].iter().collect();
         let Ok(mut real) = ancestor.canonicalize() else {

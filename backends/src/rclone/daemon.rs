@@ -64,6 +64,7 @@ fn command(config: &RcloneConfig, args: &[&str]) -> Command {
     // If oiseau dies (SIGKILL, OOM), the kernel kills rclone too: a leftover child must
     // never keep writing while the next run resumes.
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    #[allow(unsafe_code)]
     unsafe {
         command.pre_exec(|| {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
