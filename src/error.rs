@@ -3,9 +3,9 @@
 
 use backends::{ErrorKind, StorageError};
 
-use crate::lease::StorageBusy;
-use crate::lock::LockHeld;
+use crate::run::work_dir_lock::LockHeld;
 use crate::settings::SettingsError;
+use crate::storage::lease::StorageBusy;
 
 /// The storage or another run is busy; the next scheduled run will carry on (exit 75).
 #[derive(Debug, thiserror::Error)]

@@ -15,36 +15,19 @@
 )]
 
 #[macro_use]
-mod output;
+pub mod report;
 
+pub mod archive;
 mod atomic_file;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
-mod conditions;
-pub mod digest;
 pub mod error;
-pub mod events;
 mod fault;
-pub mod gzip;
-pub mod history;
-pub mod index;
-pub mod journal;
-pub mod layout;
-pub mod lease;
-pub mod lock;
-pub mod logging;
-pub mod manifest;
-pub mod metrics;
-pub mod notify;
-pub mod pack;
+pub mod formats;
 mod process;
-mod progress;
-mod ranged;
-pub mod record;
 pub mod run;
 pub mod sample;
-pub mod scan;
 pub mod serve;
 pub mod settings;
 pub mod storage;

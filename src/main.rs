@@ -10,7 +10,7 @@ use oiseau::error::{EXIT_FAILED, EXIT_TRY_LATER, exit_code};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    oiseau::logging::init(cli.log_format);
+    oiseau::report::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

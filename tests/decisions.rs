@@ -10,9 +10,9 @@ use backends::layers::{Fault, Faults, Retry, RetryEvent};
 use backends::memory::MemoryDriver;
 use backends::{Capabilities, Driver, Storage};
 use oiseau::error::{EXIT_FAILED, EXIT_TRY_LATER, exit_code};
-use oiseau::events::{Event, Outcome, Reporter, Reporters, WaitCause};
-use oiseau::journal::Journal;
-use oiseau::layout::INDEX_NAME;
+use oiseau::formats::names::INDEX_NAME;
+use oiseau::report::events::{Event, Outcome, Reporter, Reporters, WaitCause};
+use oiseau::run::journal::Journal;
 use oiseau::run::{RunOptions, RunReport, run_on};
 use oiseau::settings::{ByteSize, Settings};
 

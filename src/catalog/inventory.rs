@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use backends::{ObjectMeta, Storage, Version};
 
-use crate::index::{Index, IndexEntry};
-use crate::layout::{archive_id_of, manifest_archive, manifest_name};
+use crate::formats::index::{Index, IndexEntry};
+use crate::formats::names::{archive_id_of, manifest_archive, manifest_name};
 use crate::storage::read_index;
 
 /// One line of the index and what the storage holds for it.

@@ -6,6 +6,7 @@
 //! grows with the number of archives, not of replays: a command holds each manifest's head,
 //! and reads a replay's record when it asks for it.
 
+pub mod history;
 pub mod inventory;
 pub mod table;
 
@@ -19,8 +20,8 @@ use tokio::io::AsyncReadExt;
 pub use inventory::{Inventory, Slot};
 use table::{Replay, ReplayTable};
 
-use crate::layout::manifest_name;
-use crate::manifest::Manifest;
+use crate::formats::manifest::Manifest;
+use crate::formats::names::manifest_name;
 
 /// Manifests read from the storage at once by a host that has not seen them yet.
 const FETCHES_IN_FLIGHT: usize = 8;
@@ -136,7 +137,7 @@ impl Catalog {
             .map(|(at, _)| at)
             .collect();
         if !wanted.is_empty() {
-            let bar = crate::progress::count_bar(wanted.len() as u64, "manifests");
+            let bar = crate::report::progress::count_bar(wanted.len() as u64, "manifests");
             // Fetched a few at a time, each parsed into its table on a blocking thread as it
             // arrives: only the tables' heads are held.
             let fetched: Vec<(usize, Result<Recorded, ManifestError>)> =

@@ -16,9 +16,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::digest::ReplayHash;
-use crate::manifest::Manifest;
-use crate::pack::ReplayRange;
+use crate::formats::digest::ReplayHash;
+use crate::formats::manifest::Manifest;
+use crate::formats::range::ReplayRange;
 
 const MAGIC: &[u8; 8] = b"OISCAT01";
 const RECORD: u64 = 80;
@@ -239,7 +239,7 @@ impl ReplayTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::ArchiveDigest;
+    use crate::formats::digest::ArchiveDigest;
 
     fn manifest(ids: &[u64], ranged: bool) -> Manifest {
         Manifest {

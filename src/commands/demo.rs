@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use backends::local::LocalConfig;
 
 use crate::commands::init::init;
-use crate::layout::INDEX_NAME;
+use crate::formats::names::INDEX_NAME;
 use crate::run::{RunOptions, RunReport, run};
 use crate::sample;
 use crate::settings::{ByteSize, Settings};

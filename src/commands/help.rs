@@ -11,7 +11,7 @@ use crate::settings::SettingsError;
 pub fn completions(shell: clap_complete::Shell) -> Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "oiseau", &mut script);
-    crate::output::raw(&script);
+    crate::report::output::raw(&script);
     Ok(())
 }
 
@@ -40,6 +40,6 @@ pub fn man_page(command: Option<&str>) -> Result<()> {
     clap_mangen::Man::new(page)
         .render(&mut roff)
         .context("cannot render the manual page")?;
-    crate::output::raw(&roff);
+    crate::report::output::raw(&roff);
     Ok(())
 }

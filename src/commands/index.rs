@@ -4,11 +4,11 @@
 use anyhow::{Context, Result};
 use backends::{ErrorKind, PreflightMode, WriteMode, WriteOptions};
 
-use crate::history::rebuild;
-use crate::index::Index;
-use crate::layout::INDEX_NAME;
-use crate::lease::StorageLock;
+use crate::catalog::history::rebuild;
+use crate::formats::index::Index;
+use crate::formats::names::INDEX_NAME;
 use crate::settings::Settings;
+use crate::storage::lease::StorageLock;
 use crate::storage::open_ready;
 
 /// Prints the rebuilt index; with `write`, replaces the storage's index with it (under the
@@ -30,7 +30,7 @@ pub async fn rebuild_index(settings: &Settings, write: bool) -> Result<()> {
     let parsed = current.as_ref().and_then(|(_, index)| index.clone());
     let found = rebuild(&storage, &objects, parsed).await?;
     let rebuilt = found.base.appended_all(&found.added);
-    crate::output::raw(&rebuilt);
+    crate::report::output::raw(&rebuilt);
     tracing::info!(
         "rebuilt {INDEX_NAME}: {} lines, {} of them from manifests beyond the index copies",
         Index::parse(rebuilt.clone())?.entries().len(),

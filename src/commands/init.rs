@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use backends::{ErrorKind, PreflightMode, WriteMode, WriteOptions};
 
-use crate::layout::INDEX_NAME;
+use crate::formats::names::INDEX_NAME;
 use crate::settings::Settings;
 use crate::storage::open_ready;
 

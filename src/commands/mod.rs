@@ -29,7 +29,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
     let settings = Settings::load(&config, explicit, &|name| std::env::var(name).ok())
         .inspect_err(|e| match cli.command {
             // A consumer of the JSON reads stdout: it is told there too.
-            Command::Run { json: true, .. } => crate::notify::print_refused(e),
+            Command::Run { json: true, .. } => crate::report::notify::print_refused(e),
             Command::Status { json: true } => status::print_refused(e),
             _ => {}
         })?;
@@ -79,7 +79,17 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Init => init::init(&settings).await,
-        Command::Status { json } => status::status(&settings, json).await,
+        Command::Status { json } => {
+            let report = status::inspect(&settings).await;
+            if json {
+                say!("{}", report.json()?);
+            } else {
+                for line in report.lines() {
+                    say!("{line}");
+                }
+            }
+            report.outcome()
+        }
         Command::Locate { ids } => restore::locate(&settings, &ids).await,
         Command::Restore { ids, to, overwrite } => {
             restore::restore(&settings, &ids, &to, overwrite).await
@@ -94,7 +104,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
         } => index::rebuild_index(&settings, write).await,
         Command::Serve => crate::serve::serve(&settings).await,
         Command::Config => {
-            crate::output::raw(settings.to_redacted_toml()?.as_bytes());
+            crate::report::output::raw(settings.to_redacted_toml()?.as_bytes());
             Ok(())
         }
         Command::Demo { .. } | Command::Completions { .. } | Command::Man { .. } => {

@@ -7,16 +7,15 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use backends::{PreflightMode, Storage};
 
+use crate::archive::ranged::{ReadCounter, failure_reason, open_tar};
+use crate::archive::replay::{ExpectedReplay, LocalWriteFailed, copy_checked, read_replay};
 use crate::catalog::{Catalog, CatalogEntry, Found};
-use crate::digest::{ReplayHash, copy_with_blake3};
-use crate::notify::reporters;
-use crate::pack::ReplayRange;
-use crate::ranged::{ReadCounter, failure_reason, open_tar};
+use crate::report::notify::reporters;
 use crate::settings::{ByteSize, Settings};
 use crate::storage::{open_ready, warm_up};
 
-/// A replay wanted from an archive: its recorded hash and range, when its manifest has them.
-type Wanted = BTreeMap<String, (Option<ReplayHash>, Option<ReplayRange>)>;
+/// The replays wanted from an archive, by name, with what its manifest recorded of each.
+type Wanted = BTreeMap<String, ExpectedReplay>;
 
 /// Prints the archive holding each replay; fails naming the ids that were never archived.
 pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
@@ -36,7 +35,7 @@ pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
         bail!(
             "never archived: replay{} {}",
             if missing.len() > 1 { "s" } else { "" },
-            crate::output::capped(&missing, ", ")
+            crate::report::output::capped(&missing, ", ")
         );
     }
     Ok(())
@@ -102,7 +101,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
     if ids.is_empty() {
         bail!(
             "none of the {asked} replays asked for was restored: {}",
-            crate::output::capped(&failed, ", ")
+            crate::report::output::capped(&failed, ", ")
         );
     }
     // Reading an archive needs the storage awake: on C14 this may start an unarchive.
@@ -123,14 +122,23 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             missing.push(id);
             continue;
         };
-        let name = format!("replay_{id}.osr");
-        let recorded = match how {
-            Found::Exact(replay) => (Some(replay.hash), replay.range),
-            Found::ByRange => (None, None),
+        let expected = match how {
+            Found::Exact(replay) => ExpectedReplay {
+                id,
+                size: Some(replay.size),
+                hash: Some(replay.hash),
+                range: replay.range,
+            },
+            Found::ByRange => ExpectedReplay {
+                id,
+                size: None,
+                hash: None,
+                range: None,
+            },
         };
         plan.entry(object.name.clone())
             .or_default()
-            .insert(name, recorded);
+            .insert(expected.name(), expected);
     }
     for id in &missing {
         failed.push(format!(
@@ -199,7 +207,7 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
             "{} of the {} replays asked for could not be restored: {}",
             failed.len(),
             asked,
-            crate::output::capped(&failed, ", ")
+            crate::report::output::capped(&failed, ", ")
         );
     }
     Ok(())
@@ -210,9 +218,9 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
 type Extracted = Vec<(String, Result<bool>)>;
 
 /// Writes the wanted replays of one archive into `to`: each from its own range when every one
-/// has a range, else from the archive streamed from its start. An archive that cannot be read
-/// at all is an error; a damaged or missing replay is reported in its place and the others
-/// are still restored.
+/// has a range, else from the archive streamed from its start. An archive that cannot be
+/// streamed at all is an error; a damaged or missing replay is reported in its place and the
+/// others are still restored.
 async fn extract_from(
     storage: &Storage,
     archive: &str,
@@ -221,43 +229,33 @@ async fn extract_from(
     overwrite: bool,
     counter: &ReadCounter,
 ) -> Result<Extracted> {
-    let ranges: Option<Vec<ReplayRange>> = wanted.values().map(|(_, range)| *range).collect();
-    let Some(ranges) = ranges else {
+    if wanted.values().any(|expected| expected.range.is_none()) {
         let tar = open_tar(storage, archive, None, counter).await?;
-        let hashes = wanted
-            .into_iter()
-            .map(|(name, (hash, _))| (name, hash))
-            .collect();
-        return extract_blocking(tar, archive, hashes, to, overwrite).await;
-    };
+        let (archive, to) = (archive.to_owned(), to.to_owned());
+        return tokio::task::spawn_blocking(move || extract(tar, &archive, wanted, &to, overwrite))
+            .await
+            .context("the extraction stopped unexpectedly")?;
+    }
     let mut extracted = Vec::new();
-    for ((name, (hash, _)), range) in wanted.into_iter().zip(ranges) {
-        let tar = open_tar(storage, archive, Some(range), counter).await?;
-        let one = BTreeMap::from([(name, hash)]);
-        extracted.extend(extract_blocking(tar, archive, one, to, overwrite).await?);
+    for (name, expected) in wanted {
+        let outcome = async {
+            let staging = staging_file(to, &name)?;
+            let read = read_replay(storage, archive, expected, counter, staging)
+                .await
+                .map_err(|e| said_locally(e, to, &name))?;
+            place(read.out, read.mtime, to, &name, overwrite)?;
+            Ok(read.checked)
+        };
+        extracted.push((name.clone(), outcome.await));
     }
     Ok(extracted)
-}
-
-async fn extract_blocking(
-    tar: impl Read + Send + 'static,
-    archive: &str,
-    wanted: BTreeMap<String, Option<ReplayHash>>,
-    to: &Path,
-    overwrite: bool,
-) -> Result<Extracted> {
-    let to = to.to_owned();
-    let archive_name = archive.to_owned();
-    tokio::task::spawn_blocking(move || extract(tar, &archive_name, wanted, &to, overwrite))
-        .await
-        .context("the extraction stopped unexpectedly")?
 }
 
 /// Extracts the wanted members of a tar stream.
 fn extract(
     tar: impl Read,
     archive_name: &str,
-    mut wanted: BTreeMap<String, Option<ReplayHash>>,
+    mut wanted: Wanted,
     to: &Path,
     overwrite: bool,
 ) -> Result<Extracted> {
@@ -282,7 +280,7 @@ fn extract(
         let Some(expected) = wanted.remove(&name) else {
             continue;
         };
-        let outcome = write_replay(&mut entry, &name, expected, to, overwrite)
+        let outcome = write_replay(&mut entry, &expected, to, overwrite)
             .with_context(|| format!("{archive_name}, member {name}"));
         extracted.push((name, outcome));
         if wanted.is_empty() {
@@ -299,40 +297,55 @@ fn extract(
     Ok(extracted)
 }
 
-/// Writes one member as `to/name`: into a new file of a unique name (created exclusively, so
-/// no symbolic link or existing file in `to` is ever written through), checked against its
-/// recorded hash, then given its name; a replay that fails its check leaves nothing behind.
+/// Writes one member as `to/name`, checked against what its manifest recorded; returns whether
+/// a recorded hash was checked.
 fn write_replay(
     entry: &mut tar::Entry<'_, impl Read>,
-    name: &str,
-    expected: Option<ReplayHash>,
+    expected: &ExpectedReplay,
     to: &Path,
     overwrite: bool,
 ) -> Result<bool> {
-    let mut staging = tempfile::Builder::new()
+    let name = expected.name();
+    let mut staging = staging_file(to, &name)?;
+    copy_checked(entry, expected, &mut staging).map_err(|e| said_locally(e, to, &name))?;
+    place(staging, entry.header().mtime().ok(), to, &name, overwrite)?;
+    Ok(expected.hash.is_some())
+}
+
+/// A new file of a unique name in `to` for replay `name`, created exclusively, so that no
+/// symbolic link or existing file in `to` is ever written through; a replay that fails its
+/// check leaves nothing behind (the file is removed when dropped).
+fn staging_file(to: &Path, name: &str) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".restoring")
         .tempfile_in(to)
-        .with_context(|| format!("cannot write into {}", to.display()))?;
-    let mut out = WriteFailure::watching(staging.as_file_mut());
-    let copied = copy_with_blake3(entry, &mut out);
-    if let Some(local) = out.failed {
-        // The local disk's doing (full, a quota, gone read-only): never blamed on the archive.
-        bail!(
-            "cannot write {}: {}; free space in {} or pass another --to",
+        .with_context(|| format!("cannot write into {}", to.display()))
+}
+
+/// A failure of the local disk (full, a quota, gone read-only) said as such: never blamed on
+/// the archive.
+fn said_locally(error: anyhow::Error, to: &Path, name: &str) -> anyhow::Error {
+    match error.downcast_ref::<LocalWriteFailed>() {
+        Some(local) => anyhow::anyhow!(
+            "cannot write {}: {local}; free space in {} or pass another --to",
             to.join(name).display(),
-            local,
             to.display()
-        );
+        ),
+        None => error,
     }
-    let (_, actual) = copied.context("the archive is damaged there")?;
-    if let Some(expected) = &expected
-        && *expected != actual
-    {
-        bail!("it does not match its recorded hash: the archive is damaged there");
-    }
+}
+
+/// Gives a checked replay its name (and its archived time), on disk for good.
+fn place(
+    staging: tempfile::NamedTempFile,
+    mtime: Option<u64>,
+    to: &Path,
+    name: &str,
+    overwrite: bool,
+) -> Result<()> {
     staging.as_file().sync_all()?;
-    if let Ok(mtime) = entry.header().mtime() {
+    if let Some(mtime) = mtime {
         let _ = staging
             .as_file()
             .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
@@ -352,41 +365,5 @@ fn write_replay(
         } else {
             anyhow::Error::new(e.error).context(format!("cannot write {}", target.display()))
         }
-    })?;
-    Ok(expected.is_some())
-}
-
-/// A writer that remembers its own failure, to tell a full disk from a damaged archive when a
-/// copy between the two fails.
-struct WriteFailure<W> {
-    inner: W,
-    /// The first failure, in words.
-    failed: Option<String>,
-}
-
-impl<W: std::io::Write> WriteFailure<W> {
-    fn watching(inner: W) -> Self {
-        WriteFailure {
-            inner,
-            failed: None,
-        }
-    }
-
-    fn note<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
-        result.inspect_err(|e| {
-            self.failed.get_or_insert_with(|| backends::io_words(e));
-        })
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for WriteFailure<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(bytes);
-        self.note(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let flushed = self.inner.flush();
-        self.note(flushed)
-    }
+    })
 }

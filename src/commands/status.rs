@@ -11,53 +11,60 @@ use serde::Serialize;
 
 use crate::catalog::Inventory;
 use crate::error::{TryLater, is_try_later};
-use crate::events::LOCK_WAIT_GRACE;
-use crate::journal::{Journal, unix_now};
-use crate::layout::{INDEX_NAME, archive_id_of, archive_timestamp};
-use crate::scan::{Scan, Stuck};
+use crate::formats::names::{INDEX_NAME, archive_id_of, archive_timestamp};
+use crate::report::events::LOCK_WAIT_GRACE;
+use crate::run::journal::{Journal, unix_now};
+use crate::run::scan::{Scan, Stuck};
+use crate::run::{scan, work_dir_lock};
 use crate::settings::{ByteSize, Settings};
 use crate::storage::{read_index, ready};
-use crate::{lock, scan};
 
 /// Where the backup stands, as `oiseau status` prints it.
 #[derive(Debug, Serialize)]
-struct Status {
-    temp_dir: String,
-    replays: usize,
-    replay_bytes: u64,
-    threshold: u64,
-    too_young: usize,
-    other_entries: usize,
+pub struct Status {
+    pub temp_dir: String,
+    pub replays: usize,
+    pub replay_bytes: u64,
+    pub threshold: u64,
+    pub too_young: usize,
+    pub other_entries: usize,
     /// Replay files no run archives as they are, with why.
-    stuck: Vec<Stuck>,
+    pub stuck: Vec<Stuck>,
     /// Pid of the run holding the lock.
-    run_in_progress: Option<u32>,
+    pub run_in_progress: Option<u32>,
     /// Archive of an interrupted run that the next run finishes.
-    unfinished_archive: Option<String>,
-    storage: String,
+    pub unfinished_archive: Option<String>,
+    pub storage: String,
     /// `ready`, `pending` (a cold storage is waking up) or `unreachable`.
-    storage_state: &'static str,
-    storage_message: Option<String>,
+    pub storage_state: &'static str,
+    pub storage_message: Option<String>,
     /// The storage's own word on its state (a C14 bucket: open until when).
-    storage_condition: Option<String>,
-    archives_in_index: Option<usize>,
-    archives_on_storage: Option<usize>,
-    last_archive: Option<LastArchive>,
+    pub storage_condition: Option<String>,
+    pub archives_in_index: Option<usize>,
+    pub archives_on_storage: Option<usize>,
+    pub last_archive: Option<LastArchive>,
     /// What would make the next run fail, each in one line with what to do.
-    problems: Vec<String>,
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
-struct LastArchive {
-    id: u64,
-    max_replay_id: u64,
-    name: Option<String>,
-    age_seconds: Option<u64>,
+pub struct LastArchive {
+    pub id: u64,
+    pub max_replay_id: u64,
+    pub name: Option<String>,
+    pub age_seconds: Option<u64>,
 }
 
-/// Prints where the backup stands, as text or one JSON object. Exits 1 when a run would fail
-/// and 75 while the storage is waking up, so monitoring can run it as is.
-pub async fn status(settings: &Settings, json: bool) -> Result<()> {
+/// Where the backup stands, and whether the storage could be reached.
+pub struct StatusReport {
+    pub status: Status,
+    /// Why the storage could not be reached (or is waking up).
+    unreached: Option<anyhow::Error>,
+}
+
+/// Looks at where the backup stands: the temp folder, `work_dir`, the run record and the
+/// storage (made ready only as far as looking goes: a cold storage is not woken up).
+pub async fn inspect(settings: &Settings) -> StatusReport {
     let mut problems = Vec::new();
     let scan = match scan::scan_now(&settings.temp_dir, settings.min_age).await {
         Ok(scan) => scan,
@@ -69,7 +76,7 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
     if let Err(e) = check_writable(&settings.work_dir) {
         problems.push(format!("{e:#}"));
     }
-    let record = crate::record::load(&settings.work_dir);
+    let record = crate::run::record::load(&settings.work_dir);
     if let (Some(since), Ok(now)) = (record.lock_waiting_since, unix_now()) {
         let waited = std::time::Duration::from_secs(now.saturating_sub(since));
         if waited > LOCK_WAIT_GRACE {
@@ -98,7 +105,7 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
         too_young: scan.too_young,
         other_entries: scan.ignored,
         stuck: scan.stuck,
-        run_in_progress: lock::holder(&settings.work_dir),
+        run_in_progress: work_dir_lock::holder(&settings.work_dir),
         unfinished_archive,
         storage: settings.storage.backend.clone(),
         storage_state: "unreachable",
@@ -109,26 +116,109 @@ pub async fn status(settings: &Settings, json: bool) -> Result<()> {
         last_archive: None,
         problems,
     };
-    let reached = reach_storage(settings, &mut status).await;
-    if let Err(e) = &reached {
+    let unreached = reach_storage(settings, &mut status).await.err();
+    if let Some(e) = &unreached {
         status.storage_message = Some(format!("{e:#}"));
         if is_try_later(e) {
             status.storage_state = "pending";
         }
     }
-    if json {
-        say!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print_status(&status, settings);
+    StatusReport { status, unreached }
+}
+
+impl StatusReport {
+    /// The command's outcome, so that monitoring can run it as is: an error (exit 1) when a
+    /// run would fail, "try later" (exit 75) while the storage is waking up.
+    pub fn outcome(self) -> Result<()> {
+        let status = self.status;
+        match (self.unreached, status.problems.first()) {
+            (Some(e), _) if is_try_later(&e) => Err(TryLater(format!("{e:#}")).into()),
+            (Some(e), _) => Err(e),
+            (None, Some(first)) => Err(anyhow!(
+                "{}: {first}",
+                counted(status.problems.len(), "problem", "problems")
+            )),
+            (None, None) => Ok(()),
+        }
     }
-    match (reached, status.problems.first()) {
-        (Err(e), _) if is_try_later(&e) => Err(TryLater(format!("{e:#}")).into()),
-        (Err(e), _) => Err(e),
-        (Ok(()), Some(first)) => Err(anyhow!(
-            "{}: {first}",
-            counted(status.problems.len(), "problem", "problems")
-        )),
-        (Ok(()), None) => Ok(()),
+
+    /// The report as one JSON object, for monitoring.
+    pub fn json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(&self.status)?)
+    }
+
+    /// The report in lines, for an operator.
+    pub fn lines(&self) -> Vec<String> {
+        let status = &self.status;
+        let mut lines = vec![format!(
+            "temp folder {}: {}, {} of {} threshold ({}%); {} too young, {}",
+            status.temp_dir,
+            counted(status.replays, "replay", "replays"),
+            ByteSize(status.replay_bytes),
+            ByteSize(status.threshold),
+            u128::from(status.replay_bytes) * 100 / u128::from(status.threshold.max(1)),
+            status.too_young,
+            counted(status.other_entries, "other entry", "other entries"),
+        )];
+        for stuck in &status.stuck {
+            lines.push(format!(
+                "never archived as it is: {}: {}",
+                stuck.name, stuck.why
+            ));
+        }
+        lines.push(match status.run_in_progress {
+            Some(pid) => format!("a run is in progress (pid {pid})"),
+            None => "no run in progress".to_owned(),
+        });
+        if let Some(archive) = &status.unfinished_archive {
+            lines.push(format!(
+                "archive {archive} was interrupted; the next run finishes it"
+            ));
+        }
+        lines.push(match status.storage_state {
+            "ready" => format!(
+                "{}: reachable{}",
+                status.storage,
+                status
+                    .storage_condition
+                    .as_deref()
+                    .map(|condition| format!("; {condition}"))
+                    .unwrap_or_default()
+            ),
+            state => format!(
+                "{}: {state}: {}",
+                status.storage,
+                status.storage_message.as_deref().unwrap_or_default()
+            ),
+        });
+        if let (Some(in_index), Some(on_storage)) =
+            (status.archives_in_index, status.archives_on_storage)
+        {
+            lines.push(format!(
+                "{INDEX_NAME} lists {}; the storage holds {on_storage}",
+                counted(in_index, "archive", "archives")
+            ));
+        }
+        match &status.last_archive {
+            Some(last) => lines.push(format!(
+                "last archive: {} (replays up to {}) {}{}",
+                last.id,
+                last.max_replay_id,
+                last.name.as_deref().unwrap_or("(missing from the storage)"),
+                last.age_seconds
+                    .map(|age| format!(
+                        ", {} ago",
+                        humantime::format_duration(std::time::Duration::from_secs(age))
+                    ))
+                    .unwrap_or_default()
+            )),
+            None if status.archives_in_index.is_some() => lines.push("no archive yet".to_owned()),
+            None => {}
+        }
+        for problem in &status.problems {
+            lines.push(format!("problem: {problem}"));
+        }
+        lines
     }
 }
 
@@ -192,7 +282,7 @@ fn describe_index(storage: &Storage, inventory: &Inventory, status: &mut Status)
             "{INDEX_NAME} on {} ends before {}: it was truncated or replaced; `oiseau index \
              rebuild` rebuilds it",
             storage.describe(),
-            crate::output::capped(&inventory.beyond_index, ", ")
+            crate::report::output::capped(&inventory.beyond_index, ", ")
         ));
     }
     status.last_archive = inventory.slots.last().map(|last| {
@@ -213,70 +303,4 @@ fn describe_index(storage: &Storage, inventory: &Inventory, status: &mut Status)
 /// `1 archive`, `2 archives`.
 fn counted(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
-}
-
-fn print_status(status: &Status, settings: &Settings) {
-    say!(
-        "temp folder {}: {}, {} of {} threshold ({}%); {} too young, {}",
-        status.temp_dir,
-        counted(status.replays, "replay", "replays"),
-        ByteSize(status.replay_bytes),
-        settings.threshold,
-        u128::from(status.replay_bytes) * 100 / u128::from(status.threshold),
-        status.too_young,
-        counted(status.other_entries, "other entry", "other entries"),
-    );
-    for stuck in &status.stuck {
-        say!("never archived as it is: {}: {}", stuck.name, stuck.why);
-    }
-    match status.run_in_progress {
-        Some(pid) => say!("a run is in progress (pid {pid})"),
-        None => say!("no run in progress"),
-    }
-    if let Some(archive) = &status.unfinished_archive {
-        say!("archive {archive} was interrupted; the next run finishes it");
-    }
-    match status.storage_state {
-        "ready" => say!(
-            "{}: reachable{}",
-            status.storage,
-            status
-                .storage_condition
-                .as_deref()
-                .map(|condition| format!("; {condition}"))
-                .unwrap_or_default()
-        ),
-        state => say!(
-            "{}: {state}: {}",
-            status.storage,
-            status.storage_message.as_deref().unwrap_or_default()
-        ),
-    }
-    if let (Some(in_index), Some(on_storage)) =
-        (status.archives_in_index, status.archives_on_storage)
-    {
-        say!(
-            "{INDEX_NAME} lists {}; the storage holds {on_storage}",
-            counted(in_index, "archive", "archives")
-        );
-    }
-    match &status.last_archive {
-        Some(last) => say!(
-            "last archive: {} (replays up to {}) {}{}",
-            last.id,
-            last.max_replay_id,
-            last.name.as_deref().unwrap_or("(missing from the storage)"),
-            last.age_seconds
-                .map(|age| format!(
-                    ", {} ago",
-                    humantime::format_duration(std::time::Duration::from_secs(age))
-                ))
-                .unwrap_or_default()
-        ),
-        None if status.archives_in_index.is_some() => say!("no archive yet"),
-        None => {}
-    }
-    for problem in &status.problems {
-        say!("problem: {problem}");
-    }
 }

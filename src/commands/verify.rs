@@ -6,15 +6,16 @@ use std::io::Read;
 use anyhow::{Context, Result, bail};
 use backends::{PreflightMode, Storage};
 
+use crate::archive::ranged::{ReadCounter, failure_reason};
+use crate::archive::replay::{ExpectedReplay, read_replay};
 use crate::catalog::{Catalog, CatalogEntry, Recorded};
-use crate::digest::{ArchiveDigest, DigestHasher};
-use crate::digest::{ReplayHash, copy_with_blake3};
 use crate::error::is_try_later;
-use crate::layout::INDEX_NAME;
-use crate::manifest::Manifest;
-use crate::notify::reporters;
-use crate::ranged::{ReadCounter, failure_reason, open_tar};
-use crate::scan::replay_id;
+use crate::formats::digest::{ArchiveDigest, DigestHasher};
+use crate::formats::digest::{ReplayHash, copy_with_blake3};
+use crate::formats::manifest::Manifest;
+use crate::formats::names::INDEX_NAME;
+use crate::report::notify::reporters;
+use crate::run::scan::replay_id;
 use crate::settings::Settings;
 use crate::storage::{open_ready, read_for_blocking, warm_up};
 
@@ -101,7 +102,7 @@ pub async fn verify(
         bail!(
             "{} of {checked} archives failed verification: {}",
             problems.len(),
-            crate::output::capped(&problems, "; ")
+            crate::report::output::capped(&problems, "; ")
         );
     }
     say!(
@@ -257,32 +258,21 @@ async fn check_sample(
     for k in 0..n {
         let at = (start + k * count / n) % count;
         let (id, size, hash) = manifest.replays[at];
-        let name = format!("replay_{id}.osr");
-        let tar = open_tar(storage, archive, Some(manifest.ranges[at]), counter).await?;
-        let read = tokio::task::spawn_blocking(move || -> Result<(String, u64, ReplayHash)> {
-            let mut tar = tar::Archive::new(tar);
-            let mut entry = tar
-                .entries()?
-                .next()
-                .context("nothing at its range")?
-                .context("damaged tar stream at its range")?;
-            let found = entry.path()?.to_string_lossy().into_owned();
-            let (size, hash) = copy_with_blake3(&mut entry, &mut std::io::sink())?;
-            Ok((found, size, hash))
-        })
-        .await
-        .context("the check stopped unexpectedly")?;
-        match read {
-            Ok(read) if read == (name.clone(), size, hash) => {}
-            Ok(_) => damaged.push(format!("{name} (its bytes differ from its manifest)")),
-            Err(e) => damaged.push(format!("{name} ({})", failure_reason(&e))),
+        let recorded = ExpectedReplay {
+            id,
+            size: Some(size),
+            hash: Some(hash),
+            range: Some(manifest.ranges[at]),
+        };
+        if let Err(e) = read_replay(storage, archive, recorded, counter, std::io::sink()).await {
+            damaged.push(format!("{} ({})", recorded.name(), failure_reason(&e)));
         }
     }
     if !damaged.is_empty() {
         bail!(
             "{} of {n} replays read from their ranges are wrong: {}",
             damaged.len(),
-            crate::output::capped(&damaged, ", ")
+            crate::report::output::capped(&damaged, ", ")
         );
     }
     Ok(n)

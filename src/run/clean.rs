@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::fault;
-use crate::journal::JournalReplay;
+use crate::run::journal::JournalReplay;
 
 /// Deletes the archived replays that are still exactly what was packed, and returns how many
 /// were kept because they changed (they go into a later archive: duplicated, never lost).

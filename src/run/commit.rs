@@ -12,13 +12,12 @@ use anyhow::{Context, Result, bail};
 use backends::{ErrorKind, Source, Storage, Version, WriteMode, WriteOptions};
 
 use crate::error::TryLater;
-use crate::events::Archived;
 use crate::fault;
-use crate::index::Index;
-use crate::journal::Journal;
-use crate::layout::{INDEX_NAME, archive_id_of, index_copy_name, manifest_name};
-use crate::manifest::Manifest;
+use crate::formats::index::Index;
+use crate::formats::names::{INDEX_NAME, archive_id_of, index_copy_name, manifest_name};
+use crate::report::events::Archived;
 use crate::run::clean::clean_temp_folder;
+use crate::run::journal::Journal;
 use crate::run::spool::{remove_in_background, spool_file, spool_is_intact};
 use crate::run::upload::upload_from_spool;
 use crate::settings::Settings;
@@ -275,7 +274,8 @@ async fn write_manifest(storage: &Storage, settings: &Settings, journal: &Journa
     let where_to = storage.describe();
     let staged = tempfile::NamedTempFile::new_in(&settings.work_dir)
         .context("cannot stage the manifest in work_dir")?;
-    Manifest::from_journal(journal)
+    journal
+        .manifest()
         .write_to(staged.reopen()?)
         .context("cannot stage the manifest in work_dir")?;
     let written = storage

@@ -9,10 +9,14 @@
 
 mod clean;
 mod commit;
+pub mod journal;
 mod plan;
+pub mod record;
+pub mod scan;
 mod spool;
 mod tidy;
 mod upload;
+pub mod work_dir_lock;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -22,12 +26,11 @@ use backends::{PreflightMode, Storage};
 
 use crate::catalog::Inventory;
 use crate::error::{exit_code, is_another_writer};
-use crate::events::{Archived, Event, Finished, Outcome, Reporters, WaitCause};
-use crate::journal::Journal;
-use crate::lease::{StorageBusy, StorageLock};
+use crate::report::events::{Archived, Event, Finished, Outcome, Reporters, WaitCause};
+use crate::run::journal::Journal;
 use crate::settings::Settings;
+use crate::storage::lease::{StorageBusy, StorageLock};
 use crate::storage::ready;
-use crate::{lock, record};
 use commit::{Upload, commit};
 pub use plan::Plan;
 use plan::{scan_temp_folder, worth_packing};
@@ -60,12 +63,12 @@ pub enum RunReport {
 pub async fn run(settings: &Settings, options: RunOptions) -> Result<RunReport> {
     let storage = crate::storage::open(settings).inspect_err(|e| {
         if options.json {
-            crate::notify::print_refused(e);
+            crate::report::notify::print_refused(e);
         }
     })?;
-    let mut reporters = crate::notify::reporters(settings);
+    let mut reporters = crate::report::notify::reporters(settings);
     if options.json {
-        reporters.push(Box::new(crate::notify::PrintJson));
+        reporters.push(Box::new(crate::report::notify::PrintJson));
     }
     run_on(&storage, settings, options, &reporters).await
 }
@@ -137,7 +140,7 @@ async fn backup(
     started: Instant,
     reporters: &Reporters,
 ) -> Result<RunReport> {
-    let _lock = lock::acquire(&settings.work_dir)?;
+    let _lock = work_dir_lock::acquire(&settings.work_dir)?;
     if !options.dry_run {
         reporters.report(&Event::Started).await;
     }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::index::Index;
-use crate::journal::unix_now;
-use crate::layout::archive_name;
-use crate::scan::{Replay, Scan, scan_now};
+use crate::formats::index::Index;
+use crate::formats::names::archive_name;
+use crate::run::journal::unix_now;
+use crate::run::scan::{Replay, Scan, scan_now};
 use crate::settings::{ByteSize, Settings};
 
 /// The archive a run is about to make.

@@ -8,11 +8,11 @@ use anyhow::{Context, Result, bail};
 use backends::SourceFeed;
 use indicatif::ProgressBar;
 
-use crate::digest::ArchiveDigest;
-use crate::gzip::{Level, OnWritten};
-use crate::journal::Journal;
-use crate::layout::archive_id_of;
-use crate::pack::{Packed, pack};
+use crate::archive::gzip::{Level, OnWritten};
+use crate::archive::pack::{Packed, pack};
+use crate::formats::digest::ArchiveDigest;
+use crate::formats::names::archive_id_of;
+use crate::run::journal::Journal;
 use crate::run::plan::Plan;
 use crate::settings::ByteSize;
 

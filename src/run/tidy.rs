@@ -4,7 +4,7 @@ use anyhow::Result;
 use backends::{Storage, partial_owner};
 
 use crate::catalog::Inventory;
-use crate::history::refuse_if_behind;
+use crate::catalog::history::refuse_if_behind;
 use crate::process::ProcessIdentity;
 
 /// Refuses to go on when the storage holds archives or manifests beyond the index (it was
@@ -22,7 +22,7 @@ pub async fn tidy_storage(storage: &Storage, inventory: &Inventory) -> Result<()
             if missing.len() == 1 { "" } else { "s" },
             if missing.len() == 1 { "is" } else { "are" },
             storage.describe(),
-            crate::output::capped(&missing, ", ")
+            crate::report::output::capped(&missing, ", ")
         );
     }
     let this_host = backends::host_name();

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 use backends::{ErrorKind, ObjectMeta, Source, Storage, WriteOptions};
 use indicatif::ProgressBar;
 
-use crate::digest::DigestHasher;
 use crate::fault;
-use crate::journal::Journal;
-use crate::progress::{bytes_bar, stacked_bars};
+use crate::formats::digest::DigestHasher;
+use crate::report::progress::{bytes_bar, stacked_bars};
+use crate::run::journal::Journal;
 use crate::run::plan::Plan;
 use crate::run::spool::{pack_to_spool, prepare_spool};
 use crate::settings::{ByteSize, Settings};

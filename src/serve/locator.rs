@@ -11,9 +11,9 @@ use backends::Storage;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::catalog::{Catalog, Found};
-use crate::digest::ReplayHash;
-use crate::index::IndexEntry;
-use crate::pack::ReplayRange;
+use crate::formats::digest::ReplayHash;
+use crate::formats::index::IndexEntry;
+use crate::formats::range::ReplayRange;
 use crate::storage::read_index;
 
 /// How often a miss may look at the storage's index for new archives.

@@ -26,8 +26,8 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 
-use crate::digest::copy_with_blake3;
-use crate::ranged::{ReadCounter, broken_read, failure_reason, open_tar};
+use crate::archive::ranged::{ReadCounter, broken_read, failure_reason};
+use crate::archive::replay::{ExpectedReplay, read_replay};
 use crate::settings::Settings;
 use crate::storage::open_ready;
 use cache::Cache;
@@ -310,32 +310,21 @@ impl Server {
     /// are small, and the answer is sent whole): the cache is written afterwards, so that a
     /// cache that cannot be written never fails the answer, nor passes for a damaged archive.
     async fn read_replay(&self, id: u64, location: &Location) -> Result<Bytes> {
+        let recorded = ExpectedReplay {
+            id,
+            size: None,
+            hash: location.hash,
+            range: location.range,
+        };
         let counter = &self.counters.storage_bytes;
-        let tar = open_tar(&self.storage, &location.archive, location.range, counter).await?;
-        let name = format!("replay_{id}.osr");
-        let archive = location.archive.clone();
-        let expected = location.hash;
-        tokio::task::spawn_blocking(move || -> Result<Bytes> {
-            let mut tar = tar::Archive::new(tar);
-            for entry in tar.entries()? {
-                let mut entry = entry.with_context(|| format!("{archive} is damaged"))?;
-                if entry.path()?.to_string_lossy() != name {
-                    continue;
-                }
-                // As recorded in the tar header, within reason: the header is the archive's word.
-                let expected_size = entry.size().min(64 << 20);
-                let mut bytes = Vec::with_capacity(usize::try_from(expected_size).unwrap_or(0));
-                let (_, hash) = copy_with_blake3(&mut entry, &mut bytes)
-                    .with_context(|| format!("{archive} is damaged at {name}"))?;
-                if expected.is_some_and(|expected| expected != hash) {
-                    anyhow::bail!("{name} in {archive} does not match its recorded hash: the archive is damaged there");
-                }
-                return Ok(Bytes::from(bytes));
-            }
-            anyhow::bail!("{archive} does not hold {name}")
-        })
-        .await
-        .context("the read stopped unexpectedly")?
+        let read = read_replay(
+            &self.storage,
+            &location.archive,
+            recorded,
+            counter,
+            Vec::new(),
+        );
+        Ok(Bytes::from(read.await?.out))
     }
 }
 

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use backends::{Secret, StorageConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::gzip::Level;
+use crate::archive::gzip::Level;
 pub use serve::ServeSettings;
 pub use sinks::{
     DiscordSettings, HealthcheckSettings, TelegramSettings, WEBHOOK_EVENTS, WebhookSettings,

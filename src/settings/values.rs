@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::gzip::Level;
+use crate::archive::gzip::Level;
 
 /// The `compression` setting: `"auto"` or a zlib level 0 (store) to 9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,15 @@
 //! The storage contract, written once and run against every driver.
 //!
-//! Each driver's test builds a storage over a fresh, empty root and hands it to [`check`].
+//! Each driver's test builds a storage over a fresh, empty root and hands it to [`check`],
+//! which runs each clause below on it in turn: one function per clause of the contract, named
+//! as the clause reads, so that a failure says which one was broken.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
+use futures_util::FutureExt;
 
 use backends::{
     ByteRange, Driver, ErrorKind, ObjectMeta, PARTIAL_SUFFIX, PreflightMode, Put, Readiness,
@@ -98,10 +101,40 @@ fn hot(mode: WriteMode) -> WriteOptions {
     WriteOptions::hot(mode)
 }
 
-/// Runs every clause of the contract against `driver`, whose root must be empty: through
-/// the shared commit path, and the capabilities it declares on the driver itself.
+/// What every clause gets: the storage through the shared commit path, the driver itself,
+/// and a local folder for source files.
+struct Contract {
+    driver: Arc<dyn Driver>,
+    storage: Storage,
+    dir: tempfile::TempDir,
+    /// A 3 MB archive-like object, the same bytes each time.
+    big: Vec<u8>,
+}
+
+impl Contract {
+    fn who(&self) -> String {
+        self.storage.describe()
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> Source {
+        local_file(self.dir.path(), name, bytes)
+    }
+
+    /// Uploads the big object as `name`.
+    async fn upload_big(&self, name: &str) {
+        let source = self.file("big", &self.big);
+        self.storage
+            .upload(&source, name, &WriteOptions::archive(), &|_| {})
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs each clause of the contract against `driver`, whose root must be empty, each clause
+/// on an empty storage (what one leaves, even by failing, is removed before the next). A
+/// failure names its clause; all clauses run, and the test fails naming every one that failed.
 pub async fn check(driver: Arc<dyn Driver>) {
-    let storage = &Storage::new(Arc::clone(&driver));
+    let storage = Storage::new(Arc::clone(&driver));
     if storage.conditions_need_probe() {
         // Every server this suite runs against honours the conditions its driver claims.
         let probed = storage
@@ -121,11 +154,56 @@ pub async fn check(driver: Arc<dyn Driver>) {
         storage.prepare(PreflightMode::Prepare).await.unwrap(),
         Readiness::Ready
     );
-    let scratch = tempfile::tempdir().unwrap();
-    let dir = scratch.path();
-    let who = storage.describe();
+    let contract = Contract {
+        driver,
+        storage,
+        dir: tempfile::tempdir().unwrap(),
+        big: (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+            .collect(),
+    };
+    let mut failed = Vec::new();
+    macro_rules! clauses {
+        ($($clause:ident),* $(,)?) => {$(
+            let outcome = AssertUnwindSafe($clause(&contract)).catch_unwind().await;
+            if let Err(panic) = outcome {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                failed.push(format!("{}: {why}", stringify!($clause)));
+            }
+            for object in contract.driver.list().await.unwrap() {
+                let _ = contract.driver.delete(&object.name).await;
+            }
+        )*};
+    }
+    clauses!(
+        an_empty_storage_lists_nothing_and_missing_objects_are_not_found,
+        an_upload_streams_a_file_in_with_its_progress_and_reads_back_the_same,
+        ranged_reads_return_exactly_the_bytes_asked_for,
+        an_archive_is_never_overwritten,
+        an_empty_object_exists_and_reads_back_empty,
+        a_replace_swaps_the_whole_object,
+        a_conditional_replace_fails_once_another_write_came_in_between,
+        a_listing_shows_finished_objects_sorted_with_their_sizes,
+        a_growing_source_is_named_only_once_complete,
+        an_abandoned_source_leaves_nothing_behind,
+        a_missing_source_file_creates_nothing,
+        a_delete_removes_exactly_one_object,
+        the_declared_capabilities_hold_on_the_driver_itself,
+    );
+    assert!(
+        failed.is_empty(),
+        "{}: clauses of the storage contract not kept:\n{}",
+        contract.who(),
+        failed.join("\n")
+    );
+}
 
-    // An empty storage lists nothing, and missing objects are NotFound everywhere.
+async fn an_empty_storage_lists_nothing_and_missing_objects_are_not_found(c: &Contract) {
+    let (storage, who) = (&c.storage, c.who());
     assert_eq!(
         storage.list().await.unwrap(),
         Vec::<ObjectMeta>::new(),
@@ -142,14 +220,13 @@ pub async fn check(driver: Arc<dyn Driver>) {
     ));
     assert!(is(storage.read_small("absent").await, ErrorKind::NotFound));
     assert!(is(storage.delete("absent").await, ErrorKind::NotFound));
+}
 
-    // Upload streams a file in, reports its progress, and the bytes read back are the same.
-    let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
-        .collect();
-    let source = local_file(dir, "big", &big);
+async fn an_upload_streams_a_file_in_with_its_progress_and_reads_back_the_same(c: &Contract) {
+    let source = c.file("big", &c.big);
     let last_progress = std::sync::atomic::AtomicU64::new(0);
-    let meta = storage
+    let meta = c
+        .storage
         .upload(
             &source,
             "1_replays_1.tar.gz",
@@ -158,12 +235,20 @@ pub async fn check(driver: Arc<dyn Driver>) {
         )
         .await
         .unwrap();
-    assert_eq!(meta.size, big.len() as u64);
-    assert_eq!(last_progress.into_inner(), big.len() as u64);
-    let streamed = read(storage, "1_replays_1.tar.gz", ByteRange::ALL).await;
-    assert!(streamed == big, "{who}: streamed bytes differ");
+    assert_eq!(meta.size, c.big.len() as u64);
+    assert_eq!(last_progress.into_inner(), c.big.len() as u64);
+    let streamed = read(&c.storage, "1_replays_1.tar.gz", ByteRange::ALL).await;
+    assert!(streamed == c.big, "{}: streamed bytes differ", c.who());
+    assert_eq!(
+        c.storage.stat("1_replays_1.tar.gz").await.unwrap().size,
+        c.big.len() as u64
+    );
+}
 
-    // Ranged reads return exactly the bytes asked for: inside, at the end, past the end.
+async fn ranged_reads_return_exactly_the_bytes_asked_for(c: &Contract) {
+    let (storage, big, who) = (&c.storage, &c.big, c.who());
+    c.upload_big("1_replays_1.tar.gz").await;
+    // Inside, at the end, past the end.
     for (start, len) in [
         (0, 1),
         (1_234_567, 300_000),
@@ -190,14 +275,14 @@ pub async fn check(driver: Arc<dyn Driver>) {
     assert!(tail == big[2_000_000..], "{who}: the tail differs");
     let past = read(storage, "1_replays_1.tar.gz", ByteRange::new(3_000_000, 10)).await;
     assert!(past.is_empty(), "{who}: a range past the end reads nothing");
-    assert_eq!(
-        storage.stat("1_replays_1.tar.gz").await.unwrap().size,
-        big.len() as u64
-    );
+}
 
-    // An archive is never overwritten, and a refused upload leaves the original intact.
-    let other = local_file(dir, "other", b"something else");
-    let refused = storage
+/// And a refused upload leaves the original intact.
+async fn an_archive_is_never_overwritten(c: &Contract) {
+    c.upload_big("1_replays_1.tar.gz").await;
+    let other = c.file("other", b"something else");
+    let refused = c
+        .storage
         .upload(
             &other,
             "1_replays_1.tar.gz",
@@ -207,22 +292,41 @@ pub async fn check(driver: Arc<dyn Driver>) {
         .await;
     assert!(
         matches!(&refused, Err(e) if e.kind() == ErrorKind::AlreadyExists),
-        "{who}: {refused:?}"
+        "{}: {refused:?}",
+        c.who()
     );
     assert_eq!(
-        storage.stat("1_replays_1.tar.gz").await.unwrap().size,
-        big.len() as u64
+        c.storage.stat("1_replays_1.tar.gz").await.unwrap().size,
+        c.big.len() as u64
     );
+}
 
-    // 0-byte objects exist and read back empty (a new index is empty).
-    storage
+/// A new index is empty.
+async fn an_empty_object_exists_and_reads_back_empty(c: &Contract) {
+    c.storage
         .write("c14_index.txt", b"", &hot(WriteMode::CreateNew))
         .await
         .unwrap();
-    assert_eq!(storage.stat("c14_index.txt").await.unwrap().size, 0);
-    assert_eq!(storage.read_small("c14_index.txt").await.unwrap().1, b"");
+    assert_eq!(c.storage.stat("c14_index.txt").await.unwrap().size, 0);
+    assert_eq!(c.storage.read_small("c14_index.txt").await.unwrap().1, b"");
+}
 
-    // Replace swaps the whole object.
+async fn a_replace_swaps_the_whole_object(c: &Contract) {
+    for bytes in [&b"1\t10\n2\t20\n"[..], b"1\t10\n"] {
+        c.storage
+            .write("c14_index.txt", bytes, &hot(WriteMode::Replace))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.storage.read_small("c14_index.txt").await.unwrap().1,
+            bytes
+        );
+    }
+}
+
+/// It leaves the newer object alone; on the current version it goes through.
+async fn a_conditional_replace_fails_once_another_write_came_in_between(c: &Contract) {
+    let storage = &c.storage;
     storage
         .write("c14_index.txt", b"1\t10\n", &hot(WriteMode::Replace))
         .await
@@ -232,13 +336,6 @@ pub async fn check(driver: Arc<dyn Driver>) {
         .write("c14_index.txt", b"1\t10\n2\t20\n", &hot(WriteMode::Replace))
         .await
         .unwrap();
-    assert_eq!(
-        storage.read_small("c14_index.txt").await.unwrap().1,
-        b"1\t10\n2\t20\n"
-    );
-
-    // A replace conditional on the version read earlier fails once another write came in
-    // between, and leaves the newer object alone; on the current version it goes through.
     let stale = storage
         .write(
             "c14_index.txt",
@@ -246,7 +343,7 @@ pub async fn check(driver: Arc<dyn Driver>) {
             &hot(WriteMode::ReplaceIfUnchanged(read_at.version_token())),
         )
         .await;
-    assert!(is(stale, ErrorKind::ConditionFailed), "{who}");
+    assert!(is(stale, ErrorKind::ConditionFailed), "{}", c.who());
     assert_eq!(
         storage.read_small("c14_index.txt").await.unwrap().1,
         b"1\t10\n2\t20\n"
@@ -255,39 +352,56 @@ pub async fn check(driver: Arc<dyn Driver>) {
     storage
         .write(
             "c14_index.txt",
-            b"1\t10\n2\t20\n",
+            b"1\t10\n2\t30\n",
             &hot(WriteMode::ReplaceIfUnchanged(current)),
         )
         .await
         .unwrap();
+    assert_eq!(
+        storage.read_small("c14_index.txt").await.unwrap().1,
+        b"1\t10\n2\t30\n"
+    );
+}
 
-    // Listing shows finished objects, sorted, with their sizes, and no partial uploads.
-    let listed = storage.list().await.unwrap();
+/// No partial uploads among them.
+async fn a_listing_shows_finished_objects_sorted_with_their_sizes(c: &Contract) {
+    c.storage
+        .write("c14_index.txt", b"1\t10\n2\t20\n", &hot(WriteMode::Replace))
+        .await
+        .unwrap();
+    c.upload_big("1_replays_1.tar.gz").await;
+    let listed = c.storage.list().await.unwrap();
     let sizes: Vec<(&str, u64)> = listed.iter().map(|o| (o.name.as_str(), o.size)).collect();
     assert_eq!(
         sizes,
         [
-            ("1_replays_1.tar.gz", big.len() as u64),
+            ("1_replays_1.tar.gz", c.big.len() as u64),
             ("c14_index.txt", 10)
         ],
-        "{who}"
+        "{}",
+        c.who()
     );
     assert!(listed.iter().all(|o| !o.name.ends_with(PARTIAL_SUFFIX)));
+}
 
-    // A source still being written is streamed as it grows, and gets its final name only once
-    // it is complete.
-    let uploaded = upload_while_growing(storage, dir, &big, "3_replays_3.tar.gz", true).await;
-    assert_eq!(uploaded.unwrap().size, big.len() as u64, "{who}");
+/// A source still being written is streamed as it grows.
+async fn a_growing_source_is_named_only_once_complete(c: &Contract) {
+    let (storage, who) = (&c.storage, c.who());
+    let uploaded =
+        upload_while_growing(storage, c.dir.path(), &c.big, "3_replays_3.tar.gz", true).await;
+    assert_eq!(uploaded.unwrap().size, c.big.len() as u64, "{who}");
     assert!(
-        storage.read_small("3_replays_3.tar.gz").await.unwrap().1 == big,
+        storage.read_small("3_replays_3.tar.gz").await.unwrap().1 == c.big,
         "{who}: grown bytes differ"
     );
-    storage.delete("3_replays_3.tar.gz").await.unwrap();
+}
 
-    // A source abandoned halfway fails its upload and leaves nothing behind, not even a
-    // partial object.
+/// It fails its upload and leaves not even a partial object.
+async fn an_abandoned_source_leaves_nothing_behind(c: &Contract) {
+    let (storage, who) = (&c.storage, c.who());
+    let half = &c.big[..1_000_000];
     let refused =
-        upload_while_growing(storage, dir, &big[..1_000_000], "4_replays_4.tar.gz", false).await;
+        upload_while_growing(storage, c.dir.path(), half, "4_replays_4.tar.gz", false).await;
     assert!(refused.is_err(), "{who}: an abandoned source was uploaded");
     assert!(
         storage
@@ -298,11 +412,14 @@ pub async fn check(driver: Arc<dyn Driver>) {
             .all(|o| !o.name.starts_with("4_replays_4")),
         "{who}: the abandoned upload left something"
     );
+}
 
-    // A missing source file fails the upload and creates nothing.
-    let missing = storage
+/// The upload fails.
+async fn a_missing_source_file_creates_nothing(c: &Contract) {
+    let missing = c
+        .storage
         .upload(
-            &Source::file(dir.join("no-such-file")),
+            &Source::file(c.dir.path().join("no-such-file")),
             "2_replays_2.tar.gz",
             &WriteOptions::archive(),
             &|_| {},
@@ -310,24 +427,33 @@ pub async fn check(driver: Arc<dyn Driver>) {
         .await;
     assert!(missing.is_err());
     assert!(is(
-        storage.stat("2_replays_2.tar.gz").await,
+        c.storage.stat("2_replays_2.tar.gz").await,
         ErrorKind::NotFound
     ));
-
-    // Delete removes exactly one object.
-    storage.delete("1_replays_1.tar.gz").await.unwrap();
-    assert!(is(
-        storage.stat("1_replays_1.tar.gz").await,
-        ErrorKind::NotFound
-    ));
-    assert_eq!(names(driver.as_ref()).await, ["c14_index.txt"], "{who}");
-
-    check_capabilities(driver.as_ref(), dir).await;
 }
 
-/// The capabilities the driver declares, checked on the driver itself; each one checked
-/// leaves the storage as it found it.
-async fn check_capabilities(driver: &dyn Driver, dir: &Path) {
+async fn a_delete_removes_exactly_one_object(c: &Contract) {
+    c.upload_big("1_replays_1.tar.gz").await;
+    c.storage
+        .write("c14_index.txt", b"", &hot(WriteMode::CreateNew))
+        .await
+        .unwrap();
+    c.storage.delete("1_replays_1.tar.gz").await.unwrap();
+    assert!(is(
+        c.storage.stat("1_replays_1.tar.gz").await,
+        ErrorKind::NotFound
+    ));
+    assert_eq!(
+        names(c.driver.as_ref()).await,
+        ["c14_index.txt"],
+        "{}",
+        c.who()
+    );
+}
+
+/// Each capability checked leaves the storage as it found it.
+async fn the_declared_capabilities_hold_on_the_driver_itself(c: &Contract) {
+    let (driver, dir) = (c.driver.as_ref(), c.dir.path());
     let capabilities = driver.capabilities();
     let who = driver.describe();
     assert!(
@@ -378,7 +504,7 @@ async fn check_capabilities(driver: &dyn Driver, dir: &Path) {
         );
         driver.delete("hashed").await.unwrap();
     }
-    assert_eq!(names(driver).await, ["c14_index.txt"], "{who}");
+    assert_eq!(names(driver).await, Vec::<String>::new(), "{who}");
 }
 
 /// The names the storage lists.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use backends::Secret;
 
-use crate::events::{Archived, Event, Outcome, Reporter, Reporters, WaitCause};
+use crate::report::events::{Archived, Event, Outcome, Reporter, Reporters, WaitCause};
 use crate::settings::Settings;
 pub use json::{PrintJson, print_refused};
 
@@ -31,7 +31,7 @@ pub fn reporters(settings: &Settings) -> Reporters {
     if let Some(healthcheck) = healthcheck::Healthcheck::new(&settings.healthcheck) {
         reporters.push(Box::new(healthcheck));
     }
-    if let Some(metrics) = crate::metrics::MetricsFile::new(settings) {
+    if let Some(metrics) = crate::report::metrics::MetricsFile::new(settings) {
         reporters.push(Box::new(metrics));
     }
     Reporters::new(reporters)

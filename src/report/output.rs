@@ -10,7 +10,7 @@ use std::io::Write;
 /// `println!` that never panics: see the module's doc.
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::output::line(format_args!($($arg)*))
+        $crate::report::output::line(format_args!($($arg)*))
     };
 }
 

@@ -6,7 +6,7 @@ use backends::Secret;
 
 use super::Endpoint;
 use super::json::Report;
-use crate::events::{Event, Reporter};
+use crate::report::events::{Event, Reporter};
 use crate::settings::WebhookSettings;
 
 #[derive(Debug)]

@@ -7,8 +7,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::time::UNIX_EPOCH;
 
-use crate::digest::ReplayHash;
-use crate::scan::Replay;
+use crate::formats::digest::ReplayHash;
+use crate::run::scan::Replay;
 
 use super::READ_BUFFER;
 
@@ -187,7 +187,7 @@ fn write_padding(out: &mut impl Write, size: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::scan;
+    use crate::run::scan::scan;
     use std::time::{Duration, SystemTime};
 
     #[test]

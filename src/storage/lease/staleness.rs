@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use backends::{Storage, WriteMode, WriteOptions};
 
 use super::{LEASE, LOCK_NAME, Lease};
-use crate::layout::probe_name;
+use crate::formats::names::probe_name;
 
 /// Why `held` is stale, or `None` while its holder may be alive.
 pub(super) async fn staleness(storage: &Storage, held: &Lease) -> Result<Option<String>> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use backends::Secret;
 
 use super::{Endpoint, base_url};
-use crate::events::{Event, Finished, LOCK_WAIT_GRACE, Outcome, Reporter, WaitCause, unix};
+use crate::report::events::{Event, Finished, LOCK_WAIT_GRACE, Outcome, Reporter, WaitCause, unix};
 use crate::settings::HealthcheckSettings;
 
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl Reporter for Healthcheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::RunRecord;
+    use crate::report::events::RunRecord;
     use std::time::UNIX_EPOCH;
 
     fn healthcheck(exit_codes: bool) -> Healthcheck {

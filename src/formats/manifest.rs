@@ -13,10 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::ArchiveDigest;
-use crate::digest::ReplayHash;
-use crate::journal::Journal;
-use crate::pack::ReplayRange;
+use crate::formats::digest::ArchiveDigest;
+use crate::formats::digest::ReplayHash;
+use crate::formats::range::ReplayRange;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
@@ -35,26 +34,6 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn from_journal(journal: &Journal) -> Self {
-        // Journals of earlier versions (an interrupted run finished by this one) have no
-        // ranges: their manifest is format 2.
-        let ranges: Option<Vec<ReplayRange>> = journal.replays.iter().map(|r| r.range).collect();
-        let ranges = ranges.unwrap_or_default();
-        Manifest {
-            format: if ranges.is_empty() { 2 } else { 3 },
-            archive_id: journal.archive_id,
-            archive_name: journal.archive_name.clone(),
-            size: journal.archive_size,
-            digest: journal.digest.clone(),
-            replays: journal
-                .replays
-                .iter()
-                .map(|r| (r.id, r.size, r.blake3))
-                .collect(),
-            ranges,
-        }
-    }
-
     /// Why this manifest does not describe the archive `object` of index id `archive_id`, if
     /// it does not: a manifest copied or renamed from another archive would otherwise be
     /// believed, and its replays sought in the wrong archive.
@@ -87,10 +66,9 @@ impl Manifest {
             .rposition(|(replay, _, _)| *replay == id)
     }
 
-    /// Writes the manifest as JSON into a new local file, streamed (a manifest of 100,000
-    /// replays is megabytes), ready for [`backends::Storage::upload`].
-    pub fn write_to(&self, file: std::fs::File) -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::new(file);
+    /// Writes the manifest as JSON, streamed (a manifest of 100,000 replays is megabytes).
+    pub fn write_to(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(out);
         serde_json::to_writer(&mut out, self)?;
         std::io::Write::flush(&mut out)
     }

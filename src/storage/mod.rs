@@ -1,16 +1,20 @@
 //! The configured storage as the commands use it: opened from the settings, made ready (or
-//! "try again later"), and its index read.
+//! "try again later"), and its index read; how its conditional writes are checked, and the
+//! lease a writer holds on it.
+
+pub(crate) mod conditions;
+pub mod lease;
 
 use anyhow::{Context, Result, anyhow};
 use backends::{ByteRange, ErrorKind, ObjectReader, PreflightMode, Readiness, Storage, Version};
 use tokio_util::io::SyncIoBridge;
 
-use crate::digest::{ArchiveDigest, DigestHasher};
+use crate::formats::digest::{ArchiveDigest, DigestHasher};
 
 use crate::error::TryLater;
-use crate::events::{Event, Reporters};
-use crate::index::Index;
-use crate::layout::{INDEX_NAME, archive_id_of};
+use crate::formats::index::Index;
+use crate::formats::names::{INDEX_NAME, archive_id_of};
+use crate::report::events::{Event, Reporters};
 use crate::settings::{Settings, SettingsError};
 
 /// Opens the configured storage without contacting it.
@@ -156,7 +160,7 @@ pub async fn warm_up<'a>(
         "{} archive{} in cold storage not readable yet, try again later: {}",
         pending.len(),
         if pending.len() == 1 { "" } else { "s" },
-        crate::output::capped(&pending, "; ")
+        crate::report::output::capped(&pending, "; ")
     );
     reporters
         .report(&Event::ArchivesWarmingUp {

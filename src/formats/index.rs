@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::layout::INDEX_NAME;
+use crate::formats::names::INDEX_NAME;
 
 /// One archive as the index records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::pack::PackedReplay;
 use crate::atomic_file::{self, sync_dir};
-use crate::digest::ArchiveDigest;
-use crate::digest::ReplayHash;
-use crate::index::IndexEntry;
-use crate::pack::{PackedReplay, ReplayRange};
-use crate::scan::{Replay, unix_parts};
+use crate::formats::digest::ArchiveDigest;
+use crate::formats::digest::ReplayHash;
+use crate::formats::index::IndexEntry;
+use crate::formats::manifest::Manifest;
+use crate::formats::range::ReplayRange;
+use crate::run::scan::{Replay, unix_parts};
 
 const FILE_NAME: &str = "journal.json";
 
@@ -78,6 +80,27 @@ impl JournalReplay {
 }
 
 impl Journal {
+    /// The manifest of the archive this journal planned.
+    pub fn manifest(&self) -> Manifest {
+        // Journals of earlier versions (an interrupted run finished by this one) have no
+        // ranges: their manifest is format 2.
+        let ranges: Option<Vec<ReplayRange>> = self.replays.iter().map(|r| r.range).collect();
+        let ranges = ranges.unwrap_or_default();
+        Manifest {
+            format: if ranges.is_empty() { 2 } else { 3 },
+            archive_id: self.archive_id,
+            archive_name: self.archive_name.clone(),
+            size: self.archive_size,
+            digest: self.digest.clone(),
+            replays: self
+                .replays
+                .iter()
+                .map(|r| (r.id, r.size, r.blake3))
+                .collect(),
+            ranges,
+        }
+    }
+
     pub fn path(work_dir: &Path) -> PathBuf {
         work_dir.join(FILE_NAME)
     }

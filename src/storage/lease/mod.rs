@@ -5,7 +5,7 @@
 //! The lock is the object `oiseau.lock`, holding a lease: the holder's host, its process (pid,
 //! boot and start time), a token of its own, and when it was taken. Every protocol step lives
 //! here, chosen by what the storage verifiably can do (its conditional writes are probed first,
-//! see [`crate::conditions`]):
+//! see [`crate::storage::conditions`]):
 //! - **taking a free lock**: in one exclusive step where the storage has one
 //!   (`Driver::create_lock`: an atomic create, FTP's `MKD`); elsewhere the name is checked free,
 //!   the lease written, and read back after [`SETTLE`]: of two writers within that time, the
@@ -36,9 +36,9 @@ mod take;
 use staleness::staleness;
 use take::{Protocol, Taker};
 
-use crate::journal::unix_now;
-use crate::layout::LOCK_NAME;
+use crate::formats::names::LOCK_NAME;
 use crate::process::ProcessIdentity;
+use crate::run::journal::unix_now;
 
 /// How long a lock may go unwritten before another host takes it over: far longer than any
 /// pause between a live holder's renewals.
@@ -124,7 +124,7 @@ impl StorageLock {
         work_dir: &Path,
         location: &str,
     ) -> Result<StorageLock> {
-        crate::conditions::verify(storage, work_dir, location).await?;
+        crate::storage::conditions::verify(storage, work_dir, location).await?;
         let where_to = storage.describe();
         let protocol = if storage.capabilities().exclusive_lock {
             Protocol::Exclusive

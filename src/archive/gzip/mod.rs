@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
-use crate::digest::{ArchiveDigest, DigestHasher};
+use crate::formats::digest::{ArchiveDigest, DigestHasher};
 use member::Member;
 
 /// How hard to compress.

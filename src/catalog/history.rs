@@ -9,8 +9,8 @@ use backends::{ObjectMeta, Storage};
 
 use crate::catalog::fetch_manifest;
 use crate::catalog::inventory::{Inventory, record_id};
-use crate::index::{Index, IndexEntry};
-use crate::layout::{
+use crate::formats::index::{Index, IndexEntry};
+use crate::formats::names::{
     INDEX_NAME, archive_id_of, index_copy_timestamp, manifest_archive, manifest_name,
 };
 
@@ -191,7 +191,7 @@ pub async fn rebuild(
             tracing::warn!(
                 "{name} on {} contradicts the storage ({}); it is not rebuilt from",
                 storage.describe(),
-                crate::output::capped(&contradictions, "; ")
+                crate::report::output::capped(&contradictions, "; ")
             );
         } else if last_id(&candidate) > last_id(&base) {
             base = candidate;

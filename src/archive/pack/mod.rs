@@ -6,44 +6,17 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 
-use crate::digest::{ArchiveDigest, ReplayHash};
-use crate::gzip::{BLOCK_SIZE, Level, OnWritten, ParallelGzip, Written};
-use crate::scan::Replay;
+use crate::archive::gzip::{BLOCK_SIZE, Level, OnWritten, ParallelGzip, Written};
+use crate::formats::digest::{ArchiveDigest, ReplayHash};
+use crate::formats::range::ReplayRange;
+use crate::run::scan::Replay;
 
 mod entry;
 use entry::{WHOLE_READ_LIMIT, append_read_whole, append_streamed, open_unchanged};
 
 /// Bytes of a replay read at a time.
 const READ_BUFFER: usize = 256 * 1024;
-
-/// Where one replay can be read from its archive alone: `length` bytes from `offset` are whole
-/// gzip members; decompressed, they hold the replay's tar header `skip` bytes in, then its
-/// data. Written as `[offset, length, skip]`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(from = "(u64, u64, u64)", into = "(u64, u64, u64)")]
-pub struct ReplayRange {
-    pub offset: u64,
-    pub length: u64,
-    pub skip: u64,
-}
-
-impl From<(u64, u64, u64)> for ReplayRange {
-    fn from((offset, length, skip): (u64, u64, u64)) -> Self {
-        ReplayRange {
-            offset,
-            length,
-            skip,
-        }
-    }
-}
-
-impl From<ReplayRange> for (u64, u64, u64) {
-    fn from(range: ReplayRange) -> Self {
-        (range.offset, range.length, range.skip)
-    }
-}
 
 impl ReplayRange {
     /// The range of a tar entry spanning `[start, end)` of the uncompressed stream, in the
@@ -173,7 +146,7 @@ fn write_archive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::scan;
+    use crate::run::scan::scan;
     use std::io::Read;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -12,8 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::events::{Event, Finished, Outcome, Reporter, WaitCause, unix};
-use crate::scan::{Scan, scan_now};
+use crate::report::events::{Event, Finished, Outcome, Reporter, WaitCause, unix};
+use crate::run::scan::{Scan, scan_now};
 use crate::settings::Settings;
 
 /// Every outcome, each exported 1 for the last run's and 0 for the others, so that an alert

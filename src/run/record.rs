@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::events::RunRecord;
+use crate::report::events::RunRecord;
 
 const RECORD_NAME: &str = "last-run.json";
 

@@ -6,7 +6,7 @@ use backends::Secret;
 use serde_json::{Value, json};
 
 use super::{ChatMessage, Endpoint, took};
-use crate::events::{Event, Reporter};
+use crate::report::events::{Event, Reporter};
 use crate::settings::{ByteSize, DiscordSettings};
 
 const GREEN: u32 = 0x2e_cc71;

@@ -10,7 +10,7 @@ use anyhow::Result;
 use backends::{ByteRange, ObjectReader, Storage};
 use tokio_util::io::SyncIoBridge;
 
-use crate::pack::ReplayRange;
+use crate::formats::range::ReplayRange;
 use crate::storage::read_range_for_blocking;
 
 /// The read the network broke, if one did somewhere among `error`'s causes: the readers above

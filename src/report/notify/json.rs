@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::events::{Event, Outcome, Reporter, WaitCause, unix};
+use crate::report::events::{Event, Outcome, Reporter, WaitCause, unix};
 
 /// One event as JSON.
 #[derive(Debug, Serialize)]

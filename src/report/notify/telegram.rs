@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use backends::Secret;
 
 use super::{ChatMessage, Endpoint, took};
-use crate::events::{Event, Reporter};
+use crate::report::events::{Event, Reporter};
 use crate::settings::{ByteSize, TelegramSettings};
 
 /// Sends messages to the operators' chat.
