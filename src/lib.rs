@@ -31,3 +31,4 @@ pub mod sample;
 pub mod serve;
 pub mod settings;
 pub mod storage;
+pub mod units;

@@ -91,7 +91,7 @@ fn the_spool_cleanup_removes_only_archives_it_packed() {
 }
 
 /// Runs every command that reaches the storage at `OISEAU_LOG=trace`, in both log formats:
-/// `Result::checked` fails on any output holding a test secret, and `secrets` are searched too.
+/// `Finished::checked` fails on any output holding a test secret, and `secrets` are searched too.
 fn assert_no_secret_at_trace_level(d: &Deployment, env: &[(&str, &str)], secrets: &[&str]) {
     d.oiseau(&["init"], env).expect_code(0);
     add_sized_replays(&d.temp, 1, 3, 3000);
@@ -217,16 +217,8 @@ fn a_manifest_of_another_archive_is_not_believed() {
     let _ = std::fs::remove_dir_all(d.work.join("catalog"));
 
     let out = d.oiseau(&["locate", "3"], &[]).expect_code(0);
-    assert!(
-        out.stdout().contains("replay 3\tarchive 2"),
-        "{}",
-        out.stdout()
-    );
-    assert!(
-        out.stderr().contains("describes archive 1"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stdout_has("replay 3\tarchive 2");
+    out.assert_stderr_has("describes archive 1");
     let out = d.oiseau(&["verify"], &[]).expect_code(1);
     assert!(out.stdout().contains("archive 2 ("), "{}", out.stdout());
 }

@@ -146,7 +146,7 @@ fn deployment(api_url: &str, telegram_url: &str, extra: &str) -> Deployment {
 
 const ENV: [(&str, &str); 1] = [("ONLINE_API_KEY", API_KEY)];
 
-fn assert_no_secret(out: &common::Result) {
+fn assert_no_secret(out: &common::Finished) {
     for text in [out.stdout(), out.stderr()] {
         assert!(
             !text.contains("TEST-SECRET"),
@@ -164,11 +164,7 @@ async fn a_closed_bucket_starts_an_unarchive_and_exits_75() {
 
     let out = d.oiseau_async(&["run"], &ENV).await.expect_code(75);
     assert_no_secret(&out);
-    assert!(
-        out.stderr().contains("unarchive started"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("unarchive started");
     {
         let api = api.lock().unwrap();
         assert_eq!(api.unarchive_bodies.len(), 1);
@@ -199,7 +195,7 @@ async fn a_closed_bucket_starts_an_unarchive_and_exits_75() {
     // The next run finds the request pending (409): still waiting, no harm done.
     api.lock().unwrap().unarchive_status = StatusCode::CONFLICT;
     let out = d.oiseau_async(&["run"], &ENV).await.expect_code(75);
-    assert!(out.stderr().contains("still waiting"), "{}", out.stderr());
+    out.assert_stderr_has("still waiting");
     assert!(
         messages.lock().unwrap()[1].1["text"]
             .to_string()
@@ -216,7 +212,7 @@ async fn a_busy_archive_waits_without_asking_again() {
     let d = deployment(&api_url, "http://127.0.0.1:9", "");
     d.add_replays(&[1]);
     let out = d.oiseau_async(&["run"], &ENV).await.expect_code(75);
-    assert!(out.stderr().contains("is busy"), "{}", out.stderr());
+    out.assert_stderr_has("is busy");
     assert_eq!(api.lock().unwrap().count(Method::POST), 0);
     assert_eq!(d.temp_names(), ["replay_1.osr"]);
 }
@@ -286,10 +282,10 @@ async fn a_dry_run_never_starts_an_unarchive() {
         .oiseau_async(&["run", "--dry-run"], &ENV)
         .await
         .expect_code(75);
-    assert!(out.stderr().contains("closed"), "{}", out.stderr());
+    out.assert_stderr_has("closed");
     assert_eq!(api.lock().unwrap().count(Method::POST), 0);
     let out = d.oiseau_async(&["status"], &ENV).await.expect_code(75);
-    assert!(out.stderr().contains("closed"), "{}", out.stderr());
+    out.assert_stderr_has("closed");
     assert_eq!(api.lock().unwrap().count(Method::POST), 0);
 }
 

@@ -53,7 +53,7 @@ fn the_catalog_answers_what_the_manifests_say() {
     let out = d
         .oiseau(&["restore", "12", "--to", to.to_str().unwrap()], &[])
         .expect_code(0);
-    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
+    out.assert_stdout_has("(hash checked)");
     assert_eq!(
         std::fs::read(to.join("replay_12.osr")).unwrap(),
         noise(1012, 3000)

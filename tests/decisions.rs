@@ -14,7 +14,8 @@ use oiseau::formats::names::INDEX_NAME;
 use oiseau::report::events::{Event, Outcome, Reporter, Reporters, WaitCause};
 use oiseau::run::journal::Journal;
 use oiseau::run::{RunOptions, RunReport, run_on};
-use oiseau::settings::{ByteSize, Settings};
+use oiseau::settings::Settings;
+use oiseau::units::ByteSize;
 
 /// A deployment whose storage lives in memory, behind faults the test chooses.
 struct Bench {

@@ -88,7 +88,7 @@ struct Case<'a> {
 /// The line an operator reads: the last line of stderr, where the error is logged, without
 /// the log's time and level. Asserts it is short, names `names`, and that no library
 /// internals are anywhere on stderr.
-fn error_line(out: &common::Result, names: &str) -> String {
+fn error_line(out: &common::Finished, names: &str) -> String {
     let stderr = out.stderr();
     let last = stderr
         .lines()
@@ -311,16 +311,12 @@ async fn the_advice_fits_the_cause() {
         out.stdout(),
         out.stderr()
     );
-    assert!(
-        out.stderr().contains("cannot keep the catalog"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("cannot keep the catalog");
     let out = d
         .oiseau_async(&["restore", "2", "--to", restored], &[])
         .await
         .expect_code(0);
-    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
+    out.assert_stdout_has("(hash checked)");
 
     // Waiting for another host's lock: try later, not "the next run".
     std::fs::write(
@@ -396,12 +392,8 @@ fn numbers_say_what_happened() {
     let out = d
         .oiseau(&["verify", "--deep", "--sample", "99999999999"], &[])
         .expect_code(0);
-    assert!(
-        out.stdout().contains(
-            "3 replays read from their ranges and hashed, at most 99999999999 per archive"
-        ),
-        "{}",
-        out.stdout()
+    out.assert_stdout_has(
+        "3 replays read from their ranges and hashed, at most 99999999999 per archive",
     );
 
     let mut index = std::fs::read(d.storage.join(common::INDEX)).unwrap();

@@ -16,7 +16,7 @@ fn ftp_deployment(url: &str, timeout: &str) -> Deployment {
 
 const ENV: [(&str, &str); 2] = [("FTP_PASSWORD", FTP_PASSWORD), ("OISEAU_LOG", "trace")];
 
-fn assert_no_secret(out: &common::Result) {
+fn assert_no_secret(out: &common::Finished) {
     for text in [out.stdout(), out.stderr()] {
         assert!(
             !text.contains(FTP_PASSWORD),
@@ -77,11 +77,7 @@ async fn a_wrong_password_fails_clearly_and_deletes_nothing() {
         .oiseau_async(&["run"], &[("FTP_PASSWORD", "wrong-password")])
         .await
         .expect_code(1);
-    assert!(
-        out.stderr().contains("login of user oiseau refused"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("login of user oiseau refused");
     assert!(!out.stderr().contains("wrong-password"));
     assert_eq!(d.temp_names(), ["replay_1.osr"]);
 }
@@ -92,7 +88,7 @@ async fn a_dead_or_silent_server_fails_promptly() {
     let d = ftp_deployment(&format!("ftp://oiseau@127.0.0.1:{}/", free_port()), "30s");
     d.add_replays(&[1]);
     let out = d.oiseau_async(&["run"], &ENV).await.expect_code(1);
-    assert!(out.stderr().contains("connect failed"), "{}", out.stderr());
+    out.assert_stderr_has("connect failed");
     assert_eq!(d.temp_names(), ["replay_1.osr"]);
 
     // Accepts connections and never says a word: the timeout ends it.
@@ -103,11 +99,7 @@ async fn a_dead_or_silent_server_fails_promptly() {
     );
     d.add_replays(&[1]);
     let out = d.oiseau_async(&["run"], &ENV).await.expect_code(1);
-    assert!(
-        out.stderr().contains("no answer to the greeting within 1s"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("no answer to the greeting within 1s");
     assert_eq!(d.temp_names(), ["replay_1.osr"]);
 }
 
@@ -183,7 +175,7 @@ async fn ftps_uploads_over_tls_and_refuses_an_untrusted_server() {
         .oiseau_async(&["run"], &[("FTP_PASSWORD", FTP_PASSWORD)])
         .await
         .expect_code(1);
-    assert!(out.stderr().contains("TLS handshake"), "{}", out.stderr());
+    out.assert_stderr_has("TLS handshake");
     assert_eq!(d.temp_names(), ["replay_3.osr"]);
 }
 
@@ -235,11 +227,7 @@ fn a_lock_folder_without_its_lease_is_taken_over_once_abandoned() {
     );
 
     let out = target.oiseau(&["run"]).expect_code(0);
-    assert!(
-        out.stderr().contains("taking over the lock"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("taking over the lock");
     common::assert_nothing_lost(&replays, &target.d.temp, &target.storage, true);
     assert!(target.d.temp_names().is_empty());
     assert!(!target.storage.join("oiseau.lock.d").exists());

@@ -74,11 +74,7 @@ fn a_truncated_index_without_copies_is_rebuilt_from_the_manifests() {
     let mut replays = replays;
     replays.extend(add_sized_replays(&target.d.temp, 3, 1, 3000));
     let out = target.oiseau(&["run"]).expect_code(1);
-    assert!(
-        out.stderr().contains("rebuild it from the manifests"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("rebuild it from the manifests");
     target
         .oiseau(&["index", "rebuild", "--write"])
         .expect_code(0);
@@ -97,7 +93,7 @@ fn the_demo_never_touches_a_folder_it_did_not_make() {
     std::fs::write(temp.join("replay_1.osr"), b"a real replay").unwrap();
     std::fs::write(dir.path().join("settings.toml"), b"# mine").unwrap();
     let demo = |dir: &std::path::Path| {
-        common::Result::checked(
+        common::Finished::checked(
             std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
                 .args(["demo", "--dir"])
                 .arg(dir)
@@ -106,11 +102,7 @@ fn the_demo_never_touches_a_folder_it_did_not_make() {
         )
     };
     let out = demo(dir.path()).expect_code(1);
-    assert!(
-        out.stderr().contains("was not made by `oiseau demo`"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("was not made by `oiseau demo`");
     assert_eq!(
         std::fs::read(temp.join("replay_1.osr")).unwrap(),
         b"a real replay"
@@ -123,11 +115,7 @@ fn the_demo_never_touches_a_folder_it_did_not_make() {
     let fresh = dir.path().join("fresh");
     let out = demo(&fresh).expect_code(0);
     let exe = env!("CARGO_BIN_EXE_oiseau");
-    assert!(
-        out.stdout().contains(&format!("try: {exe} --config")),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_has(&format!("try: {exe} --config"));
     demo(&fresh).expect_code(0);
 }
 
@@ -146,7 +134,7 @@ fn restore_never_writes_through_a_link_and_keeps_going_past_a_damaged_replay() {
     std::os::unix::fs::symlink(&victim, out_dir.join("replay_2.osr")).unwrap();
     let to = out_dir.to_str().unwrap();
     let out = target.oiseau(&["restore", "2", "--to", to]).expect_code(1);
-    assert!(out.stderr().contains("already exists"), "{}", out.stderr());
+    out.assert_stderr_has("already exists");
     target
         .oiseau(&["restore", "3", "2", "--to", to, "--overwrite"])
         .expect_code(0);
@@ -177,11 +165,7 @@ fn restore_never_writes_through_a_link_and_keeps_going_past_a_damaged_replay() {
         "{}",
         out.stderr()
     );
-    assert!(
-        out.stdout().contains("does not match its recorded hash"),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_has("does not match its recorded hash");
     assert_eq!(common::names_in(&again), ["replay_2.osr", "replay_3.osr"]);
 }
 
@@ -197,11 +181,7 @@ fn a_second_deployment_finds_the_storage_locked_while_a_lease_is_live() {
     });
     std::fs::write(first.storage.join("oiseau.lock"), lease.to_string()).unwrap();
     let out = first.oiseau(&["run"]).expect_code(75);
-    assert!(
-        out.stderr().contains("another writer holds the lock"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("another writer holds the lock");
     assert_eq!(first.d.temp_names().len(), 2);
 
     // Its expiry, by the other host's clock, decides nothing: the lock was written just now.
@@ -216,11 +196,7 @@ fn a_second_deployment_finds_the_storage_locked_while_a_lease_is_live() {
         std::time::Duration::from_secs(7 * 3600),
     );
     let out = first.oiseau(&["run"]).expect_code(0);
-    assert!(
-        out.stderr().contains("taking over the lock"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("taking over the lock");
     assert!(first.d.temp_names().is_empty());
     assert!(!first.storage.join("oiseau.lock").exists(), "released");
 }
@@ -240,11 +216,7 @@ fn a_journal_is_never_finished_on_another_storage() {
     );
     std::fs::write(&target.d.config, moved).unwrap();
     let out = target.oiseau(&["run"]).expect_code(1);
-    assert!(
-        out.stderr().contains("point them back to finish it"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("point them back to finish it");
     assert_nothing_lost(&replays, &target.d.temp, &target.storage, false);
 }
 
@@ -295,23 +267,15 @@ fn status_reports_what_would_fail_a_run_and_exits_non_zero() {
     // No index yet: reachable, but a run would fail.
     std::fs::create_dir_all(&d.storage).unwrap();
     let out = d.oiseau(&["status"], &[]).expect_code(1);
-    assert!(out.stdout().contains("reachable"), "{}", out.stdout());
+    out.assert_stdout_has("reachable");
     assert!(out.stdout().contains("problem: ") && out.stdout().contains("oiseau init"));
     d.oiseau(&["init"], &[]).expect_code(0);
     d.oiseau(&["status"], &[]).expect_code(0);
     // The temp folder is gone: said, and the rest is still shown.
     std::fs::remove_dir_all(&d.temp).unwrap();
     let out = d.oiseau(&["status"], &[]).expect_code(1);
-    assert!(
-        out.stdout().contains("cannot list the temp folder"),
-        "{}",
-        out.stdout()
-    );
-    assert!(
-        out.stdout().contains("lists 0 archives"),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_has("cannot list the temp folder");
+    out.assert_stdout_has("lists 0 archives");
 }
 
 #[test]
@@ -319,20 +283,12 @@ fn a_check_of_nothing_is_not_a_success() {
     let d = Deployment::new("");
     d.oiseau(&["init"], &[]).expect_code(0);
     let out = d.oiseau(&["verify"], &[]).expect_code(1);
-    assert!(
-        out.stderr().contains("nothing was verified"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("nothing was verified");
     d.add_replays(&[1]);
     d.oiseau(&["run"], &[]).expect_code(0);
     d.oiseau(&["verify"], &[]).expect_code(0);
     let out = d.oiseau(&["verify", "--since", "7"], &[]).expect_code(1);
-    assert!(
-        out.stderr().contains("no archive from id 7 on"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("no archive from id 7 on");
 }
 
 #[test]
@@ -391,21 +347,13 @@ fn one_corrupt_manifest_leaves_the_other_archives_usable() {
     let _ = std::fs::remove_dir_all(target.d.work.join("catalog"));
 
     let out = target.oiseau(&["locate", "1", "4"]).expect_code(0);
-    assert!(
-        out.stdout().contains("replay 4\tarchive 2"),
-        "{}",
-        out.stdout()
-    );
-    assert!(
-        out.stdout().contains("manifest is damaged"),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_has("replay 4\tarchive 2");
+    out.assert_stdout_has("manifest is damaged");
     let to = target.d.root.path().join("out");
     let out = target
         .oiseau(&["restore", "1", "4", "--to", to.to_str().unwrap()])
         .expect_code(0);
-    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
+    out.assert_stdout_has("(hash checked)");
     assert_eq!(
         std::fs::read(to.join("replay_1.osr")).unwrap(),
         replays["replay_1.osr"]
@@ -456,7 +404,7 @@ fn objects_on_a_local_storage_are_readable_like_the_archives() {
 #[test]
 fn running_on_the_defaults_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let out = common::Result::checked(
+    let out = common::Finished::checked(
         std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
             .arg("status")
             .current_dir(dir.path())
@@ -464,9 +412,5 @@ fn running_on_the_defaults_says_so() {
             .output()
             .unwrap(),
     );
-    assert!(
-        out.stderr().contains("using the defaults"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("using the defaults");
 }

@@ -42,7 +42,7 @@ impl Faulty {
         }
     }
 
-    fn run(&self) -> common::Result {
+    fn run(&self) -> common::Finished {
         self.d.oiseau(&["run"], &env())
     }
 
@@ -156,7 +156,7 @@ fn reads_cut_short_are_resumed_and_never_called_damage() {
         .d
         .oiseau(&["restore", "7", "--to", to.to_str().unwrap()], &env())
         .expect_code(0);
-    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
+    out.assert_stdout_has("(hash checked)");
     assert_eq!(
         std::fs::read(to.join("replay_7.osr")).unwrap(),
         replays["replay_7.osr"]
@@ -331,11 +331,7 @@ fn a_slow_steady_link_is_not_taken_for_a_stall() {
         "a stalled upload was cut and sent again: the run took {:?}",
         started.elapsed()
     );
-    assert!(
-        out.stderr().contains("trying that request again"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("trying that request again");
     let archived = faulty.assert_nothing_lost(&replays);
     assert_eq!(archived.len(), 20);
 }
@@ -375,12 +371,8 @@ fn an_ftp_download_cut_short_is_resumed() {
     let out = d
         .oiseau(&["restore", "7", "--to", to.to_str().unwrap()], &FTP_ENV)
         .expect_code(0);
-    assert!(out.stdout().contains("(hash checked)"), "{}", out.stdout());
-    assert!(
-        out.stderr().contains("resuming from there"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stdout_has("(hash checked)");
+    out.assert_stderr_has("resuming from there");
     assert_eq!(
         std::fs::read(to.join("replay_7.osr")).unwrap(),
         replays["replay_7.osr"]
@@ -399,7 +391,7 @@ fn an_ftp_move_whose_answer_was_lost_is_found_done() {
     });
     let out = d.oiseau(&["run"], &FTP_ENV).expect_code(0);
     assert!(proxy.answer_lost(), "the fault happened");
-    assert!(out.stderr().contains("was lost"), "{}", out.stderr());
+    out.assert_stderr_has("was lost");
     assert_nothing_lost(&replays, &d.temp, &server.root, true);
     assert!(d.temp_names().is_empty());
     assert_eq!(

@@ -66,11 +66,7 @@ async fn a_failed_notification_never_fails_the_run() {
     d.add_replays(&[1]);
     let out = d.oiseau_async(&["run"], &env).await.expect_code(0);
     assert_eq!(received.lock().unwrap().len(), 1);
-    assert!(
-        out.stderr().contains("Telegram refused the notification"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("Telegram refused the notification");
     assert!(!out.stderr().contains(TOKEN));
     assert_eq!(d.temp_names(), Vec::<String>::new());
 }

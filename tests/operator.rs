@@ -20,7 +20,7 @@ fn break_index(d: &Deployment) {
     std::fs::write(d.storage.join(INDEX), "1\t2\nbroken line\n").unwrap();
 }
 
-fn assert_no_secret(outputs: &[&common::Result]) {
+fn assert_no_secret(outputs: &[&common::Finished]) {
     for out in outputs {
         for text in [out.stdout(), out.stderr()] {
             for secret in [DISCORD_TOKEN, HEALTHCHECK_UUID, WEBHOOK_SECRET] {

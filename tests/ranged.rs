@@ -26,7 +26,7 @@ fn bytes_read(stdout: &str) -> u64 {
 /// Archives the replays, restores `ids` and checks what came back and what it cost.
 fn restore_costs_about_the_replays(
     label: &str,
-    oiseau: &dyn Fn(&[&str]) -> common::Result,
+    oiseau: &dyn Fn(&[&str]) -> common::Finished,
     d: &Deployment,
 ) {
     oiseau(&["init"]).expect_code(0);
@@ -123,11 +123,7 @@ fn archives_without_ranges_are_streamed_and_a_damaged_range_is_caught() {
     let out = d
         .oiseau(&["restore", "6", "30", "--to", to_arg], &[])
         .expect_code(1);
-    assert!(
-        out.stdout().contains("not restored: replay_6.osr"),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_has("not restored: replay_6.osr");
     assert!(
         !to.join("replay_6.osr").exists(),
         "nothing is left of a damaged replay"

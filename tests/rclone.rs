@@ -183,11 +183,7 @@ async fn no_index_yet_and_an_unreachable_remote_are_told_apart() {
         .oiseau_async(&["run"], &[("RCLONE_FTP_PASS", obscured.as_str())])
         .await
         .expect_code(1);
-    assert!(
-        out.stderr().contains("cannot reach the rclone remote"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("cannot reach the rclone remote");
     assert!(!out.stderr().contains("oiseau init"), "{}", out.stderr());
     assert_eq!(d.temp_names(), ["replay_1.osr"]);
 }

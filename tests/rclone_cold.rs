@@ -67,11 +67,7 @@ fn archives_go_cold_the_index_stays_hot_and_nothing_is_copied() {
     let to = d.root.path().join("restored");
     let restore = ["restore", "1", "--to", to.to_str().unwrap()];
     let out = d.oiseau(&restore, &env).expect_code(75);
-    assert!(
-        out.stderr().contains("restore requested or under way"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("restore requested or under way");
     let mut codes = vec![75];
     while codes.len() < 5 && *codes.last().unwrap() == 75 {
         codes.push(d.oiseau(&restore, &env).code());

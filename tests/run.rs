@@ -17,7 +17,7 @@ fn init_then_run_archives_the_replays_and_removes_exactly_them() {
     std::fs::create_dir(d.temp.join("replay_8.osr")).unwrap();
 
     let out = d.oiseau(&["run"], &[]).expect_code(0);
-    assert!(out.stderr().contains("backup done"), "{}", out.stderr());
+    out.assert_stderr_has("backup done");
 
     let archives = d.archives();
     assert_eq!(archives.len(), 1);
@@ -184,7 +184,7 @@ fn below_the_threshold_nothing_moves() {
     d.oiseau(&["init"], &[]).expect_code(0);
     d.add_replays(&[1, 2]);
     let out = d.oiseau(&["run"], &[]).expect_code(0);
-    assert!(out.stderr().contains("nothing to do"), "{}", out.stderr());
+    out.assert_stderr_has("nothing to do");
     assert_eq!(d.temp_names(), ["replay_1.osr", "replay_2.osr"]);
     assert_eq!(d.storage_names(), [INDEX]);
 
@@ -254,11 +254,7 @@ fn a_storage_without_index_asks_for_init() {
     let d = Deployment::new("");
     d.add_replays(&[1]);
     let out = d.oiseau(&["run"], &[]).expect_code(1);
-    assert!(
-        out.stderr().contains("run `oiseau init`"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("run `oiseau init`");
     assert_eq!(d.temp_names(), ["replay_1.osr"]);
 }
 
@@ -268,11 +264,7 @@ fn init_refuses_a_storage_that_has_an_index() {
     d.oiseau(&["init"], &[]).expect_code(0);
     std::fs::write(d.storage.join(INDEX), "1\t10\n").unwrap();
     let out = d.oiseau(&["init"], &[]).expect_code(1);
-    assert!(
-        out.stderr().contains("already has c14_index.txt"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("already has c14_index.txt");
     assert_eq!(d.index(), b"1\t10\n");
 }
 
@@ -298,7 +290,7 @@ fn an_unwritable_storage_fails_the_run_and_deletes_nothing() {
     }
     let out = d.oiseau(&["run"], &[]);
     assert_ne!(out.code(), 0, "{}", out.stderr());
-    assert!(out.stderr().contains("backup"), "{}", out.stderr());
+    out.assert_stderr_has("backup");
     assert_eq!(d.temp_names(), ["replay_1.osr", "replay_2.osr"]);
 }
 
@@ -328,7 +320,7 @@ fn a_second_run_while_one_holds_the_lock_exits_75() {
 fn bad_settings_exit_2_naming_the_key() {
     let d = Deployment::new("thresold = 5");
     let out = d.oiseau(&["run"], &[]).expect_code(2);
-    assert!(out.stderr().contains("thresold"), "{}", out.stderr());
+    out.assert_stderr_has("thresold");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_oiseau"))
         .args(["--config", "/nonexistent/settings.toml", "status"])
         .output()

@@ -76,11 +76,7 @@ fn missing_credentials_are_a_settings_error_naming_the_variables() {
     let server = MotoServer::start();
     let d = deployment(&server, "replays", "STANDARD");
     let out = d.oiseau(&["run"], &[]).expect_code(2);
-    assert!(
-        out.stderr().contains("AWS_SECRET_ACCESS_KEY"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("AWS_SECRET_ACCESS_KEY");
 }
 
 #[test]
@@ -114,7 +110,7 @@ fn a_cold_archive_is_restored_first_then_read() {
         out.stderr()
     );
     let out = d.oiseau(&restore, &env).expect_code(75);
-    assert!(out.stderr().contains("still restoring"), "{}", out.stderr());
+    out.assert_stderr_has("still restoring");
     assert!(!to.join("replay_2.osr").exists());
     d.oiseau(&restore, &env).expect_code(0);
     assert_eq!(

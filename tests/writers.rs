@@ -132,11 +132,7 @@ fn two_writers_on_an_s3_server_that_ignores_conditions_lose_nothing() {
     first.plant_lock(lease.as_bytes());
     add_sized_replays(&first.d.temp, 5_000_000, 3, 2048);
     let out = first.oiseau(&["run"]).expect_code(75);
-    assert!(
-        out.stderr().contains("another writer holds the lock"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_has("another writer holds the lock");
     assert_eq!(
         std::fs::read_to_string(first.storage.join("oiseau.lock")).unwrap(),
         lease

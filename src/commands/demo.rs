@@ -11,7 +11,8 @@ use crate::commands::init::init;
 use crate::formats::names::INDEX_NAME;
 use crate::run::{RunOptions, RunReport, run};
 use crate::sample;
-use crate::settings::{ByteSize, Settings};
+use crate::settings::Settings;
+use crate::units::ByteSize;
 
 const DEMO_SETTINGS: &str = r#"# Written by `oiseau demo`; every setting is described in settings.sample.toml.
 temp_dir = "temp"

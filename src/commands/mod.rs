@@ -14,7 +14,8 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command, IndexAction};
 use crate::run::{self, RunOptions, RunReport};
-use crate::settings::{ByteSize, DEFAULT_CONFIG, Settings};
+use crate::settings::{DEFAULT_CONFIG, Settings};
+use crate::units::ByteSize;
 
 /// Loads the settings (except for `demo`, which makes its own) and runs the command.
 pub async fn execute(cli: Cli) -> Result<()> {

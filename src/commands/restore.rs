@@ -11,8 +11,9 @@ use crate::archive::ranged::{ReadCounter, failure_reason, open_tar};
 use crate::archive::replay::{ExpectedReplay, LocalWriteFailed, copy_checked, read_replay};
 use crate::catalog::{Catalog, CatalogEntry, Found};
 use crate::report::notify::reporters;
-use crate::settings::{ByteSize, Settings};
+use crate::settings::Settings;
 use crate::storage::{open_ready, warm_up};
+use crate::units::ByteSize;
 
 /// The replays wanted from an archive, by name, with what its manifest recorded of each.
 type Wanted = BTreeMap<String, ExpectedReplay>;

@@ -16,8 +16,9 @@ use crate::report::events::LOCK_WAIT_GRACE;
 use crate::run::journal::{Journal, unix_now};
 use crate::run::scan::{Scan, Stuck};
 use crate::run::{scan, work_dir_lock};
-use crate::settings::{ByteSize, Settings};
+use crate::settings::Settings;
 use crate::storage::{read_index, ready};
+use crate::units::ByteSize;
 
 /// Where the backup stands, as `oiseau status` prints it.
 #[derive(Debug, Serialize)]

@@ -1,9 +1,65 @@
-//! The last step of a commit: the temp folder loses exactly the replays the archive holds.
+//! Committed -> done: the history copy of the index, then the temp folder loses exactly the
+//! replays the archive holds, the spool copy goes, and last the journal.
 
 use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use backends::{Storage, WriteMode, WriteOptions};
 
 use crate::fault;
-use crate::run::journal::JournalReplay;
+use crate::formats::names::index_copy_name;
+use crate::report::events::Archived;
+use crate::run::journal::{Journal, JournalReplay};
+use crate::run::spool::Spool;
+
+/// Finishes a committed archive. `new_index` is the index this run wrote, whose timestamped
+/// copy goes beside it; the copy and the cleaning are independent, and go on side by side.
+pub async fn finish_committed(
+    storage: &Storage,
+    journal: Journal,
+    spool: Spool,
+    new_index: Option<Vec<u8>>,
+    temp_dir: &Path,
+    work_dir: &Path,
+    started: Instant,
+) -> Result<Archived> {
+    let where_to = storage.describe();
+    let write_copy = async {
+        // The copy is history, not part of the commit: the archive is already safe, so a
+        // failed copy is reported and the run goes on. Two runs within one second share the
+        // name, and then the later copy (a superset) replaces the earlier one.
+        let copy = index_copy_name(journal.timestamp);
+        if let Some(new_index) = &new_index
+            && let Err(e) = storage
+                .write(&copy, new_index, &WriteOptions::hot(WriteMode::Replace))
+                .await
+        {
+            tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
+        }
+    };
+    let archived = Archived {
+        archive_id: journal.archive_id,
+        archive_name: journal.archive_name.clone(),
+        replays: journal.replays.len(),
+        replay_bytes: journal.replays.iter().map(|r| r.size).sum(),
+        archive_bytes: journal.archive_size,
+        kept: 0,
+        duration: started.elapsed(),
+    };
+    let cleaning = tokio::task::spawn_blocking({
+        let temp_dir = temp_dir.to_owned();
+        move || clean_temp_folder(&temp_dir, &journal.replays)
+    });
+    let ((), kept, _) = tokio::join!(write_copy, cleaning, spool.remove_in_background());
+    let kept = kept.context("the cleaning of the temp folder stopped unexpectedly")?;
+    Journal::remove(work_dir)?;
+    Ok(Archived {
+        kept,
+        duration: started.elapsed(),
+        ..archived
+    })
+}
 
 /// Deletes the archived replays that are still exactly what was packed, and returns how many
 /// were kept because they changed (they go into a later archive: duplicated, never lost).

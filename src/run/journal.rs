@@ -3,7 +3,9 @@
 //!
 //! A run killed at any point leaves either no journal (nothing was sent yet; the replays are
 //! all still in the temp folder) or this record, from which the next run finishes the job:
-//! upload what is missing, commit the index line, delete exactly the files it lists.
+//! upload what is missing, commit the index line, delete exactly the files it lists. The
+//! journal records how far the run got ([`Phase`]); the next run starts there, and checks the
+//! storage before it believes it (a kill can fall between a step and its record).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +41,22 @@ pub struct Journal {
     #[serde(flatten)]
     pub digest: ArchiveDigest,
     pub replays: Vec<JournalReplay>,
+    /// How far the run got; journals of earlier versions have none, and start from the top.
+    #[serde(default)]
+    pub phase: Phase,
+}
+
+/// Where a run stands with its archive, each phase recorded before the next step starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Packed into the spool; maybe on the storage, maybe not.
+    #[default]
+    Packed,
+    /// On the storage, whole and checked; not yet in the index.
+    Uploaded,
+    /// In the index: the replays it holds may leave the temp folder.
+    Committed,
 }
 
 /// One replay as it was packed: enough to find it again, to tell whether it is still the same
@@ -162,6 +180,12 @@ impl Journal {
             .with_context(|| format!("cannot write the run journal {}", path.display()))
     }
 
+    /// Records that the run reached `phase`.
+    pub fn advance(&mut self, phase: Phase, work_dir: &Path) -> Result<()> {
+        self.phase = phase;
+        self.save(work_dir)
+    }
+
     /// Marks the run as finished.
     pub fn remove(work_dir: &Path) -> Result<()> {
         let path = Self::path(work_dir);
@@ -203,6 +227,7 @@ mod tests {
                 blake3: ReplayHash([0xcd; 32]),
                 range: None,
             }],
+            phase: Phase::Packed,
         }
     }
 
@@ -262,6 +287,25 @@ mod tests {
         assert_eq!(Journal::load(dir.path()).unwrap(), Some(sample()));
         Journal::remove(dir.path()).unwrap();
         assert_eq!(Journal::load(dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn the_phase_is_kept_and_a_journal_without_one_starts_from_the_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = sample();
+        journal.advance(Phase::Uploaded, dir.path()).unwrap();
+        assert_eq!(
+            Journal::load(dir.path()).unwrap().map(|j| j.phase),
+            Some(Phase::Uploaded)
+        );
+        // As an earlier version wrote it.
+        let mut earlier = serde_json::to_value(sample()).unwrap();
+        earlier.as_object_mut().unwrap().remove("phase");
+        std::fs::write(Journal::path(dir.path()), earlier.to_string()).unwrap();
+        assert_eq!(
+            Journal::load(dir.path()).unwrap().map(|j| j.phase),
+            Some(Phase::Packed)
+        );
     }
 
     #[test]

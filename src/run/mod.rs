@@ -1,6 +1,7 @@
-//! The backup run: lock -> finish an interrupted run -> scan -> threshold -> ready the
-//! storage -> index -> tidy -> pack and upload -> journal -> commit (manifest, index line,
-//! clean) -> report.
+//! The backup run: lock this work_dir -> finish an unfinished archive -> scan -> threshold ->
+//! ready the storage and take its lock -> inventory -> tidy -> pack and upload -> commit
+//! (manifest, index line) -> clean -> report. An archive goes through recorded phases
+//! ([`phase`]), so a new archive and an unfinished one take the same way to done.
 //!
 //! The order is the safety argument: a replay leaves the temp folder only after the archive
 //! holding it is on the storage with the right size and the index lists it; and the journal,
@@ -10,6 +11,7 @@
 mod clean;
 mod commit;
 pub mod journal;
+mod phase;
 mod plan;
 pub mod record;
 pub mod scan;
@@ -18,10 +20,10 @@ mod tidy;
 mod upload;
 pub mod work_dir_lock;
 
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use backends::{PreflightMode, Storage};
 
 use crate::catalog::Inventory;
@@ -31,9 +33,10 @@ use crate::run::journal::Journal;
 use crate::settings::Settings;
 use crate::storage::lease::{StorageBusy, StorageLock};
 use crate::storage::ready;
-use commit::{Upload, commit};
+use phase::Folders;
 pub use plan::Plan;
 use plan::{scan_temp_folder, worth_packing};
+use spool::Spool;
 use tidy::tidy_storage;
 use upload::pack_and_upload;
 
@@ -82,14 +85,29 @@ pub async fn run_on(
 ) -> Result<RunReport> {
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let result = backup(storage, settings, options, started, reporters).await;
+    let previous = record::load(&settings.work_dir);
+    let run = Run {
+        storage,
+        settings,
+        reporters,
+        started,
+        notices_told: Mutex::new(previous.notices_told.clone()),
+    };
+    // Held until the run record is saved: one run at a time reads and writes it.
+    let (result, held) = match work_dir_lock::acquire(&settings.work_dir) {
+        Ok(lock) => (backup(&run, options).await, Some(lock)),
+        Err(e) => (Err(e), None),
+    };
     // A dry run changes nothing anywhere, the reports and the run record included.
     if !options.dry_run {
         let outcome = outcome_of(&result, settings);
-        let previous = record::load(&settings.work_dir);
-        let record = previous.after(&outcome, started_at, SystemTime::now());
+        let mut record = previous.after(&outcome, started_at, SystemTime::now());
+        record.notices_told = run
+            .notices_told
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
         // A run that found another one working leaves the record to that run.
-        if record != previous {
+        if held.is_some() && record != previous {
             record::save(&settings.work_dir, &record);
         }
         let finished = Finished {
@@ -133,138 +151,182 @@ fn outcome_of(result: &Result<RunReport>, settings: &Settings) -> Outcome {
     }
 }
 
-async fn backup(
-    storage: &Storage,
-    settings: &Settings,
-    options: RunOptions,
+/// What the steps of one run share.
+struct Run<'a> {
+    storage: &'a Storage,
+    settings: &'a Settings,
+    reporters: &'a Reporters,
     started: Instant,
-    reporters: &Reporters,
-) -> Result<RunReport> {
-    let _lock = work_dir_lock::acquire(&settings.work_dir)?;
+    /// The storage's notices told so far (from the run record): a notice is told once, and
+    /// again if it goes away and comes back.
+    notices_told: Mutex<Vec<String>>,
+}
+
+impl Run<'_> {
+    fn folders(&self) -> Folders<'_> {
+        Folders {
+            temp_dir: &self.settings.temp_dir,
+            work_dir: &self.settings.work_dir,
+        }
+    }
+
+    /// Runs `body` with the storage made ready and its lock held, and frees the lock after,
+    /// however `body` ends.
+    async fn with_storage_lock<T>(&self, body: impl AsyncFnOnce() -> Result<T>) -> Result<T> {
+        ready(self.storage, PreflightMode::Prepare).await?;
+        self.tell_notices().await;
+        let location = self.settings.storage.location()?;
+        let lock = StorageLock::acquire(self.storage, &self.settings.work_dir, &location).await?;
+        let result = body().await;
+        lock.release().await;
+        result
+    }
+
+    /// Tells the storage's notices that were not told before.
+    async fn tell_notices(&self) {
+        let notices = self.storage.notices();
+        let fresh: Vec<String> = {
+            let told = self.notices_told.lock().unwrap_or_else(|e| e.into_inner());
+            notices
+                .iter()
+                .filter(|n| !told.contains(n))
+                .cloned()
+                .collect()
+        };
+        for detail in fresh {
+            self.reporters
+                .report(&Event::StorageNotice { detail })
+                .await;
+        }
+        *self.notices_told.lock().unwrap_or_else(|e| e.into_inner()) = notices;
+    }
+}
+
+/// The run, under this work_dir's lock: an unfinished archive is finished first, then a new
+/// one is made if the temp folder holds enough. Both go through the same phases
+/// ([`phase::finish`]), the new one entering once it is uploaded.
+async fn backup(run: &Run<'_>, options: RunOptions) -> Result<RunReport> {
+    let settings = run.settings;
     if !options.dry_run {
-        reporters.report(&Event::Started).await;
+        run.reporters.report(&Event::Started).await;
     }
-    let mut held = None;
-    let result = backup_locked(storage, settings, options, started, reporters, &mut held).await;
-    if let Some(storage_lock) = held {
-        storage_lock.release().await;
+    let unfinished = Journal::load(&settings.work_dir)?;
+    if options.dry_run {
+        return plan_only(run, unfinished.as_ref(), options).await;
     }
-    result
-}
-
-/// Makes the storage ready and takes its lock, once per run.
-async fn take_storage(
-    storage: &Storage,
-    settings: &Settings,
-    mode: PreflightMode,
-    held: &mut Option<StorageLock>,
-    reporters: &Reporters,
-) -> Result<()> {
-    if held.is_none() {
-        ready(storage, mode).await?;
-        report_notices(storage, settings, reporters).await;
-        let location = settings.storage.location()?;
-        *held = Some(StorageLock::acquire(storage, &settings.work_dir, &location).await?);
-    }
-    Ok(())
-}
-
-/// Reports the storage's notices that were not reported before, and remembers them all (a
-/// notice that goes away and comes back is told again).
-async fn report_notices(storage: &Storage, settings: &Settings, reporters: &Reporters) {
-    let notices = storage.notices();
-    let mut record = record::load(&settings.work_dir);
-    if notices == record.notices_told {
-        return;
-    }
-    for detail in notices.iter().filter(|n| !record.notices_told.contains(n)) {
-        reporters
-            .report(&Event::StorageNotice {
-                detail: detail.clone(),
-            })
-            .await;
-    }
-    record.notices_told = notices;
-    record::save(&settings.work_dir, &record);
-}
-
-/// The run, once this work_dir is locked; `held` receives the storage lock when it is taken,
-/// for the caller to free whatever happens.
-async fn backup_locked(
-    storage: &Storage,
-    settings: &Settings,
-    options: RunOptions,
-    started: Instant,
-    reporters: &Reporters,
-    held: &mut Option<StorageLock>,
-) -> Result<RunReport> {
-    // A dry run only looks: it must not wake a cold storage up.
-    let mode = if options.dry_run {
-        PreflightMode::Inspect
-    } else {
-        PreflightMode::Prepare
+    // Without an unfinished archive, a temp folder below the threshold needs no storage.
+    let scan = match &unfinished {
+        Some(journal) => {
+            check_backend(journal, settings)?;
+            None
+        }
+        None => {
+            let scan = scan_temp_folder(settings).await?;
+            if !worth_packing(&scan, settings.threshold.0, options.force) {
+                let bytes = scan.total_bytes();
+                return Ok(RunReport::NothingToDo { bytes });
+            }
+            Some(scan)
+        }
     };
-
-    let mut resumed = None;
-    let mut tidied = false;
-    if let Some(journal) = Journal::load(&settings.work_dir)? {
-        if options.dry_run {
-            tracing::warn!(
-                "a previous run did not finish archive {} ({}); a real run finishes it first",
-                journal.archive_id,
-                journal.archive_name
-            );
-        } else {
+    run.with_storage_lock(async || {
+        let (mut resumed, mut inventory) = (None, None);
+        if let Some(journal) = unfinished {
             tracing::info!(
                 "finishing archive {} ({}), left unfinished by a previous run",
                 journal.archive_id,
                 journal.archive_name
             );
-            reporters
+            run.reporters
                 .report(&Event::Resumed {
                     archive_name: journal.archive_name.clone(),
                 })
                 .await;
-            take_storage(storage, settings, mode, held, reporters).await?;
-            resumed = commit(
-                storage,
-                settings,
-                &Arc::new(journal),
-                Upload::Unknown,
-                started,
-            )
-            .await?;
+            let spool = Spool::of(&settings.work_dir, &journal);
+            resumed =
+                phase::finish(run.storage, journal, spool, run.folders(), run.started).await?;
             // The interrupted run may have left a partial upload behind.
-            tidy_storage(storage, &Inventory::read(storage).await?).await?;
-            tidied = true;
+            let read = Inventory::read(run.storage).await?;
+            tidy_storage(run.storage, &read).await?;
+            inventory = Some(read);
         }
-    }
+        let scan = match scan {
+            Some(scan) => scan,
+            None => {
+                let scan = scan_temp_folder(settings).await?;
+                if !worth_packing(&scan, settings.threshold.0, options.force) {
+                    let bytes = scan.total_bytes();
+                    return Ok(
+                        resumed.map_or(RunReport::NothingToDo { bytes }, RunReport::Archived)
+                    );
+                }
+                scan
+            }
+        };
+        let inventory = match inventory {
+            Some(inventory) => inventory,
+            None => {
+                let read = Inventory::read(run.storage).await?;
+                tidy_storage(run.storage, &read).await?;
+                read
+            }
+        };
+        let plan = Plan::new(&inventory.index, scan)?;
+        let (journal, spool) = pack_and_upload(run.storage, settings, plan).await?;
+        phase::finish(run.storage, journal, spool, run.folders(), run.started)
+            .await?
+            .map(RunReport::Archived)
+            .ok_or_else(|| anyhow!("the archive just uploaded could not be committed"))
+    })
+    .await
+}
 
-    let scan = scan_temp_folder(settings).await?;
-    if !worth_packing(&scan, settings.threshold.0, options.force) {
+/// `run --dry-run`: the plan, made without a lock, a write or a cold storage woken up.
+async fn plan_only(
+    run: &Run<'_>,
+    unfinished: Option<&Journal>,
+    options: RunOptions,
+) -> Result<RunReport> {
+    if let Some(journal) = unfinished {
+        tracing::warn!(
+            "a previous run did not finish archive {} ({}); a real run finishes it first",
+            journal.archive_id,
+            journal.archive_name
+        );
+    }
+    let scan = scan_temp_folder(run.settings).await?;
+    if !worth_packing(&scan, run.settings.threshold.0, options.force) {
         let bytes = scan.total_bytes();
-        return Ok(resumed.map_or(RunReport::NothingToDo { bytes }, RunReport::Archived));
+        return Ok(RunReport::NothingToDo { bytes });
     }
+    ready(run.storage, PreflightMode::Inspect).await?;
+    let inventory = Inventory::read(run.storage).await?;
+    Ok(RunReport::Planned(Plan::new(&inventory.index, scan)?))
+}
 
-    if options.dry_run {
-        // A dry run only looks: no lock, nothing written.
-        ready(storage, mode).await?;
-    } else {
-        take_storage(storage, settings, mode, held, reporters).await?;
+/// Resuming onto another storage would split the backup.
+fn check_backend(journal: &Journal, settings: &Settings) -> Result<()> {
+    let backend = &settings.storage.backend;
+    if &journal.backend != backend {
+        bail!(
+            "{} records an unfinished archive {} for the {} backend, but storage.backend is now \
+             {backend}; switch back to finish it, or check that storage and remove the journal",
+            Journal::path(&settings.work_dir).display(),
+            journal.archive_name,
+            journal.backend
+        );
     }
-    let inventory = Inventory::read(storage).await?;
-    if !options.dry_run && !tidied {
-        tidy_storage(storage, &inventory).await?;
+    let location = settings.storage.location()?;
+    if let Some(recorded) = &journal.storage
+        && recorded != &location
+    {
+        bail!(
+            "{} records an unfinished archive {} for the storage {recorded}, but the settings now \
+             point at {location}; point them back to finish it, or check that storage and \
+             remove the journal",
+            Journal::path(&settings.work_dir).display(),
+            journal.archive_name,
+        );
     }
-    let index = inventory.index;
-    let plan = Plan::new(&index, scan)?;
-    if options.dry_run {
-        return Ok(RunReport::Planned(plan));
-    }
-
-    let journal = pack_and_upload(storage, settings, plan).await?;
-    commit(storage, settings, &journal, Upload::Done, started)
-        .await?
-        .map(RunReport::Archived)
-        .ok_or_else(|| anyhow!("the archive just uploaded could not be committed"))
+    Ok(())
 }

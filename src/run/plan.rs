@@ -9,7 +9,8 @@ use crate::formats::index::Index;
 use crate::formats::names::archive_name;
 use crate::run::journal::unix_now;
 use crate::run::scan::{Replay, Scan, scan_now};
-use crate::settings::{ByteSize, Settings};
+use crate::settings::Settings;
+use crate::units::ByteSize;
 
 /// The archive a run is about to make.
 #[derive(Debug)]

@@ -14,80 +14,131 @@ use crate::formats::digest::ArchiveDigest;
 use crate::formats::names::archive_id_of;
 use crate::run::journal::Journal;
 use crate::run::plan::Plan;
-use crate::settings::ByteSize;
+use crate::units::ByteSize;
 
 /// Where archives are packed: `work_dir/spool`.
-pub fn spool_dir(work_dir: &Path) -> PathBuf {
+fn spool_dir(work_dir: &Path) -> PathBuf {
     work_dir.join("spool")
 }
 
-/// The spool file of an archive.
-pub fn spool_file(work_dir: &Path, archive_name: &str) -> PathBuf {
-    spool_dir(work_dir).join(archive_name)
+/// An archive's spool file, `work_dir/spool/<archive>`, owned from its making to its removal.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
 }
 
-/// The spool file for the plan's archive, in a spool folder cleared of stale files and with
-/// room for the archive. Runs only when no journal is left.
-pub async fn prepare_spool(work_dir: &Path, plan: &Plan) -> Result<PathBuf> {
-    let spool_dir = spool_dir(work_dir);
-    let needed = needed_space(plan);
-    let out = spool_dir.join(&plan.archive_name);
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&spool_dir)
-            .with_context(|| format!("cannot create the spool folder {}", spool_dir.display()))?;
-        remove_stale_spool_files(&spool_dir);
-        ensure_free_space(&spool_dir, needed)
-    })
-    .await
-    .context("the spool's preparation stopped unexpectedly")??;
-    Ok(out)
-}
-
-/// Packs the plan into `out`, reporting each piece written to the feed's readers.
-pub async fn pack_to_spool(
-    plan: &Plan,
-    out: &Path,
-    level: Level,
-    feed: &Arc<SourceFeed>,
-    bar: ProgressBar,
-) -> Result<Packed> {
-    let replays = Arc::clone(&plan.replays);
-    let progress_bar = bar.clone();
-    let on_written: OnWritten = {
-        let feed = Arc::clone(feed);
-        Box::new(move |pieces, len| feed.appended(pieces, len))
-    };
-    let out = out.to_owned();
-    tracing::info!(
-        "packing {} replays ({}) into {}",
-        plan.replays.len(),
-        ByteSize(plan.bytes),
-        plan.archive_name
-    );
-    let packed = tokio::task::spawn_blocking(move || {
-        pack(
-            &replays,
-            &out,
-            level,
-            &|done| progress_bar.set_position(done),
-            on_written,
-        )
-    })
-    .await
-    .context("the packer stopped unexpectedly")??;
-    bar.finish_and_clear();
-    let left_out = packed
-        .replays
-        .iter()
-        .filter(|replay| replay.is_none())
-        .count();
-    if left_out > 0 {
-        tracing::warn!(
-            "{left_out} replays vanished or changed while packing; they stay for the next run"
-        );
+impl Spool {
+    /// The spool file for the plan's archive, in a spool folder cleared of stale files and
+    /// with room for the archive. Runs only when no journal is left.
+    pub async fn prepare(work_dir: &Path, plan: &Plan) -> Result<Spool> {
+        let spool_dir = spool_dir(work_dir);
+        let needed = needed_space(plan);
+        let path = spool_dir.join(&plan.archive_name);
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&spool_dir).with_context(|| {
+                format!("cannot create the spool folder {}", spool_dir.display())
+            })?;
+            remove_stale_spool_files(&spool_dir);
+            ensure_free_space(&spool_dir, needed)
+        })
+        .await
+        .context("the spool's preparation stopped unexpectedly")??;
+        Ok(Spool { path })
     }
-    tracing::info!(bytes = packed.size, digest = %packed.digest, "packed {}", plan.archive_name);
-    Ok(packed)
+
+    /// The spool file of an unfinished run's archive (which may be gone).
+    pub fn of(work_dir: &Path, journal: &Journal) -> Spool {
+        Spool {
+            path: spool_dir(work_dir).join(&journal.archive_name),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Packs the plan into the file, reporting each piece written to the feed's readers.
+    pub async fn pack(
+        &self,
+        plan: &Plan,
+        level: Level,
+        feed: &Arc<SourceFeed>,
+        bar: ProgressBar,
+    ) -> Result<Packed> {
+        let replays = Arc::clone(&plan.replays);
+        let progress_bar = bar.clone();
+        let on_written: OnWritten = {
+            let feed = Arc::clone(feed);
+            Box::new(move |pieces, len| feed.appended(pieces, len))
+        };
+        let out = self.path.clone();
+        tracing::info!(
+            "packing {} replays ({}) into {}",
+            plan.replays.len(),
+            ByteSize(plan.bytes),
+            plan.archive_name
+        );
+        let packed = tokio::task::spawn_blocking(move || {
+            pack(
+                &replays,
+                &out,
+                level,
+                &|done| progress_bar.set_position(done),
+                on_written,
+            )
+        })
+        .await
+        .context("the packer stopped unexpectedly")??;
+        bar.finish_and_clear();
+        let left_out = packed
+            .replays
+            .iter()
+            .filter(|replay| replay.is_none())
+            .count();
+        if left_out > 0 {
+            tracing::warn!(
+                "{left_out} replays vanished or changed while packing; they stay for the next run"
+            );
+        }
+        tracing::info!(bytes = packed.size, digest = %packed.digest, "packed {}", plan.archive_name);
+        Ok(packed)
+    }
+
+    /// Whether the file is exactly the archive the journal describes.
+    pub async fn is_intact(&self, journal: &Journal) -> Result<bool> {
+        let path = self.path.clone();
+        let expected_size = journal.archive_size;
+        let hasher = journal.digest.hasher();
+        let digest =
+            tokio::task::spawn_blocking(move || -> std::io::Result<Option<ArchiveDigest>> {
+                let mut file = match std::fs::File::open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                if file.metadata()?.len() != expected_size {
+                    return Ok(None);
+                }
+                hasher.read_from(&mut file).map(Some)
+            })
+            .await
+            .context("the spool check stopped unexpectedly")?
+            .with_context(|| format!("cannot read the spool file {}", self.path.display()))?;
+        Ok(digest.is_some_and(|digest| digest == journal.digest))
+    }
+
+    /// Removes the file (once the archive is safe on the storage, or given up) beside the rest
+    /// of the run: removing a large file whose pages are being written back waits for the
+    /// disk (4.5 s for 5 GB here), and nothing else depends on it.
+    pub fn remove_in_background(self) -> tokio::task::JoinHandle<()> {
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_file(&self.path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("cannot remove the spool file {}: {e}", self.path.display());
+            }
+        })
+    }
 }
 
 /// Spool files that no journal refers to: the replays they held are still in the temp folder
@@ -137,39 +188,4 @@ fn ensure_free_space(spool_dir: &Path, needed: u64) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Whether the spool file is exactly the archive the journal describes.
-pub async fn spool_is_intact(spool_file: &Path, journal: &Journal) -> Result<bool> {
-    let path = spool_file.to_owned();
-    let expected_size = journal.archive_size;
-    let hasher = journal.digest.hasher();
-    let digest = tokio::task::spawn_blocking(move || -> std::io::Result<Option<ArchiveDigest>> {
-        let mut file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if file.metadata()?.len() != expected_size {
-            return Ok(None);
-        }
-        hasher.read_from(&mut file).map(Some)
-    })
-    .await
-    .context("the spool check stopped unexpectedly")?
-    .with_context(|| format!("cannot read the spool file {}", spool_file.display()))?;
-    Ok(digest.is_some_and(|digest| digest == journal.digest))
-}
-
-/// Removes the spool copy of an archive that is safe on the storage (or given up), beside the
-/// rest of the run: removing a large file whose pages are being written back waits for the
-/// disk (4.5 s for 5 GB here), and nothing else depends on it.
-pub fn remove_in_background(spool_file: PathBuf) -> tokio::task::JoinHandle<()> {
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = std::fs::remove_file(&spool_file)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("cannot remove the spool file {}: {e}", spool_file.display());
-        }
-    })
 }

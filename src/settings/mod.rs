@@ -14,11 +14,12 @@ use backends::{Secret, StorageConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::gzip::Level;
+use crate::units::ByteSize;
 pub use serve::ServeSettings;
 pub use sinks::{
     DiscordSettings, HealthcheckSettings, TelegramSettings, WEBHOOK_EVENTS, WebhookSettings,
 };
-pub use values::{Bandwidth, ByteSize, Compression};
+pub use values::{Bandwidth, Compression};
 
 /// Where `--config` points when neither the flag nor `OISEAU_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "settings.toml";

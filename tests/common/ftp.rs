@@ -222,7 +222,7 @@ pub async fn assert_server_death_mid_upload_loses_nothing(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.kill();
-    let out = super::Result::checked(child.wait_with_output().await.unwrap()).expect_code(1);
+    let out = super::Finished::checked(child.wait_with_output().await.unwrap()).expect_code(1);
     assert!(out.stderr().contains("cannot upload"), "{}", out.stderr());
     let names = super::names_in(&server.root);
     assert!(names.iter().all(|n| !n.ends_with(".tar.gz")), "{names:?}");

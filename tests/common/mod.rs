@@ -98,14 +98,14 @@ impl Deployment {
     }
 
     /// Runs `oiseau --config <settings> <args>` with a clean environment plus `env`.
-    pub fn oiseau(&self, args: &[&str], env: &[(&str, &str)]) -> Result {
-        Result::checked(self.command(args, env).output().unwrap())
+    pub fn oiseau(&self, args: &[&str], env: &[(&str, &str)]) -> Finished {
+        Finished::checked(self.command(args, env).output().unwrap())
     }
 
     /// Same as [`Deployment::oiseau`], without blocking the async test's runtime.
-    pub async fn oiseau_async(&self, args: &[&str], env: &[(&str, &str)]) -> Result {
+    pub async fn oiseau_async(&self, args: &[&str], env: &[(&str, &str)]) -> Finished {
         let mut command = tokio::process::Command::from(self.command(args, env));
-        Result::checked(command.output().await.unwrap())
+        Finished::checked(command.output().await.unwrap())
     }
 
     /// Starts `oiseau <args>` in the background (a server), its output discarded.
@@ -244,9 +244,9 @@ pub const CRASH_STEPS: [&str; 5] = [
 ];
 
 /// A finished oiseau process.
-pub struct Result(pub Output);
+pub struct Finished(pub Output);
 
-impl Result {
+impl Finished {
     /// Wraps an output after checking that no test secret leaked into it: every run of the
     /// suite goes through here.
     pub fn checked(output: Output) -> Self {
@@ -257,7 +257,7 @@ impl Result {
                 "a secret was printed:\n{text}"
             );
         }
-        Result(output)
+        Finished(output)
     }
 
     pub fn code(&self) -> i32 {
@@ -269,6 +269,22 @@ impl Result {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
+    /// Asserts that standard output says `words`, showing it when it does not.
+    #[track_caller]
+    pub fn assert_stdout_has(&self, words: &str) -> &Self {
+        let stdout = self.stdout();
+        assert!(stdout.contains(words), "stdout lacks {words:?}:\n{stdout}");
+        self
+    }
+
+    /// Asserts that standard error says `words`, showing it when it does not.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, words: &str) -> &Self {
+        let stderr = self.stderr();
+        assert!(stderr.contains(words), "stderr lacks {words:?}:\n{stderr}");
+        self
+    }
+
     /// Asserts the exit code, showing the output when it is not the expected one.
     pub fn expect_code(self, code: i32) -> Self {
         assert_eq!(

@@ -158,7 +158,7 @@ impl Target {
         for (name, value) in &self.env {
             command.env(name, value);
         }
-        super::Result::checked(command.envs(extra_env.iter().copied()).output().unwrap()).0
+        super::Finished::checked(command.envs(extra_env.iter().copied()).output().unwrap()).0
     }
 
     pub fn init(&self) {
@@ -166,7 +166,7 @@ impl Target {
     }
 
     /// `oiseau <args>` with this backend's environment.
-    pub fn oiseau(&self, args: &[&str]) -> super::Result {
+    pub fn oiseau(&self, args: &[&str]) -> super::Finished {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(n, v)| (*n, v.as_str())).collect();
         self.d.oiseau(args, &env)
     }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::{ChatMessage, Endpoint, took};
 use crate::report::events::{Event, Reporter};
-use crate::settings::{ByteSize, DiscordSettings};
+use crate::settings::DiscordSettings;
+use crate::units::ByteSize;
 
 const GREEN: u32 = 0x2e_cc71;
 const AMBER: u32 = 0xf1_c40f;

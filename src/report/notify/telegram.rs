@@ -5,7 +5,8 @@ use backends::Secret;
 
 use super::{ChatMessage, Endpoint, took};
 use crate::report::events::{Event, Reporter};
-use crate::settings::{ByteSize, TelegramSettings};
+use crate::settings::TelegramSettings;
+use crate::units::ByteSize;
 
 /// Sends messages to the operators' chat.
 #[derive(Debug)]
