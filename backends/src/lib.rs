@@ -10,8 +10,8 @@
 //! # Adding a backend
 //! One module, which owns:
 //! - its settings table, a serde struct with `deny_unknown_fields`, implementing
-//!   [`BackendConfig`]: its name, its environment variables and how it opens its driver
-//!   (wrapped in [`layers::Timeout`] where the protocol allows);
+//!   [`BackendConfig`]: its name, its environment variables and how it opens its driver, with
+//!   the [`Bound`] on its operations ([`open`] puts the timeout, retry and rate layers on);
 //! - its driver, implementing [`Driver`]: `describe`, `capabilities`, `stat`, `list`, ranged
 //!   `read`, `put` and `delete`, plus `rename` if it declares it, `prepare` if the storage must
 //!   be woken up, `check_hash` if it keeps hashes. The commit of an upload, retries and
@@ -57,7 +57,7 @@ pub use driver::{
     Readiness, Version, WriteMode, WriteOptions,
 };
 pub use error::{ErrorKind, ErrorStatus, StorageError, file_in_the_way, io_words};
-pub use registry::{BACKENDS, Backend, BackendConfig, StorageConfig, open};
+pub use registry::{BACKENDS, Backend, BackendConfig, Bound, Opened, StorageConfig, open};
 pub use resume::{ReadInterrupted, is_interrupted};
 pub use secret::{Secret, redact_userinfo, register as register_secret, scrub as scrub_secrets};
 pub use source::{Chunks, Source, SourceFeed};

@@ -4,7 +4,6 @@
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,11 +11,10 @@ use opendal::{ErrorKind as OpendalKind, Operator, services};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::layers::Timeout;
 use crate::opendal_io::write_source;
 use crate::{
-    BackendConfig, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Progress, Put,
-    Result, Source, StorageConfig, StorageError, partial_name,
+    BackendConfig, Bound, ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Opened,
+    Progress, Put, Result, Source, StorageConfig, StorageError, partial_name,
 };
 
 /// `[storage.local]`
@@ -52,9 +50,9 @@ impl LocalConfig {
 impl BackendConfig for LocalConfig {
     const NAME: &'static str = "local";
 
-    fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+    fn open(self, storage: &StorageConfig) -> Result<Opened> {
         let driver = LocalDriver::new(&self.resolved(storage))?;
-        Ok(Timeout::wrap(driver, TIMEOUT))
+        Opened::new(driver, Bound::EachOperation(TIMEOUT))
     }
 
     fn location(&self, storage: &StorageConfig) -> String {

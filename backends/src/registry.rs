@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -15,7 +16,7 @@ use crate::local::LocalConfig;
 use crate::rclone::RcloneConfig;
 use crate::s3::S3Config;
 
-use crate::layers::Retry;
+use crate::layers::{Retry, Timeout};
 use crate::{Driver, Result, Storage, StorageError};
 
 /// A folder of this machine that holds the data, with the setting that names it.
@@ -28,9 +29,9 @@ pub trait BackendConfig: DeserializeOwned + Serialize {
     /// Environment variables that override a key of the table: `(variable, key)`.
     const ENV: &'static [(&'static str, &'static str)] = &[];
 
-    /// Builds the driver (with its timeout layer where the protocol allows) from this table
-    /// and the rest of the `[storage]` settings; contacts nothing.
-    fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>>;
+    /// Builds the bare driver from this table and the rest of the `[storage]` settings, with
+    /// how long its operations may take; contacts nothing. The layers go on in [`open`].
+    fn open(self, storage: &StorageConfig) -> Result<Opened>;
 
     /// Where the data lives, in words that stay the same from run to run (no secret, no
     /// session detail) and change when the settings point at another storage: a run journal
@@ -59,9 +60,8 @@ pub struct Backend {
     /// Environment variables that override a key of the table: `(variable, key)`. An empty
     /// variable counts as unset.
     pub env: &'static [(&'static str, &'static str)],
-    /// Builds the driver (with its timeout layer where the protocol allows) from the
-    /// `[storage]` settings; contacts nothing.
-    pub open: fn(&StorageConfig) -> Result<Arc<dyn Driver>>,
+    /// See [`BackendConfig::open`].
+    pub open: fn(&StorageConfig) -> Result<Opened>,
     /// The table with every default filled in and secrets shown as `***`; an unknown key or a
     /// bad value is an error naming it.
     pub effective: fn(&toml::Table) -> std::result::Result<toml::Table, String>,
@@ -98,7 +98,7 @@ pub static BACKENDS: &[Backend] = &[
     Backend::of::<S3Config>(),
 ];
 
-fn open_table<C: BackendConfig>(storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+fn open_table<C: BackendConfig>(storage: &StorageConfig) -> Result<Opened> {
     storage.table::<C>(C::NAME)?.open(storage)
 }
 
@@ -214,12 +214,45 @@ fn one_line(error: &impl std::fmt::Display) -> String {
     error.to_string().lines().collect::<Vec<_>>().join(" ")
 }
 
-/// Opens the storage the settings select, with temporary failures retried. Nothing is
-/// contacted yet: reaching the storage is the job of [`Storage::prepare`] and the first
-/// operation.
-pub fn open(config: &StorageConfig) -> Result<Storage> {
-    let driver = (config.selected()?.open)(config)?;
-    Ok(Storage::new(Arc::new(Retry::new(driver))))
+/// A backend's driver as it opens it, and how long one of its operations may take.
+pub struct Opened {
+    pub driver: Arc<dyn Driver>,
+    pub bound: Bound,
+}
+
+/// How long one operation of a driver may take.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    /// The driver bounds each step of its protocol (a reply, a request) by this itself: the
+    /// layer is a backstop at twice that, so that the driver's own error, which names the step
+    /// that hung, comes first.
+    EachStep(Duration),
+    /// The layer bounds each operation by this.
+    EachOperation(Duration),
+}
+
+impl Opened {
+    pub fn new(driver: impl Driver + 'static, bound: Bound) -> Result<Opened> {
+        Ok(Opened {
+            driver: Arc::new(driver),
+            bound,
+        })
+    }
+}
+
+/// Opens the storage the settings select, in layers, innermost first: the driver, a timeout
+/// on each operation, retries of the temporary failures, and `upload_rate` (bytes a second)
+/// on what is uploaded. Nothing is contacted yet: reaching the storage is the job of
+/// [`Storage::prepare`] and the first operation.
+pub fn open(config: &StorageConfig, upload_rate: Option<u64>) -> Result<Storage> {
+    let Opened { driver, bound } = (config.selected()?.open)(config)?;
+    let limit = match bound {
+        Bound::EachStep(step) => step.saturating_mul(2),
+        Bound::EachOperation(limit) => limit,
+    };
+    let timed: Arc<dyn Driver> = Arc::new(Timeout::new(driver, limit));
+    let retried = Arc::new(Retry::new(timed));
+    Ok(Storage::new(retried).with_upload_rate(upload_rate))
 }
 
 impl<'de> Deserialize<'de> for StorageConfig {

@@ -93,7 +93,7 @@ impl Storage {
     /// Caps the speed of every upload that streams its bytes (not the local backend's, which
     /// links the file into place), so that a backup never starves the machine's uplink.
     #[must_use]
-    pub fn with_upload_rate(self, bytes_per_second: Option<u64>) -> Self {
+    pub(crate) fn with_upload_rate(self, bytes_per_second: Option<u64>) -> Self {
         Storage {
             upload_rate: bytes_per_second,
             ..self

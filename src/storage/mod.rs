@@ -19,8 +19,7 @@ use crate::settings::{Settings, SettingsError};
 
 /// Opens the configured storage without contacting it.
 pub fn open(settings: &Settings) -> Result<Storage> {
-    backends::open(&settings.storage)
-        .map(|storage| storage.with_upload_rate(settings.bandwidth.0))
+    backends::open(&settings.storage, settings.bandwidth.0)
         .map_err(|e| SettingsError(format!("storage settings: {e}")).into())
 }
 

@@ -6,7 +6,7 @@
 //! (and optionally delete) outdated archives, then either start an unarchive and come back
 //! later, or take the bucket's FTP credentials. After that every operation is FTP.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,10 +16,9 @@ use serde::{Deserialize, Serialize};
 mod api;
 
 use crate::ftp::{FtpConfig, FtpDriver};
-use crate::layers::Timeout;
 use crate::{
-    BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
-    PreflightMode, Put, Readiness, Result, Secret, Source, StorageConfig, StorageError,
+    BackendConfig, Bound, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
+    Opened, PreflightMode, Put, Readiness, Result, Secret, Source, StorageConfig, StorageError,
 };
 use api::{Api, ApiError, Archive, Bucket, Location};
 
@@ -54,13 +53,13 @@ impl BackendConfig for C14Config {
         ("C14_SYNC_NAME", "sync_name"),
     ];
 
-    fn open(self, storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
+    fn open(self, storage: &StorageConfig) -> Result<Opened> {
         // The bucket is an FTP server: its sessions follow `[storage.ftp] timeout`.
         let ftp_timeout = storage.table::<FtpConfig>(FtpConfig::NAME)?.timeout;
-        Ok(Timeout::above(
+        Opened::new(
             C14Driver::new(&self, ftp_timeout)?,
-            ftp_timeout,
-        ))
+            Bound::EachStep(ftp_timeout),
+        )
     }
 
     /// The sync archive, whichever bucket is open for it now.

@@ -15,11 +15,10 @@ use serde::{Deserialize, Serialize};
 use suppaftp::list::{File as ListedFile, ListParser};
 use tokio::io::AsyncWriteExt;
 
-use crate::layers::Timeout;
 use crate::layers::timeout::DRAINING;
 use crate::{
-    BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Progress,
-    Put, Result, Secret, Source, StorageConfig, StorageError,
+    BackendConfig, Bound, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
+    Opened, Progress, Put, Result, Secret, Source, StorageConfig, StorageError,
 };
 
 /// `[storage.ftp]`
@@ -204,8 +203,8 @@ impl BackendConfig for FtpConfig {
     const NAME: &'static str = "ftp";
     const ENV: &'static [(&'static str, &'static str)] = &[("FTP_PASSWORD", "password")];
 
-    fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
-        Ok(Timeout::above(FtpDriver::new(&self)?, self.timeout))
+    fn open(self, _storage: &StorageConfig) -> Result<Opened> {
+        Opened::new(FtpDriver::new(&self)?, Bound::EachStep(self.timeout))
     }
 
     fn location(&self, _storage: &StorageConfig) -> String {

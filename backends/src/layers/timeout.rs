@@ -32,18 +32,6 @@ impl Timeout {
         Timeout { inner, limit }
     }
 
-    /// `driver` behind a timeout of `limit`, ready for the registry.
-    pub fn wrap(driver: impl Driver + 'static, limit: Duration) -> Arc<dyn Driver> {
-        Arc::new(Timeout::new(Arc::new(driver), limit))
-    }
-
-    /// For a driver that bounds each step of its protocol by `step` itself (a reply, a
-    /// request): the layer is a backstop at twice that, so that the driver's own error, which
-    /// names the step that hung, comes first.
-    pub fn above(driver: impl Driver + 'static, step: Duration) -> Arc<dyn Driver> {
-        Self::wrap(driver, step.saturating_mul(2))
-    }
-
     async fn bounded<T>(
         &self,
         operation: &'static str,

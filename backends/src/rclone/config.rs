@@ -1,14 +1,12 @@
 //! `[storage.rclone]`: which remote, which binary, and the daemon's flags.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::RcloneDriver;
-use crate::layers::Timeout;
-use crate::{BackendConfig, Driver, Result, StorageConfig, StorageError};
+use crate::{BackendConfig, Bound, Opened, Result, StorageConfig, StorageError};
 
 /// `[storage.rclone]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -53,8 +51,8 @@ impl BackendConfig for RcloneConfig {
     const NAME: &'static str = "rclone";
     const ENV: &'static [(&'static str, &'static str)] = &[("RCLONE_REMOTE", "remote")];
 
-    fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
-        Ok(Timeout::above(RcloneDriver::new(&self)?, self.timeout))
+    fn open(self, _storage: &StorageConfig) -> Result<Opened> {
+        Opened::new(RcloneDriver::new(&self)?, Bound::EachStep(self.timeout))
     }
 
     fn location(&self, _storage: &StorageConfig) -> String {

@@ -15,7 +15,6 @@ mod errors;
 mod raw;
 mod transport;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,11 +22,10 @@ use opendal::{Operator, services};
 use serde::{Deserialize, Serialize};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use crate::layers::Timeout;
 use crate::opendal_io::write_source;
 use crate::{
-    BackendConfig, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader, Placement,
-    PreflightMode, Put, Readiness, Result, Secret, StorageConfig, StorageError,
+    BackendConfig, Bound, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
+    Opened, Placement, PreflightMode, Put, Readiness, Result, Secret, StorageConfig, StorageError,
 };
 use raw::{NEEDS_RESTORE, RawS3};
 
@@ -126,8 +124,8 @@ impl BackendConfig for S3Config {
         ("AWS_SESSION_TOKEN", "session_token"),
     ];
 
-    fn open(self, _storage: &StorageConfig) -> Result<Arc<dyn Driver>> {
-        Ok(Timeout::above(S3Driver::new(&self)?, self.timeout))
+    fn open(self, _storage: &StorageConfig) -> Result<Opened> {
+        Opened::new(S3Driver::new(&self)?, Bound::EachStep(self.timeout))
     }
 
     fn check(&self) -> Result<()> {
