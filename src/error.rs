@@ -3,7 +3,6 @@
 
 use backends::{ErrorKind, StorageError};
 
-use crate::run::work_dir_lock::LockHeld;
 use crate::settings::SettingsError;
 use crate::storage::lease::StorageBusy;
 
@@ -74,4 +73,12 @@ mod tests {
         let settings = anyhow::Error::new(SettingsError("bad".into()));
         assert_eq!(exit_code(&settings), EXIT_USAGE);
     }
+}
+
+/// Another process holds the lock: try again later (exit 75).
+#[derive(Debug, thiserror::Error)]
+#[error("another oiseau process{} holds the lock {}; this one stops: try again once it is done (a scheduled run waits for its next turn)", holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), path.display())]
+pub struct LockHeld {
+    pub path: std::path::PathBuf,
+    pub holder: Option<u32>,
 }

@@ -91,7 +91,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
             }
             report.outcome()
         }
-        Command::Locate { ids } => restore::locate(&settings, &ids).await,
+        Command::Locate { ids } => {
+            let located = restore::locate(&settings, &ids).await?;
+            for line in &located.lines {
+                say!("{line}");
+            }
+            located.outcome()
+        }
         Command::Restore { ids, to, overwrite } => {
             restore::restore(&settings, &ids, &to, overwrite).await
         }
@@ -99,7 +105,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
             deep,
             since,
             sample,
-        } => verify::verify(&settings, deep, sample, since).await,
+        } => {
+            let report = verify::verify(&settings, deep, sample, since).await?;
+            for line in report.lines() {
+                say!("{line}");
+            }
+            report.outcome()
+        }
         Command::Index {
             action: IndexAction::Rebuild { write },
         } => index::rebuild_index(&settings, write).await,

@@ -18,28 +18,41 @@ use crate::units::ByteSize;
 /// The replays wanted from an archive, by name, with what its manifest recorded of each.
 type Wanted = BTreeMap<String, ExpectedReplay>;
 
-/// Prints the archive holding each replay; fails naming the ids that were never archived.
-pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<()> {
+/// Where replays are: a line per archive holding one, and the ids never archived.
+pub struct Located {
+    pub lines: Vec<String>,
+    pub missing: Vec<u64>,
+}
+
+impl Located {
+    /// An error naming the ids that were never archived, if any.
+    pub fn outcome(self) -> Result<()> {
+        if !self.missing.is_empty() {
+            bail!(
+                "never archived: replay{} {}",
+                if self.missing.len() > 1 { "s" } else { "" },
+                crate::report::output::capped(&self.missing, ", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The archive holding each replay.
+pub async fn locate(settings: &Settings, ids: &[u64]) -> Result<Located> {
     let storage = open_ready(settings, PreflightMode::Inspect).await?;
     let catalog = Catalog::load(&storage, &settings.work_dir).await?;
-    let mut missing = Vec::new();
+    let (mut lines, mut missing) = (Vec::new(), Vec::new());
     for &id in ids {
         let found = catalog.locate(id)?;
         if found.is_empty() {
             missing.push(id);
         }
         for (archive, how) in found {
-            say!("{}", describe_location(id, archive, how));
+            lines.push(describe_location(id, archive, how));
         }
     }
-    if !missing.is_empty() {
-        bail!(
-            "never archived: replay{} {}",
-            if missing.len() > 1 { "s" } else { "" },
-            crate::report::output::capped(&missing, ", ")
-        );
-    }
-    Ok(())
+    Ok(Located { lines, missing })
 }
 
 fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {

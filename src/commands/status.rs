@@ -10,12 +10,14 @@ use backends::{PreflightMode, Storage};
 use serde::Serialize;
 
 use crate::catalog::Inventory;
+use crate::clock::unix_now;
 use crate::error::{TryLater, is_try_later};
 use crate::formats::names::{INDEX_NAME, archive_id_of, archive_timestamp};
 use crate::report::events::LOCK_WAIT_GRACE;
-use crate::run::journal::{Journal, unix_now};
-use crate::run::scan::{Scan, Stuck};
-use crate::run::{scan, work_dir_lock};
+use crate::run::journal::Journal;
+use crate::run::work_dir_lock;
+use crate::temp_folder::{Scan, Stuck};
+
 use crate::settings::Settings;
 use crate::storage::{read_index, ready};
 use crate::units::ByteSize;
@@ -67,7 +69,7 @@ pub struct StatusReport {
 /// storage (made ready only as far as looking goes: a cold storage is not woken up).
 pub async fn inspect(settings: &Settings) -> StatusReport {
     let mut problems = Vec::new();
-    let scan = match scan::scan_now(&settings.temp_dir, settings.min_age).await {
+    let scan = match crate::temp_folder::scan_now(&settings.temp_dir, settings.min_age).await {
         Ok(scan) => scan,
         Err(e) => {
             problems.push(format!("{e:#}"));

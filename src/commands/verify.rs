@@ -15,18 +15,59 @@ use crate::formats::digest::{ReplayHash, copy_with_blake3};
 use crate::formats::manifest::Manifest;
 use crate::formats::names::INDEX_NAME;
 use crate::report::notify::reporters;
-use crate::run::scan::replay_id;
 use crate::settings::Settings;
 use crate::storage::{open_ready, read_for_blocking, warm_up};
+use crate::temp_folder::replay_id;
+
+/// What `verify` found.
+pub struct VerifyReport {
+    /// Each archive that failed, with why; strays; what lies beyond the index.
+    pub findings: Vec<String>,
+    /// What fails the verification, in short.
+    problems: Vec<String>,
+    checked: usize,
+    /// Why nothing was verified, when nothing was.
+    nothing: Option<String>,
+    /// What was verified, and how deep.
+    pub summary: String,
+}
+
+impl VerifyReport {
+    /// The report in lines: the findings, then the summary when nothing failed.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = self.findings.clone();
+        if self.problems.is_empty() && self.nothing.is_none() {
+            lines.push(self.summary.clone());
+        }
+        lines
+    }
+
+    /// An error naming what failed, if anything did.
+    pub fn outcome(self) -> Result<()> {
+        if let Some(why) = self.nothing {
+            bail!("nothing was verified: {why}");
+        }
+        if !self.problems.is_empty() {
+            bail!(
+                "{} of {} archives failed verification: {}",
+                self.problems.len(),
+                self.checked,
+                crate::report::output::capped(&self.problems, "; ")
+            );
+        }
+        Ok(())
+    }
+}
 
 /// Checks the archives of the index (from `since` on); `deep` reads them, whole or, with
-/// `sample`, that many replays of each through their ranges.
+/// `sample`, that many replays of each through their ranges. An archive still being restored
+/// from a cold class stops the check with "try again later".
 pub async fn verify(
     settings: &Settings,
     deep: bool,
     sample: Option<usize>,
     since: Option<u64>,
-) -> Result<()> {
+) -> Result<VerifyReport> {
     let mode = if deep {
         PreflightMode::Prepare
     } else {
@@ -43,7 +84,7 @@ pub async fn verify(
             .filter_map(|a| a.object().map(|o| o.name.as_str()));
         warm_up(&storage, checked, &reporters(settings)).await?;
     }
-    let mut problems = Vec::new();
+    let (mut findings, mut problems) = (Vec::new(), Vec::new());
     let mut checked = 0;
     let mut tally = Tally::default();
     let counter = ReadCounter::default();
@@ -70,42 +111,30 @@ pub async fn verify(
             // A cold archive awaiting its restore is not a damaged one: come back later.
             Err(e) if is_try_later(&e) => return Err(e.context(label)),
             Err(e) => {
-                say!("{label}: {}", failure_reason(&e));
+                findings.push(format!("{label}: {}", failure_reason(&e)));
                 problems.push(format!("archive {}", archive.archive_id()));
             }
         }
     }
     for stray in &catalog.strays {
-        say!("{stray}: on the storage but in no index line");
+        findings.push(format!("{stray}: on the storage but in no index line"));
     }
     if let Some(first) = catalog.beyond_index.first() {
-        say!(
+        findings.push(format!(
             "{first}{}: beyond the index's last archive: the index was truncated or replaced; \
              `oiseau index rebuild` rebuilds it",
             match catalog.beyond_index.len() {
                 1 => String::new(),
                 more => format!(" and {} more", more - 1),
             }
-        );
+        ));
         problems.push(format!("{INDEX_NAME} ends before {first}"));
     }
-    if checked == 0 {
-        bail!(
-            "nothing was verified: {}",
-            match since {
-                Some(since) => format!("{INDEX_NAME} lists no archive from id {since} on"),
-                None => format!("{INDEX_NAME} lists no archive yet"),
-            }
-        );
-    }
-    if !problems.is_empty() {
-        bail!(
-            "{} of {checked} archives failed verification: {}",
-            problems.len(),
-            crate::report::output::capped(&problems, "; ")
-        );
-    }
-    say!(
+    let nothing = (checked == 0).then(|| match since {
+        Some(since) => format!("{INDEX_NAME} lists no archive from id {since} on"),
+        None => format!("{INDEX_NAME} lists no archive yet"),
+    });
+    let summary = format!(
         "{checked} archives verified{} on {}",
         match depth {
             Depth::Listing => String::new(),
@@ -123,7 +152,13 @@ pub async fn verify(
         },
         storage.describe()
     );
-    Ok(())
+    Ok(VerifyReport {
+        findings,
+        problems,
+        checked,
+        nothing,
+        summary,
+    })
 }
 
 /// How far `verify` looks into an archive.

@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::report::events::{Event, Finished, Outcome, Reporter, WaitCause, unix};
-use crate::run::scan::{Scan, scan_now};
 use crate::settings::Settings;
+use crate::temp_folder::{Scan, scan_now};
 
 /// Every outcome, each exported 1 for the last run's and 0 for the others, so that an alert
 /// can test `oiseau_last_run_outcome{outcome="failed"} == 1`.

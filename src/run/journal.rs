@@ -8,7 +8,6 @@
 //! storage before it believes it (a kill can fall between a step and its record).
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -20,7 +19,7 @@ use crate::formats::digest::ReplayHash;
 use crate::formats::index::IndexEntry;
 use crate::formats::manifest::Manifest;
 use crate::formats::range::ReplayRange;
-use crate::run::scan::{Replay, unix_parts};
+use crate::temp_folder::{Replay, unix_parts};
 
 const FILE_NAME: &str = "journal.json";
 
@@ -195,18 +194,10 @@ impl Journal {
     }
 }
 
-/// The wall clock as seconds since the epoch.
-pub fn unix_now() -> Result<u64> {
-    Ok(SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn sample() -> Journal {
         Journal {

@@ -14,7 +14,6 @@ pub mod journal;
 mod phase;
 mod plan;
 pub mod record;
-pub mod scan;
 mod spool;
 mod tidy;
 mod upload;

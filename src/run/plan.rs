@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
+use crate::clock::unix_now;
 use crate::formats::index::Index;
 use crate::formats::names::archive_name;
-use crate::run::journal::unix_now;
-use crate::run::scan::{Replay, Scan, scan_now};
 use crate::settings::Settings;
+use crate::temp_folder::{Replay, Scan, scan_now};
 use crate::units::ByteSize;
 
 /// The archive a run is about to make.

@@ -9,18 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::error::LockHeld;
+
 /// Held for the whole run; dropping it releases the lock.
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
-}
-
-/// Another process holds the lock: try again later (exit 75).
-#[derive(Debug, thiserror::Error)]
-#[error("another oiseau process{} holds the lock {}; this one stops: try again once it is done (a scheduled run waits for its next turn)", holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), path.display())]
-pub struct LockHeld {
-    pub path: PathBuf,
-    pub holder: Option<u32>,
 }
 
 pub fn lock_path(work_dir: &Path) -> PathBuf {

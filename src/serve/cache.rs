@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-use crate::run::scan::replay_id;
+use crate::temp_folder::replay_id;
 
 /// The name a replay being fetched is written under; only such files are removed when the
 /// cache opens, never anything else found in the folder.

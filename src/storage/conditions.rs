@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use backends::{ConditionsProbed, Storage};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_now;
 use crate::formats::names::probe_name;
-use crate::run::journal::unix_now;
 
 /// How long a probe's answer is trusted.
 pub const RECHECK: Duration = Duration::from_secs(7 * 24 * 3600);

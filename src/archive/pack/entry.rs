@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::UNIX_EPOCH;
 
 use crate::formats::digest::ReplayHash;
-use crate::run::scan::Replay;
+use crate::temp_folder::Replay;
 
 use super::READ_BUFFER;
 
@@ -187,7 +187,7 @@ fn write_padding(out: &mut impl Write, size: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::scan::scan;
+    use crate::temp_folder::scan;
     use std::time::{Duration, SystemTime};
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::archive::gzip::{BLOCK_SIZE, Level, OnWritten, ParallelGzip, Written};
 use crate::formats::digest::{ArchiveDigest, ReplayHash};
 use crate::formats::range::ReplayRange;
-use crate::run::scan::Replay;
+use crate::temp_folder::Replay;
 
 mod entry;
 use entry::{WHOLE_READ_LIMIT, append_read_whole, append_streamed, open_unchanged};
@@ -146,7 +146,7 @@ fn write_archive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::scan::scan;
+    use crate::temp_folder::scan;
     use std::io::Read;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

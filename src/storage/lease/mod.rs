@@ -36,9 +36,9 @@ mod take;
 use staleness::staleness;
 use take::{Protocol, Taker};
 
+use crate::clock::unix_now;
 use crate::formats::names::LOCK_NAME;
 use crate::process::ProcessIdentity;
-use crate::run::journal::unix_now;
 
 /// How long a lock may go unwritten before another host takes it over: far longer than any
 /// pause between a live holder's renewals.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::leaseless::{self, ABANDONED_AFTER, Verdict};
 use super::{Found, LOCK_NAME, Lease, SETTLE, StorageBusy, read_lease};
-use crate::run::journal::unix_now;
+use crate::clock::unix_now;
 
 /// How the lock is taken on this storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
