@@ -4,7 +4,6 @@
 use backends::{ErrorKind, StorageError};
 
 use crate::settings::SettingsError;
-use crate::storage::lease::StorageBusy;
 
 /// The storage or another run is busy; the next scheduled run will carry on (exit 75).
 #[derive(Debug, thiserror::Error)]
@@ -82,3 +81,9 @@ pub struct LockHeld {
     pub path: std::path::PathBuf,
     pub holder: Option<u32>,
 }
+
+/// Another writer holds the storage, or won the race for it, or the lock is held without a
+/// lease that has not yet been judged abandoned: try again later (exit 75).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageBusy(pub String);

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use backends::layers::{Fault, Faults, Retry, RetryEvent};
 use backends::memory::MemoryDriver;
-use backends::{Capabilities, Driver, Storage};
+use backends::{Capabilities, Driver, PreflightMode, Storage, Unprepared};
 use oiseau::error::{EXIT_FAILED, EXIT_TRY_LATER, exit_code};
 use oiseau::formats::names::INDEX_NAME;
 use oiseau::report::events::{Event, Outcome, Reporter, Reporters, WaitCause};
@@ -23,7 +23,7 @@ struct Bench {
     settings: Settings,
     memory: Arc<MemoryDriver>,
     faults: Arc<Faults>,
-    storage: Storage,
+    storage: Unprepared,
     retries: Arc<Mutex<Vec<String>>>,
 }
 
@@ -56,7 +56,7 @@ impl Bench {
             settings,
             memory,
             faults,
-            storage: Storage::new(Arc::new(retry)),
+            storage: Unprepared::new(Arc::new(retry)),
             retries,
         };
         // An initialised storage, written past the faults so that they count the run only.
@@ -80,11 +80,16 @@ impl Bench {
     }
 
     async fn index(&self) -> Vec<u8> {
-        self.storage.read_small(INDEX_NAME).await.unwrap().1
+        self.prepared()
+            .await
+            .read_small(INDEX_NAME)
+            .await
+            .unwrap()
+            .1
     }
 
     async fn objects(&self) -> Vec<String> {
-        let listed = self.storage.list().await.unwrap();
+        let listed = self.prepared().await.list().await.unwrap();
         listed.into_iter().map(|o| o.name).collect()
     }
 
@@ -110,6 +115,12 @@ impl Bench {
             objects.iter().all(|name| !name.contains("oiseau-part")),
             "{what}: {objects:?}"
         );
+    }
+
+    /// The storage, prepared, to look at what it holds.
+    async fn prepared(&self) -> Storage {
+        let prepared = self.storage.prepare(PreflightMode::Inspect).await.unwrap();
+        prepared.storage
     }
 
     /// Runs a backup, returning its result and the outcome the reporters heard.
@@ -164,7 +175,6 @@ fn native() -> Capabilities {
 fn rename_only() -> Capabilities {
     Capabilities {
         rename: true,
-        ranged_read: true,
         ..Capabilities::default()
     }
 }
@@ -311,7 +321,7 @@ impl Driver for Meddler {
 #[tokio::test]
 async fn an_index_changed_under_the_run_stops_it_and_deletes_nothing() {
     let mut bench = Bench::new(native(), |f| f).await;
-    bench.storage = Storage::new(Arc::new(Meddler {
+    bench.storage = Unprepared::new(Arc::new(Meddler {
         inner: bench.memory.clone(),
     }));
     bench.add_replays(1, 5);
@@ -335,7 +345,7 @@ async fn an_index_changed_under_the_run_stops_it_and_deletes_nothing() {
 
     // The next run finds the id taken by the other writer's archive: the journal resolves
     // itself (this run's copy removed), and its replays go into the next archive.
-    bench.storage = Storage::new(bench.memory.clone());
+    bench.storage = Unprepared::new(bench.memory.clone());
     let (result, _) = bench.run().await;
     result.unwrap();
     assert_eq!(bench.temp_names(), 0);

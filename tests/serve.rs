@@ -32,7 +32,7 @@ impl Served {
             log,
             url: format!("http://127.0.0.1:{port}"),
             client: {
-                backends::install_tls_provider();
+                shared::install_tls_provider();
                 reqwest::Client::new()
             },
         };

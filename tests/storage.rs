@@ -9,9 +9,10 @@ use backends::local::{LocalConfig, LocalDriver};
 use backends::memory::MemoryDriver;
 use backends::rclone::{RcloneConfig, RcloneDriver};
 use backends::s3::{S3Config, S3Driver};
-use backends::{Capabilities, Driver, ErrorKind, Secret};
+use backends::{Capabilities, Driver, ErrorKind};
 use common::conformance;
 use common::ftp::{FTP_PASSWORD, FtpServer, PyFtpServer};
+use shared::Secret;
 
 fn ftp(url: String) -> Arc<dyn Driver> {
     Arc::new(
@@ -61,7 +62,6 @@ async fn memory_storage_keeps_the_contract_with_a_native_create() {
 async fn memory_storage_keeps_the_contract_through_temporary_names() {
     let rename_only = Capabilities {
         rename: true,
-        ranged_read: true,
         ..Capabilities::default()
     };
     conformance::check(Arc::new(MemoryDriver::with_capabilities(rename_only))).await;

@@ -161,7 +161,7 @@ fn two_writers_on_seaweedfs_lose_nothing() {
 fn plant_dead_lease(target: &Target, round: u64) {
     let foreign = round % 2 == 1 && target.is_folder();
     let lease = serde_json::json!({
-        "host": if foreign { "a-host-long-gone".to_owned() } else { backends::host_name() },
+        "host": if foreign { "a-host-long-gone".to_owned() } else { shared::host_name() },
         // Above any pid Linux hands out.
         "pid": 4_194_304,
         "token": format!("dead-{round}"),

@@ -16,13 +16,10 @@ pub struct Capabilities {
     pub replace_if_match: bool,
     /// `rename` moves an object to another name on the server, replacing the target.
     pub rename: bool,
-    /// `read` of a part of an object costs about that part, not the whole object.
-    pub ranged_read: bool,
     /// The storage keeps a hash of each object that `check_hash` compares with a local file.
     pub server_side_hash: bool,
-    /// `put` honours [`crate::Placement::Archive`] with a cold storage class.
-    pub storage_classes: bool,
-    /// The storage may have to be woken up before use ([`crate::Readiness::Pending`]).
+    /// An object may have to be woken up before it is read ([`crate::Driver::warm_up`]);
+    /// without it, [`crate::Storage::warm_up`] answers ready at once.
     pub needs_warm_up: bool,
     /// [`crate::Driver::create_lock`] takes a lock in one exclusive step (an atomic create,
     /// FTP's `MKD`). Without it, the lock is taken by writing the lease and reading it back.

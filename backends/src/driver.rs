@@ -196,6 +196,28 @@ pub enum Readiness {
     Pending(String),
 }
 
+/// What preparing a storage found: whether it can be used now, and what the operators should
+/// know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub readiness: Readiness,
+    /// The storage's state, for `oiseau status`: a cold storage says until when it stays open.
+    pub condition: Option<String>,
+    /// What the operators should hear of, though nothing is wrong with this run: C14's
+    /// outdated archives, which cost money until deleted.
+    pub notices: Vec<String>,
+}
+
+impl From<Readiness> for Prepared {
+    fn from(readiness: Readiness) -> Prepared {
+        Prepared {
+            readiness,
+            condition: None,
+            notices: Vec::new(),
+        }
+    }
+}
+
 /// The storage contract every backend implements.
 ///
 /// Drivers speak only their protocol: no retries, no policy, no copy of the commit sequence.
@@ -211,22 +233,10 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// The first step of readiness: makes the storage usable before anything touches it (a
     /// cold storage may have to be woken up first, and answers [`Readiness::Pending`]
-    /// meanwhile; a driver working through a helper process starts it here). Called once per
-    /// command, before any other method.
-    async fn prepare(&self, _mode: PreflightMode) -> Result<Readiness> {
-        Ok(Readiness::Ready)
-    }
-
-    /// What an operator should know about the storage's state after [`Driver::prepare`], for
-    /// `oiseau status`: a cold storage says until when it stays open.
-    fn condition(&self) -> Option<String> {
-        None
-    }
-
-    /// What [`Driver::prepare`] found that the operators should hear of, though nothing is
-    /// wrong with this run: C14's outdated archives, which cost money until deleted.
-    fn notices(&self) -> Vec<String> {
-        Vec::new()
+    /// meanwhile; a driver working through a helper process starts it here), and says what
+    /// it found. Called once per command, before any other method.
+    async fn prepare(&self, _mode: PreflightMode) -> Result<Prepared> {
+        Ok(Readiness::Ready.into())
     }
 
     /// What the storage knows of one object; [`crate::ErrorKind::NotFound`] when it does not

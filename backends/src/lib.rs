@@ -35,7 +35,6 @@
 pub mod c14;
 mod capability;
 mod driver;
-pub mod duration;
 mod error;
 pub mod ftp;
 pub mod layers;
@@ -46,23 +45,21 @@ pub mod rclone;
 mod registry;
 mod resume;
 pub mod s3;
-mod secret;
 mod source;
 mod storage;
-mod tls;
 
 pub use capability::{Capabilities, ConditionsProbed};
 pub use driver::{
-    ByteRange, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Progress, Put,
+    ByteRange, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Prepared, Progress, Put,
     Readiness, Version, WriteMode, WriteOptions,
 };
 pub use error::{ErrorKind, ErrorStatus, StorageError, file_in_the_way, io_words};
 pub use registry::{BACKENDS, Backend, BackendConfig, Bound, Opened, StorageConfig, open};
 pub use resume::{ReadInterrupted, is_interrupted};
-pub use secret::{Secret, redact_userinfo, register as register_secret, scrub as scrub_secrets};
 pub use source::{Chunks, Source, SourceFeed};
-pub use storage::{PARTIAL_SUFFIX, Storage, host_name, partial_name, partial_owner};
-pub use tls::install_provider as install_tls_provider;
+pub use storage::{
+    PARTIAL_SUFFIX, PreparedStorage, Storage, Unprepared, partial_name, partial_owner,
+};
 
 /// Result of every storage operation.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

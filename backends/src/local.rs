@@ -211,7 +211,6 @@ impl Driver for LocalDriver {
             atomic_create: true,
             atomic_replace: true,
             rename: true,
-            ranged_read: true,
             exclusive_lock: true,
             ..Capabilities::default()
         }

@@ -37,7 +37,6 @@ impl Default for MemoryDriver {
             atomic_replace: true,
             replace_if_match: true,
             rename: true,
-            ranged_read: true,
             exclusive_lock: true,
             ..Capabilities::default()
         })

@@ -17,7 +17,7 @@ use crate::rclone::RcloneConfig;
 use crate::s3::S3Config;
 
 use crate::layers::{Retry, Timeout};
-use crate::{Driver, Result, Storage, StorageError};
+use crate::{Driver, Result, StorageError, Unprepared};
 
 /// A folder of this machine that holds the data, with the setting that names it.
 pub type LocalFolder = Option<(&'static str, PathBuf)>;
@@ -159,17 +159,6 @@ impl StorageConfig {
             .insert(key.to_owned(), value.into());
     }
 
-    /// Applies every backend's environment variables over its table.
-    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
-        for backend in BACKENDS {
-            for (variable, key) in backend.env {
-                if let Some(value) = env(variable).filter(|value| !value.is_empty()) {
-                    self.set(backend.name, key, value);
-                }
-            }
-        }
-    }
-
     /// Where the selected backend keeps the data (see [`BackendConfig::location`]).
     pub fn location(&self) -> Result<String> {
         (self.selected()?.location)(self)
@@ -243,8 +232,8 @@ impl Opened {
 /// Opens the storage the settings select, in layers, innermost first: the driver, a timeout
 /// on each operation, retries of the temporary failures, and `upload_rate` (bytes a second)
 /// on what is uploaded. Nothing is contacted yet: reaching the storage is the job of
-/// [`Storage::prepare`] and the first operation.
-pub fn open(config: &StorageConfig, upload_rate: Option<u64>) -> Result<Storage> {
+/// [`Unprepared::prepare`] and the first operation.
+pub fn open(config: &StorageConfig, upload_rate: Option<u64>) -> Result<Unprepared> {
     let Opened { driver, bound } = (config.selected()?.open)(config)?;
     let limit = match bound {
         Bound::EachStep(step) => step.saturating_mul(2),
@@ -252,7 +241,7 @@ pub fn open(config: &StorageConfig, upload_rate: Option<u64>) -> Result<Storage>
     };
     let timed: Arc<dyn Driver> = Arc::new(Timeout::new(driver, limit));
     let retried = Arc::new(Retry::new(timed));
-    Ok(Storage::new(retried).with_upload_rate(upload_rate))
+    Ok(Unprepared::new(retried).with_upload_rate(upload_rate))
 }
 
 impl<'de> Deserialize<'de> for StorageConfig {
@@ -328,20 +317,6 @@ mod tests {
         assert!(err.contains("unknown key storage.ftpp"), "{err}");
         let err = parse("[rclone]\nremot = \"x\"").unwrap_err().to_string();
         assert!(err.contains("remot"), "{err}");
-    }
-
-    #[test]
-    fn each_backend_reads_its_own_variables() {
-        let mut config = parse("backend = \"ftp\"\n[ftp]\nurl = \"ftp://a@b/c\"").unwrap();
-        config.apply_env(&|name| match name {
-            "FTP_PASSWORD" => Some("pw".to_owned()),
-            "RCLONE_REMOTE" => Some(String::new()),
-            _ => None,
-        });
-        let ftp: crate::ftp::FtpConfig = config.table("ftp").unwrap();
-        assert_eq!(ftp.password.expose(), "pw");
-        let rclone: crate::rclone::RcloneConfig = config.table("rclone").unwrap();
-        assert_eq!(rclone.remote, "", "an empty variable counts as unset");
     }
 
     #[test]

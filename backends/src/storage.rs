@@ -7,8 +7,8 @@ use tokio::io::AsyncReadExt;
 
 use crate::{
     ByteRange, Capabilities, ConditionsProbed, Driver, ErrorKind, ObjectMeta, ObjectReader,
-    PreflightMode, Progress, Put, Readiness, Result, Source, StorageError, Version, WriteMode,
-    WriteOptions,
+    PreflightMode, Prepared, Progress, Put, Readiness, Result, Source, StorageError, Version,
+    WriteMode, WriteOptions,
 };
 
 /// Suffix of the temporary name an upload is written under before it is renamed into place.
@@ -29,7 +29,7 @@ pub fn partial_name(name: &str) -> String {
     format!(
         "{name}.{}-{attempt}@{}{PARTIAL_SUFFIX}",
         std::process::id(),
-        host_name()
+        shared::host_name()
     )
 }
 
@@ -46,30 +46,67 @@ pub fn partial_owner(name: &str) -> Option<(Option<String>, u32)> {
     Some((host, pid.parse().ok()?))
 }
 
-/// This machine's name as it appears in partial uploads and leases: letters, digits, `-` and
-/// `.`, anything else as `_`.
-pub fn host_name() -> String {
-    let uname = rustix::system::uname();
-    let name: String = uname
-        .nodename()
-        .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
+/// A storage opened but not yet prepared: nothing can be read or written through it until
+/// [`Unprepared::prepare`] has run, which gives the [`Storage`] to use.
+#[derive(Debug, Clone)]
+pub struct Unprepared {
+    storage: Storage,
+}
+
+impl Unprepared {
+    /// Wraps a driver, with whatever layers it already has.
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
+        Unprepared {
+            storage: Storage {
+                driver,
+                upload_rate: None,
+                probed: Arc::default(),
+            },
+        }
+    }
+
+    /// Caps the speed of every upload that streams its bytes (not the local backend's, which
+    /// links the file into place), so that a backup never starves the machine's uplink.
+    #[must_use]
+    pub(crate) fn with_upload_rate(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.storage.upload_rate = bytes_per_second;
+        self
+    }
+
+    pub fn describe(&self) -> String {
+        self.storage.describe()
+    }
+
+    /// Makes the storage usable (see [`Driver::prepare`]), and gives it with what preparing
+    /// found. Once per command.
+    pub async fn prepare(&self, mode: PreflightMode) -> Result<PreparedStorage> {
+        let Prepared {
+            readiness,
+            condition,
+            notices,
+        } = self.storage.driver.prepare(mode).await?;
+        Ok(PreparedStorage {
+            storage: self.storage.clone(),
+            readiness,
+            condition,
+            notices,
         })
-        .collect();
-    if name.is_empty() {
-        "unknown-host".to_owned()
-    } else {
-        name
     }
 }
 
-/// A storage ready to be used: cheap to clone, shared by the tasks of one command.
+/// A storage after its preparation, with what preparing found: `storage` is to be used once
+/// `readiness` says it is ready.
+#[derive(Debug)]
+pub struct PreparedStorage {
+    pub storage: Storage,
+    pub readiness: Readiness,
+    /// See [`Prepared::condition`].
+    pub condition: Option<String>,
+    /// See [`Prepared::notices`].
+    pub notices: Vec<String>,
+}
+
+/// A prepared storage: cheap to clone, shared by the tasks of one command.
 #[derive(Debug, Clone)]
 pub struct Storage {
     driver: Arc<dyn Driver>,
@@ -81,25 +118,6 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Wraps a driver, with whatever layers it already has.
-    pub fn new(driver: Arc<dyn Driver>) -> Self {
-        Storage {
-            driver,
-            upload_rate: None,
-            probed: Arc::default(),
-        }
-    }
-
-    /// Caps the speed of every upload that streams its bytes (not the local backend's, which
-    /// links the file into place), so that a backup never starves the machine's uplink.
-    #[must_use]
-    pub(crate) fn with_upload_rate(self, bytes_per_second: Option<u64>) -> Self {
-        Storage {
-            upload_rate: bytes_per_second,
-            ..self
-        }
-    }
-
     pub fn describe(&self) -> String {
         self.driver.describe()
     }
@@ -181,21 +199,6 @@ impl Storage {
         self.driver.modified(name).await
     }
 
-    /// See [`Driver::condition`].
-    pub fn condition(&self) -> Option<String> {
-        self.driver.condition()
-    }
-
-    /// See [`Driver::notices`].
-    pub fn notices(&self) -> Vec<String> {
-        self.driver.notices()
-    }
-
-    /// See [`Driver::prepare`].
-    pub async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
-        self.driver.prepare(mode).await
-    }
-
     /// See [`Driver::stat`].
     pub async fn stat(&self, name: &str) -> Result<ObjectMeta> {
         self.driver.stat(name).await
@@ -238,6 +241,9 @@ impl Storage {
 
     /// See [`Driver::warm_up`].
     pub async fn warm_up(&self, name: &str) -> Result<Readiness> {
+        if !self.driver.capabilities().needs_warm_up {
+            return Ok(Readiness::Ready);
+        }
         self.driver.warm_up(name).await
     }
 
@@ -488,7 +494,7 @@ mod tests {
         assert!(partial.starts_with("1_replays_1.tar.gz."), "{partial}");
         assert_eq!(
             partial_owner(&partial),
-            Some((Some(host_name()), std::process::id()))
+            Some((Some(shared::host_name()), std::process::id()))
         );
         assert_eq!(
             partial_owner("1_replays_1.tar.gz.4242-0.oiseau-part"),

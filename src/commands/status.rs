@@ -253,11 +253,12 @@ fn check_writable(work_dir: &Path) -> Result<()> {
 /// Makes the storage ready and reads its state; an index that is missing, malformed or behind
 /// the storage is a problem of a reachable storage.
 async fn reach_storage(settings: &Settings, status: &mut Status) -> Result<()> {
-    let storage = crate::storage::open(settings)?;
-    let prepared = ready(&storage, PreflightMode::Inspect).await;
-    status.storage = storage.describe();
-    prepared?;
-    status.storage_condition = storage.condition();
+    let unprepared = crate::storage::open(settings)?;
+    let prepared = ready(&unprepared, PreflightMode::Inspect).await;
+    status.storage = unprepared.describe();
+    let prepared = prepared?;
+    status.storage_condition = prepared.condition;
+    let storage = prepared.storage;
     let objects = storage
         .list()
         .await

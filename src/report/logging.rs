@@ -27,7 +27,7 @@ pub fn init(format: LogFormat) {
 
     for (name, value) in std::env::vars() {
         if SECRET_NAME_WORDS.iter().any(|word| name.contains(word)) {
-            backends::register_secret(&value);
+            shared::register_secret(&value);
         }
     }
     let filter = EnvFilter::try_from_env("OISEAU_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -76,6 +76,6 @@ impl Write for ScrubbedLine {
 impl Drop for ScrubbedLine {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.0);
-        let _ = std::io::stderr().write_all(backends::scrub_secrets(&text).as_bytes());
+        let _ = std::io::stderr().write_all(shared::scrub_secrets(&text).as_bytes());
     }
 }

@@ -23,14 +23,15 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Result, anyhow, bail};
-use backends::{PreflightMode, Storage};
+use backends::{PreflightMode, Storage, Unprepared};
 
 use crate::catalog::Inventory;
+use crate::error::StorageBusy;
 use crate::error::{exit_code, is_another_writer};
 use crate::report::events::{Archived, Event, Finished, Outcome, Reporters, WaitCause};
 use crate::run::journal::Journal;
 use crate::settings::Settings;
-use crate::storage::lease::{StorageBusy, StorageLock};
+use crate::storage::lease::StorageLock;
 use crate::storage::ready;
 use phase::Folders;
 pub use plan::Plan;
@@ -77,7 +78,7 @@ pub async fn run(settings: &Settings, options: RunOptions) -> Result<RunReport> 
 
 /// Runs one backup on `storage` (opened, not yet made ready) and reports its events.
 pub async fn run_on(
-    storage: &Storage,
+    storage: &Unprepared,
     settings: &Settings,
     options: RunOptions,
     reporters: &Reporters,
@@ -152,7 +153,7 @@ fn outcome_of(result: &Result<RunReport>, settings: &Settings) -> Outcome {
 
 /// What the steps of one run share.
 struct Run<'a> {
-    storage: &'a Storage,
+    storage: &'a Unprepared,
     settings: &'a Settings,
     reporters: &'a Reporters,
     started: Instant,
@@ -169,21 +170,24 @@ impl Run<'_> {
         }
     }
 
-    /// Runs `body` with the storage made ready and its lock held, and frees the lock after,
+    /// Runs `body` on the storage, made ready, with its lock held, and frees the lock after,
     /// however `body` ends.
-    async fn with_storage_lock<T>(&self, body: impl AsyncFnOnce() -> Result<T>) -> Result<T> {
-        ready(self.storage, PreflightMode::Prepare).await?;
-        self.tell_notices().await;
+    async fn with_storage_lock<T>(
+        &self,
+        body: impl AsyncFnOnce(&Storage) -> Result<T>,
+    ) -> Result<T> {
+        let prepared = ready(self.storage, PreflightMode::Prepare).await?;
+        self.tell_notices(prepared.notices).await;
+        let storage = &prepared.storage;
         let location = self.settings.storage.location()?;
-        let lock = StorageLock::acquire(self.storage, &self.settings.work_dir, &location).await?;
-        let result = body().await;
+        let lock = StorageLock::acquire(storage, &self.settings.work_dir, &location).await?;
+        let result = body(storage).await;
         lock.release().await;
         result
     }
 
     /// Tells the storage's notices that were not told before.
-    async fn tell_notices(&self) {
-        let notices = self.storage.notices();
+    async fn tell_notices(&self, notices: Vec<String>) {
         let fresh: Vec<String> = {
             let told = self.notices_told.lock().unwrap_or_else(|e| e.into_inner());
             notices
@@ -228,7 +232,7 @@ async fn backup(run: &Run<'_>, options: RunOptions) -> Result<RunReport> {
             Some(scan)
         }
     };
-    run.with_storage_lock(async || {
+    run.with_storage_lock(async |storage: &Storage| {
         let (mut resumed, mut inventory) = (None, None);
         if let Some(journal) = unfinished {
             tracing::info!(
@@ -242,11 +246,10 @@ async fn backup(run: &Run<'_>, options: RunOptions) -> Result<RunReport> {
                 })
                 .await;
             let spool = Spool::of(&settings.work_dir, &journal);
-            resumed =
-                phase::finish(run.storage, journal, spool, run.folders(), run.started).await?;
+            resumed = phase::finish(storage, journal, spool, run.folders(), run.started).await?;
             // The interrupted run may have left a partial upload behind.
-            let read = Inventory::read(run.storage).await?;
-            tidy_storage(run.storage, &read).await?;
+            let read = Inventory::read(storage).await?;
+            tidy_storage(storage, &read).await?;
             inventory = Some(read);
         }
         let scan = match scan {
@@ -265,14 +268,14 @@ async fn backup(run: &Run<'_>, options: RunOptions) -> Result<RunReport> {
         let inventory = match inventory {
             Some(inventory) => inventory,
             None => {
-                let read = Inventory::read(run.storage).await?;
-                tidy_storage(run.storage, &read).await?;
+                let read = Inventory::read(storage).await?;
+                tidy_storage(storage, &read).await?;
                 read
             }
         };
         let plan = Plan::new(&inventory.index, scan)?;
-        let (journal, spool) = pack_and_upload(run.storage, settings, plan).await?;
-        phase::finish(run.storage, journal, spool, run.folders(), run.started)
+        let (journal, spool) = pack_and_upload(storage, settings, plan).await?;
+        phase::finish(storage, journal, spool, run.folders(), run.started)
             .await?
             .map(RunReport::Archived)
             .ok_or_else(|| anyhow!("the archive just uploaded could not be committed"))
@@ -298,8 +301,8 @@ async fn plan_only(
         let bytes = scan.total_bytes();
         return Ok(RunReport::NothingToDo { bytes });
     }
-    ready(run.storage, PreflightMode::Inspect).await?;
-    let inventory = Inventory::read(run.storage).await?;
+    let storage = ready(run.storage, PreflightMode::Inspect).await?.storage;
+    let inventory = Inventory::read(&storage).await?;
     Ok(RunReport::Planned(Plan::new(&inventory.index, scan)?))
 }
 

@@ -25,7 +25,7 @@ pub async fn tidy_storage(storage: &Storage, inventory: &Inventory) -> Result<()
             crate::report::output::capped(&missing, ", ")
         );
     }
-    let this_host = backends::host_name();
+    let this_host = shared::host_name();
     for object in &inventory.objects {
         let Some((host, pid)) = partial_owner(&object.name) else {
             continue;

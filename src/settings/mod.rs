@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backends::{Secret, StorageConfig};
+use backends::StorageConfig;
 use serde::{Deserialize, Serialize};
+use shared::Secret;
 
 use crate::archive::gzip::Level;
 use crate::units::ByteSize;
@@ -32,7 +33,7 @@ pub struct Settings {
     /// A run packs only once the replays in `temp_dir` add up to this much.
     pub threshold: ByteSize,
     /// Replays younger than this may still be being written and wait for the next run.
-    #[serde(with = "backends::duration")]
+    #[serde(with = "shared::duration")]
     pub min_age: Duration,
     /// Lock file, run journal and spool.
     pub work_dir: PathBuf,
@@ -147,27 +148,29 @@ impl Settings {
         base.clone_into(&mut self.storage.base_dir);
     }
 
-    /// The original tool's environment names win over the file, so existing deployments keep
-    /// their secrets where they are. An empty variable counts as unset. Each backend names its
-    /// own variables.
+    /// The environment wins over the file (see [`environment`]), so existing deployments keep
+    /// their secrets where they are. An empty variable counts as unset.
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
-        let get = |name: &str| env(name).filter(|value| !value.is_empty());
-        if let Some(token) = get("TELEGRAM_TOKEN") {
-            self.telegram.token = Secret::new(token);
+        for (variable, setting) in environment() {
+            let Some(value) = env(variable).filter(|value| !value.is_empty()) else {
+                continue;
+            };
+            match setting.split_once('.') {
+                Some(("telegram", "token")) => self.telegram.token = Secret::new(value),
+                Some(("telegram", "chat_id")) => self.telegram.chat_id = value,
+                Some(("discord", "webhook_url")) => self.discord.webhook_url = Secret::new(value),
+                Some(("webhook", "url")) => self.webhook.url = Secret::new(value),
+                Some(("healthcheck", "url")) => self.healthcheck.url = Secret::new(value),
+                _ => {
+                    if let Some((backend, key)) = setting
+                        .strip_prefix("storage.")
+                        .and_then(|rest| rest.split_once('.'))
+                    {
+                        self.storage.set(backend, key, value);
+                    }
+                }
+            }
         }
-        if let Some(chat_id) = get("TELEGRAM_CHAT_ID") {
-            self.telegram.chat_id = chat_id;
-        }
-        if let Some(url) = get("DISCORD_WEBHOOK_URL") {
-            self.discord.webhook_url = Secret::new(url);
-        }
-        if let Some(url) = get("OISEAU_WEBHOOK_URL") {
-            self.webhook.url = Secret::new(url);
-        }
-        if let Some(url) = get("OISEAU_HEALTHCHECK_URL") {
-            self.healthcheck.url = Secret::new(url);
-        }
-        self.storage.apply_env(env);
     }
 
     /// Before relative paths are resolved: an empty one would become the settings' folder.
@@ -257,9 +260,32 @@ impl Settings {
     /// (`ftp://user:password@host/`, an endpoint or API URL with credentials).
     pub fn to_redacted_toml(&self) -> Result<String> {
         let text = toml::to_string_pretty(self).context("cannot print the settings")?;
-        Ok(backends::redact_userinfo(&text).unwrap_or(text))
+        Ok(shared::redact_userinfo(&text).unwrap_or(text))
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+/// Every environment variable that overrides a setting, with the setting: the original tool's
+/// names for the chat channels, oiseau's for the hooks, then each backend's own
+/// (`storage.<backend>.<key>`).
+pub fn environment() -> impl Iterator<Item = (&'static str, String)> {
+    const OWN: [(&str, &str); 5] = [
+        ("TELEGRAM_TOKEN", "telegram.token"),
+        ("TELEGRAM_CHAT_ID", "telegram.chat_id"),
+        ("DISCORD_WEBHOOK_URL", "discord.webhook_url"),
+        ("OISEAU_WEBHOOK_URL", "webhook.url"),
+        ("OISEAU_HEALTHCHECK_URL", "healthcheck.url"),
+    ];
+    let own = OWN
+        .into_iter()
+        .map(|(variable, setting)| (variable, setting.to_owned()));
+    let backends = backends::BACKENDS.iter().flat_map(|backend| {
+        backend
+            .env
+            .iter()
+            .map(move |(variable, key)| (*variable, format!("storage.{}.{key}", backend.name)))
+    });
+    own.chain(backends)
+}

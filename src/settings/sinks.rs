@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use backends::Secret;
 use serde::{Deserialize, Serialize};
+use shared::Secret;
 
 /// How long one notification may take, retries included, before it is given up.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -17,7 +17,7 @@ pub struct TelegramSettings {
     pub token: Secret,
     pub chat_id: String,
     pub api_url: String,
-    #[serde(with = "backends::duration")]
+    #[serde(with = "shared::duration")]
     pub timeout: Duration,
 }
 
@@ -37,7 +37,7 @@ impl Default for TelegramSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct DiscordSettings {
     pub webhook_url: Secret,
-    #[serde(with = "backends::duration")]
+    #[serde(with = "shared::duration")]
     pub timeout: Duration,
 }
 
@@ -69,7 +69,7 @@ pub struct WebhookSettings {
     pub url: Secret,
     /// Which events are sent; by default what an operator acts on, not every quiet run.
     pub events: Vec<String>,
-    #[serde(with = "backends::duration")]
+    #[serde(with = "shared::duration")]
     pub timeout: Duration,
 }
 
@@ -98,11 +98,11 @@ impl Default for WebhookSettings {
 pub struct HealthcheckSettings {
     pub url: Secret,
     /// Waiting for the storage counts as success until it has lasted this long.
-    #[serde(with = "backends::duration")]
+    #[serde(with = "shared::duration")]
     pub pending_grace: Duration,
     /// Report a failure as `<url>/<exit code>` rather than `<url>/fail`.
     pub exit_codes: bool,
-    #[serde(with = "backends::duration")]
+    #[serde(with = "shared::duration")]
     pub timeout: Duration,
 }
 

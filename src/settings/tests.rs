@@ -150,6 +150,27 @@ fn the_environment_overrides_the_file() {
 }
 
 #[test]
+fn each_backend_reads_its_own_variables_from_the_same_overlay() {
+    let env = |name: &str| match name {
+        "FTP_PASSWORD" => Some("pw".to_owned()),
+        "RCLONE_REMOTE" => Some(String::new()),
+        _ => None,
+    };
+    let s = load_text(
+        "[storage]\nbackend = \"ftp\"\n[storage.ftp]\nurl = \"ftp://a@b/c\"\n",
+        &env,
+    )
+    .unwrap();
+    let ftp: backends::ftp::FtpConfig = s.storage.table("ftp").unwrap();
+    assert_eq!(ftp.password.expose(), "pw");
+    let rclone: backends::rclone::RcloneConfig = s.storage.table("rclone").unwrap();
+    assert_eq!(rclone.remote, "", "an empty variable counts as unset");
+    let listed: Vec<(&str, String)> = super::environment().collect();
+    assert!(listed.contains(&("FTP_PASSWORD", "storage.ftp.password".to_owned())));
+    assert!(listed.contains(&("TELEGRAM_TOKEN", "telegram.token".to_owned())));
+}
+
+#[test]
 fn a_missing_file_is_an_error_only_when_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.toml");

@@ -104,12 +104,11 @@ fn honoured(yes: bool) -> &'static str {
 mod tests {
     use super::*;
     use backends::memory::MemoryDriver;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_server_that_ignores_conditions_is_found_out_and_remembered() {
         let work_dir = tempfile::tempdir().unwrap();
-        let storage = Storage::new(Arc::new(MemoryDriver::ignoring_conditions()));
+        let storage = crate::storage::prepared(MemoryDriver::ignoring_conditions()).await;
         assert!(
             !storage.capabilities().atomic_create,
             "not relied on before the probe"
@@ -126,7 +125,7 @@ mod tests {
         let record = std::fs::read_to_string(record_path(work_dir.path())).unwrap();
         assert!(record.contains("\"create_if_absent\": false"), "{record}");
         // The next command trusts the record without a probe.
-        let again = Storage::new(Arc::new(MemoryDriver::ignoring_conditions()));
+        let again = crate::storage::prepared(MemoryDriver::ignoring_conditions()).await;
         verify(&again, work_dir.path(), "memory").await.unwrap();
         assert!(!again.conditions_need_probe());
     }
@@ -144,7 +143,7 @@ mod tests {
                 ..backends::Capabilities::default()
             }
         });
-        let storage = Storage::new(Arc::new(honest));
+        let storage = crate::storage::prepared(honest).await;
         verify(&storage, work_dir.path(), "memory").await.unwrap();
         let capabilities = storage.capabilities();
         assert!(capabilities.atomic_create && capabilities.replace_if_match);

@@ -6,7 +6,10 @@ pub(crate) mod conditions;
 pub mod lease;
 
 use anyhow::{Context, Result, anyhow};
-use backends::{ByteRange, ErrorKind, ObjectReader, PreflightMode, Readiness, Storage, Version};
+use backends::{
+    ByteRange, ErrorKind, ObjectReader, PreflightMode, PreparedStorage, Readiness, Storage,
+    Unprepared, Version,
+};
 use tokio_util::io::SyncIoBridge;
 
 use crate::formats::digest::{ArchiveDigest, DigestHasher};
@@ -18,29 +21,26 @@ use crate::report::events::{Event, Reporters};
 use crate::settings::{Settings, SettingsError};
 
 /// Opens the configured storage without contacting it.
-pub fn open(settings: &Settings) -> Result<Storage> {
+pub fn open(settings: &Settings) -> Result<Unprepared> {
     backends::open(&settings.storage, settings.bandwidth.0)
         .map_err(|e| SettingsError(format!("storage settings: {e}")).into())
 }
 
-/// Runs the storage's first readiness step; a storage that is not ready yet means "try again
-/// later".
-pub async fn ready(storage: &Storage, mode: PreflightMode) -> Result<()> {
-    match storage
+/// Prepares the storage; one that is not ready yet means "try again later".
+pub async fn ready(storage: &Unprepared, mode: PreflightMode) -> Result<PreparedStorage> {
+    let prepared = storage
         .prepare(mode)
         .await
-        .with_context(|| format!("preflight of {}", storage.describe()))?
-    {
-        Readiness::Ready => Ok(()),
-        Readiness::Pending(why) => Err(TryLater(why).into()),
+        .with_context(|| format!("preflight of {}", storage.describe()))?;
+    match &prepared.readiness {
+        Readiness::Ready => Ok(prepared),
+        Readiness::Pending(why) => Err(TryLater(why.clone()).into()),
     }
 }
 
 /// Opens the configured storage and makes it ready.
 pub async fn open_ready(settings: &Settings, mode: PreflightMode) -> Result<Storage> {
-    let storage = open(settings)?;
-    ready(&storage, mode).await?;
-    Ok(storage)
+    Ok(ready(&open(settings)?, mode).await?.storage)
 }
 
 /// Reads and parses the storage's index, with the version it was read at.
@@ -167,4 +167,14 @@ pub async fn warm_up<'a>(
         })
         .await;
     Err(TryLater(detail).into())
+}
+
+/// A storage over `driver`, prepared, for tests that need no storage settings.
+#[cfg(test)]
+pub(crate) async fn prepared(driver: impl backends::Driver + 'static) -> Storage {
+    Unprepared::new(std::sync::Arc::new(driver))
+        .prepare(PreflightMode::Prepare)
+        .await
+        .expect("an in-memory storage prepares")
+        .storage
 }

@@ -7,7 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::{ErrorKind, Result, Secret, StorageError};
+use crate::{ErrorKind, Result, StorageError};
+use shared::Secret;
 
 /// How long one API call may take.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,7 +106,7 @@ impl ApiError {
 
 impl Api {
     pub(super) fn new(base: &str, key: Secret) -> Result<Self> {
-        crate::install_tls_provider();
+        shared::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(API_TIMEOUT)
             .build()

@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 
 mod api;
 
+use crate::driver::Prepared;
 use crate::ftp::{FtpConfig, FtpDriver};
 use crate::{
     BackendConfig, Bound, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
-    Opened, PreflightMode, Put, Readiness, Result, Secret, Source, StorageConfig, StorageError,
+    Opened, PreflightMode, Put, Readiness, Result, Source, StorageConfig, StorageError,
 };
 use api::{Api, ApiError, Archive, Bucket, Location};
+use shared::Secret;
 
 /// `[storage.c14]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -93,6 +95,49 @@ struct OpenBucket {
 }
 
 impl C14Driver {
+    /// Finds the sync archive's open bucket, or starts its unarchive (a run) or says it is
+    /// closed (a look): the first step of [`Driver::prepare`].
+    async fn open_sync_bucket(&self, mode: PreflightMode) -> Result<Readiness> {
+        if self.bucket.get().is_some() {
+            return Ok(Readiness::Ready);
+        }
+        self.api
+            .json::<serde_json::Value>(Method::GET, "/api/v1/user")
+            .await?;
+        let archives = self.sync_archives().await?;
+        let (newest, outdated) = archives.split_first().expect("at least one archive");
+        if let Some(busy) = archives.iter().find(|a| a.status != "active") {
+            return Ok(Readiness::Pending(format!(
+                "C14 archive {:?} ({}) is {}: an operation is in progress; still waiting",
+                busy.name, busy.reference, busy.status
+            )));
+        }
+        self.handle_outdated(outdated, mode).await?;
+        let bucket_path = format!("{}/bucket", newest.reference);
+        let bucket = match self.api.json::<Bucket>(Method::GET, &bucket_path).await {
+            Ok(bucket) => bucket,
+            Err(e) if e.kind() == ErrorKind::NotFound && mode == PreflightMode::Inspect => {
+                return Ok(Readiness::Pending(format!(
+                    "the bucket of C14 archive {:?} is closed; a run will start an unarchive",
+                    newest.name
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return self.unarchive(newest).await,
+            Err(e) => return Err(e),
+        };
+        if let Some(until) = &bucket.archival_date {
+            tracing::info!(
+                "the bucket of C14 archive {:?} is open until {until}",
+                newest.name
+            );
+        }
+        let until = bucket.archival_date.clone();
+        let ftp = self.open_bucket(newest, bucket)?;
+        // Two tasks preparing at once find the same bucket: the first one's is kept.
+        let _ = self.bucket.set(OpenBucket { ftp, until });
+        Ok(Readiness::Ready)
+    }
+
     pub fn new(config: &C14Config, ftp_timeout: Duration) -> Result<Self> {
         if config.api_key.is_empty() {
             return Err(StorageError::config(
@@ -273,59 +318,24 @@ impl Driver for C14Driver {
         }
     }
 
-    fn notices(&self) -> Vec<String> {
-        self.outdated
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn condition(&self) -> Option<String> {
-        self.bucket.get().map(|open| {
+    /// Opens the bucket (or says why it cannot be yet), and says until when it stays open and
+    /// which outdated archives cost money.
+    async fn prepare(&self, mode: PreflightMode) -> Result<Prepared> {
+        let readiness = self.open_sync_bucket(mode).await?;
+        let condition = self.bucket.get().map(|open| {
             let until = open.until.as_deref().unwrap_or("an unknown date");
             format!("bucket open until {until}")
+        });
+        let notices = self
+            .outdated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(Prepared {
+            readiness,
+            condition,
+            notices,
         })
-    }
-
-    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
-        if self.bucket.get().is_some() {
-            return Ok(Readiness::Ready);
-        }
-        self.api
-            .json::<serde_json::Value>(Method::GET, "/api/v1/user")
-            .await?;
-        let archives = self.sync_archives().await?;
-        let (newest, outdated) = archives.split_first().expect("at least one archive");
-        if let Some(busy) = archives.iter().find(|a| a.status != "active") {
-            return Ok(Readiness::Pending(format!(
-                "C14 archive {:?} ({}) is {}: an operation is in progress; still waiting",
-                busy.name, busy.reference, busy.status
-            )));
-        }
-        self.handle_outdated(outdated, mode).await?;
-        let bucket_path = format!("{}/bucket", newest.reference);
-        let bucket = match self.api.json::<Bucket>(Method::GET, &bucket_path).await {
-            Ok(bucket) => bucket,
-            Err(e) if e.kind() == ErrorKind::NotFound && mode == PreflightMode::Inspect => {
-                return Ok(Readiness::Pending(format!(
-                    "the bucket of C14 archive {:?} is closed; a run will start an unarchive",
-                    newest.name
-                )));
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => return self.unarchive(newest).await,
-            Err(e) => return Err(e),
-        };
-        if let Some(until) = &bucket.archival_date {
-            tracing::info!(
-                "the bucket of C14 archive {:?} is open until {until}",
-                newest.name
-            );
-        }
-        let until = bucket.archival_date.clone();
-        let ftp = self.open_bucket(newest, bucket)?;
-        // Two tasks preparing at once find the same bucket: the first one's is kept.
-        let _ = self.bucket.set(OpenBucket { ftp, until });
-        Ok(Readiness::Ready)
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {

@@ -18,8 +18,9 @@ use tokio::io::AsyncWriteExt;
 use crate::layers::timeout::DRAINING;
 use crate::{
     BackendConfig, Bound, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
-    Opened, Progress, Put, Result, Secret, Source, StorageConfig, StorageError,
+    Opened, Progress, Put, Result, Source, StorageConfig, StorageError,
 };
+use shared::Secret;
 
 /// `[storage.ftp]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -30,7 +31,7 @@ pub struct FtpConfig {
     /// Never inside the URL, so that the URL can be logged. Env `FTP_PASSWORD`.
     pub password: Secret,
     /// Bound on connecting, on every reply and on every stall of a transfer.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "shared::duration")]
     pub timeout: Duration,
 }
 
@@ -74,9 +75,7 @@ impl FtpDriver {
         atomic_replace: false,
         replace_if_match: false,
         rename: true,
-        ranged_read: true,
         server_side_hash: false,
-        storage_classes: false,
         needs_warm_up: false,
         exclusive_lock: true,
         conditions_need_probe: false,

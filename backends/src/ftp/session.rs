@@ -208,7 +208,7 @@ fn tls_connector() -> Result<AsyncRustlsConnector> {
             "ftps:// needs trusted certificates and none were found; install ca-certificates or set SSL_CERT_FILE",
         ));
     }
-    crate::install_tls_provider();
+    shared::install_tls_provider();
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::driver::Prepared;
 use crate::{
     ByteRange, Driver, ErrorKind, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness, Result,
     Source, StorageError,
@@ -151,12 +152,10 @@ fn fault<T>(fault: Fault, operation: &'static str, object: &str) -> Result<T> {
 impl Driver for Faults {
     pass_through_description!();
 
-    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+    async fn prepare(&self, mode: PreflightMode) -> Result<Prepared> {
         if self.check("prepare") == Some(Fault::Pending) {
-            return Ok(Readiness::Pending(format!(
-                "{} is waking up",
-                self.inner.describe()
-            )));
+            let waking = format!("{} is waking up", self.inner.describe());
+            return Ok(Readiness::Pending(waking).into());
         }
         self.inner.prepare(mode).await
     }

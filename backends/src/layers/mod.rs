@@ -12,14 +12,6 @@ macro_rules! pass_through_description {
         fn capabilities(&self) -> crate::Capabilities {
             self.inner.capabilities()
         }
-
-        fn condition(&self) -> Option<String> {
-            self.inner.condition()
-        }
-
-        fn notices(&self) -> Vec<String> {
-            self.inner.notices()
-        }
     };
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::driver::Prepared;
 use crate::{
     ByteRange, Driver, ErrorStatus, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness,
     Result, Source, StorageError,
@@ -127,7 +128,7 @@ impl Driver for Retry {
     pass_through_description!();
 
     /// Not retried: it may start something (an unarchive) that must happen once.
-    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+    async fn prepare(&self, mode: PreflightMode) -> Result<Prepared> {
         self.inner.prepare(mode).await
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::driver::Prepared;
 use crate::{
     ByteRange, Driver, ObjectMeta, ObjectReader, PreflightMode, Put, Readiness, Result, Source,
     StorageError,
@@ -83,7 +84,7 @@ impl Driver for Timeout {
 
     /// Not bounded here: waking a storage up takes steps (API calls, a helper process's
     /// start) that each driver bounds itself.
-    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+    async fn prepare(&self, mode: PreflightMode) -> Result<Prepared> {
         self.inner.prepare(mode).await
     }
 

@@ -28,7 +28,7 @@ pub struct RcloneConfig {
     /// Expedited, Standard or Bulk (S3 remotes).
     pub restore_tier: String,
     /// Bound on each operation, a whole upload included.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "shared::duration")]
     pub timeout: Duration,
 }
 

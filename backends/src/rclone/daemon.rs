@@ -16,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::{MIN_VERSION, RcloneConfig};
-use crate::{Result, Secret, StorageError};
+use crate::{Result, StorageError};
+use shared::Secret;
 
 /// Lines of rclone's stderr kept for an error message.
 const STDERR_TAIL: usize = 8;
@@ -159,7 +160,7 @@ impl Daemon {
         let stderr = child.stderr.take().expect("stderr is piped");
         tokio::spawn(keep_tail(stderr, Arc::clone(&stderr_tail)));
         // Straight to loopback: an operator's HTTP_PROXY must never see the daemon's password.
-        crate::install_tls_provider();
+        shared::install_tls_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(config.timeout)

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, mpsc};
 
+use crate::driver::Prepared;
 use crate::{
     ByteRange, Capabilities, Driver, ObjectMeta, ObjectReader, Placement, PreflightMode, Progress,
     Put, Readiness, Result, Source, StorageError,
@@ -225,16 +226,16 @@ impl Driver for RcloneDriver {
             // On object storage an upload is atomic by itself, and a move would copy it.
             atomic_replace: bucket_based,
             rename: !bucket_based,
-            ranged_read: true,
             server_side_hash: info.is_some_and(|info| !info.hashes.is_empty()),
-            storage_classes: !self.config.archive_options.is_empty(),
+            // Whether an object is cold is the remote's to say: rclone is asked each time.
+            needs_warm_up: true,
             ..Capabilities::default()
         }
     }
 
     /// Checks that the binary is there and recent enough, and starts the daemon meanwhile
     /// (the version's verdict comes first: an old binary may not run the daemon at all).
-    async fn prepare(&self, _mode: PreflightMode) -> Result<Readiness> {
+    async fn prepare(&self, _mode: PreflightMode) -> Result<Prepared> {
         let (first_line, daemon) = tokio::join!(daemon::version(&self.config), self.daemon());
         let first_line = first_line?;
         let version = parse_version(&first_line).ok_or_else(|| {
@@ -273,7 +274,7 @@ impl Driver for RcloneDriver {
             hashes,
             bucket_based,
         });
-        Ok(Readiness::Ready)
+        Ok(Readiness::Ready.into())
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {

@@ -22,12 +22,14 @@ use opendal::{Operator, services};
 use serde::{Deserialize, Serialize};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use crate::driver::Prepared;
 use crate::opendal_io::write_source;
 use crate::{
     BackendConfig, Bound, ByteRange, Capabilities, Driver, ErrorKind, ObjectMeta, ObjectReader,
-    Opened, Placement, PreflightMode, Put, Readiness, Result, Secret, StorageConfig, StorageError,
+    Opened, Placement, PreflightMode, Put, Readiness, Result, StorageConfig, StorageError,
 };
 use raw::{NEEDS_RESTORE, RawS3};
+use shared::Secret;
 
 /// `[storage.s3]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -55,7 +57,7 @@ pub struct S3Config {
     /// Env `AWS_SESSION_TOKEN`, for temporary credentials.
     pub session_token: Secret,
     /// Bound on every request, and on every stall of a transfer.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "shared::duration")]
     pub timeout: Duration,
 }
 
@@ -149,7 +151,7 @@ impl BackendConfig for S3Config {
         {
             return Err(StorageError::config(format!(
                 "storage.s3.endpoint {:?} must start with https:// (or http:// for a test server)",
-                crate::redact_userinfo(endpoint).unwrap_or_else(|| endpoint.to_owned())
+                shared::redact_userinfo(endpoint).unwrap_or_else(|| endpoint.to_owned())
             )));
         }
         let class = self.archive_class.trim().to_ascii_uppercase();
@@ -266,7 +268,7 @@ fn operator(config: &S3Config, prefix: &str, class: &str) -> Result<Operator> {
         builder = builder.enable_virtual_host_style();
     }
     // OpenDAL's process-wide HTTP client (reqwest with rustls on ring), installed once.
-    crate::install_tls_provider();
+    shared::install_tls_provider();
     opendal::init_default_registry();
     opendal_http_transport_reqwest::install_default();
     let client = reqwest::Client::builder()
@@ -312,20 +314,11 @@ impl Driver for S3Driver {
             atomic_create: true,
             atomic_replace: true,
             replace_if_match: true,
-            ranged_read: true,
-            storage_classes: true,
             needs_warm_up: NEEDS_RESTORE.contains(&self.archive_class.as_str()),
             exclusive_lock: true,
             conditions_need_probe: true,
             ..Capabilities::default()
         }
-    }
-
-    fn condition(&self) -> Option<String> {
-        Some(format!(
-            "archives in {}, everything else STANDARD",
-            self.archive_class
-        ))
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta> {
@@ -399,7 +392,7 @@ impl Driver for S3Driver {
     /// Aborts the multipart uploads under the prefix abandoned more than [`ABANDONED`] ago (a
     /// killed run's; S3 bills them until aborted). Never fails the command: a listing refused
     /// is reported, and a bucket lifecycle rule is the operator's other way.
-    async fn prepare(&self, mode: PreflightMode) -> Result<Readiness> {
+    async fn prepare(&self, mode: PreflightMode) -> Result<Prepared> {
         if mode == PreflightMode::Prepare {
             let before = chrono::Utc::now() - ABANDONED;
             match self.raw.abort_abandoned_uploads(before).await {
@@ -411,7 +404,13 @@ impl Driver for S3Driver {
                 Err(e) => tracing::warn!("cannot look for abandoned multipart uploads: {e}"),
             }
         }
-        Ok(Readiness::Ready)
+        Ok(Prepared {
+            condition: Some(format!(
+                "archives in {}, everything else STANDARD",
+                self.archive_class
+            )),
+            ..Readiness::Ready.into()
+        })
     }
 
     async fn warm_up(&self, name: &str) -> Result<Readiness> {

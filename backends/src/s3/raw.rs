@@ -49,7 +49,7 @@ impl RawS3 {
         } else {
             format!("{endpoint}/{}", config.bucket)
         };
-        crate::install_tls_provider();
+        shared::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()

@@ -2,8 +2,8 @@
 //! figures as fields.
 
 use async_trait::async_trait;
-use backends::Secret;
 use serde_json::{Value, json};
+use shared::Secret;
 
 use super::{ChatMessage, Endpoint, took};
 use crate::report::events::{Event, Reporter};
@@ -59,26 +59,26 @@ fn render(message: ChatMessage<'_>) -> Value {
                 field("Replays", done.replays.to_string()),
                 field("Size", ByteSize(done.archive_bytes).to_string()),
                 field("Took", took(done)),
-                field("Host", backends::host_name()),
+                field("Host", shared::host_name()),
             ],
         }),
         ChatMessage::Waiting(reason) => json!({
             "title": "⏳ Waiting for the storage",
             "description": truncated(reason),
             "color": AMBER,
-            "fields": [field("Host", backends::host_name())],
+            "fields": [field("Host", shared::host_name())],
         }),
         ChatMessage::Notice(detail) => json!({
             "title": "⚠️ The storage needs a look",
             "description": truncated(detail),
             "color": AMBER,
-            "fields": [field("Host", backends::host_name())],
+            "fields": [field("Host", shared::host_name())],
         }),
         ChatMessage::Failed(error) => json!({
             "title": "❌ Backup failed, nothing was deleted",
             "description": truncated(error),
             "color": RED,
-            "fields": [field("Host", backends::host_name())],
+            "fields": [field("Host", shared::host_name())],
         }),
     };
     json!({

@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use backends::Secret;
+use shared::Secret;
 
 use super::{Endpoint, base_url};
 use crate::report::events::{Event, Finished, LOCK_WAIT_GRACE, Outcome, Reporter, WaitCause, unix};

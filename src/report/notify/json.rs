@@ -56,7 +56,7 @@ impl<'a> Report<'a> {
     fn empty(event: &'static str) -> Self {
         Report {
             event,
-            host: backends::host_name(),
+            host: shared::host_name(),
             outcome: None,
             waiting_for: None,
             exit_code: None,

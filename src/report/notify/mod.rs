@@ -10,7 +10,7 @@ mod webhook;
 
 use std::time::{Duration, Instant};
 
-use backends::Secret;
+use shared::Secret;
 
 use crate::report::events::{Archived, Event, Outcome, Reporter, Reporters, WaitCause};
 use crate::settings::Settings;
@@ -89,7 +89,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn new(channel: &'static str, timeout: Duration) -> Self {
-        backends::install_tls_provider();
+        shared::install_tls_provider();
         Endpoint {
             channel,
             client: reqwest::Client::builder()

@@ -1,7 +1,7 @@
 //! Telegram: the run's events as the chat messages operators know (emoji prefix, HTML).
 
 use async_trait::async_trait;
-use backends::Secret;
+use shared::Secret;
 
 use super::{ChatMessage, Endpoint, took};
 use crate::report::events::{Event, Reporter};

@@ -2,7 +2,7 @@
 //! Slack-compatible gateways, ntfy, Matrix bridges, the operators' own service.
 
 use async_trait::async_trait;
-use backends::Secret;
+use shared::Secret;
 
 use super::Endpoint;
 use super::json::Report;

@@ -37,6 +37,7 @@ use staleness::staleness;
 use take::{Protocol, Taker};
 
 use crate::clock::unix_now;
+use crate::error::StorageBusy;
 use crate::formats::names::LOCK_NAME;
 use crate::process::ProcessIdentity;
 
@@ -49,12 +50,6 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(30 * 60);
 
 /// How long a lease written without an exclusive step is left before it is read back.
 const SETTLE: Duration = Duration::from_secs(1);
-
-/// Another writer holds the storage, or won the race for it, or the lock is held without a
-/// lease that has not yet been judged abandoned: try again later (exit 75).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StorageBusy(pub String);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Lease {
@@ -78,7 +73,7 @@ impl Lease {
         rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
             .context("cannot get random bytes for the storage lock")?;
         Ok(Lease {
-            host: backends::host_name(),
+            host: shared::host_name(),
             process: ProcessIdentity::current(),
             token: u64::from_le_bytes(random).to_string(),
             taken_at,
@@ -303,7 +298,6 @@ mod tests {
     use super::*;
     use backends::Driver;
     use backends::memory::MemoryDriver;
-    use std::sync::Arc;
 
     fn foreign_lease() -> Lease {
         Lease {
@@ -327,8 +321,8 @@ mod tests {
     async fn a_live_lease_of_another_host_is_never_overwritten_even_without_conditions() {
         let work_dir = tempfile::tempdir().unwrap();
         for storage in [
-            Storage::new(Arc::new(MemoryDriver::default())),
-            Storage::new(Arc::new(MemoryDriver::ignoring_conditions())),
+            crate::storage::prepared(MemoryDriver::default()).await,
+            crate::storage::prepared(MemoryDriver::ignoring_conditions()).await,
         ] {
             let held = foreign_lease();
             plant(&storage, &held).await;
@@ -344,7 +338,7 @@ mod tests {
     #[tokio::test]
     async fn a_lease_of_a_gone_process_of_this_host_is_taken_over_in_one_conditional_step() {
         let work_dir = tempfile::tempdir().unwrap();
-        let storage = Storage::new(Arc::new(MemoryDriver::default()));
+        let storage = crate::storage::prepared(MemoryDriver::default()).await;
         let dead = Lease {
             process: ProcessIdentity {
                 start_ticks: Some(1),
@@ -374,8 +368,8 @@ mod tests {
             ..MemoryDriver::default().capabilities()
         });
         for storage in [
-            Storage::new(Arc::new(MemoryDriver::default())),
-            Storage::new(Arc::new(without_if_match)),
+            crate::storage::prepared(MemoryDriver::default()).await,
+            crate::storage::prepared(without_if_match).await,
         ] {
             lose_a_take_over(&storage).await;
         }

@@ -12,7 +12,7 @@ use crate::formats::names::probe_name;
 
 /// Why `held` is stale, or `None` while its holder may be alive.
 pub(super) async fn staleness(storage: &Storage, held: &Lease) -> Result<Option<String>> {
-    if held.host == backends::host_name() {
+    if held.host == shared::host_name() {
         return Ok(
             (!held.process.is_alive()).then(|| "its process on this host is gone".to_owned())
         );

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::leaseless::{self, ABANDONED_AFTER, Verdict};
-use super::{Found, LOCK_NAME, Lease, SETTLE, StorageBusy, read_lease};
+use super::{Found, LOCK_NAME, Lease, SETTLE, read_lease};
 use crate::clock::unix_now;
+use crate::error::StorageBusy;
 
 /// How the lock is taken on this storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
