@@ -31,6 +31,7 @@ pub mod run;
 pub mod sample;
 pub mod serve;
 pub mod settings;
+pub mod status;
 pub mod storage;
 pub mod temp_folder;
 pub mod units;

@@ -295,3 +295,125 @@ async fn serve_answers_from_the_storage_when_its_cache_cannot_be_used() {
     served.expect_replay(2, &replays).await;
     assert_eq!(served.health().await["cache"]["problem"], Value::Null);
 }
+
+/// A deployment whose temp folder's name holds markup, with two archives, served on a free
+/// port; and the last archive's name.
+async fn two_archives_served() -> (Deployment, Served, String) {
+    let d = Deployment::new("");
+    let port = free_port();
+    d.write_settings_with_tables(
+        "temp_dir = \"te<i>mp\"",
+        &format!("[serve]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let temp = d.root.path().join("te<i>mp");
+    std::fs::create_dir_all(&temp).unwrap();
+    d.oiseau_async(&["init"], &[]).await.expect_code(0);
+    common::add_sized_replays(&temp, 1, 10, 4000);
+    d.oiseau_async(&["run"], &[]).await.expect_code(0);
+    common::add_sized_replays(&temp, 11, 2, 4000);
+    d.oiseau_async(&["run"], &[]).await.expect_code(0);
+    let last = common::names_in(&d.storage)
+        .into_iter()
+        .find(|name| name.ends_with("_replays_2.tar.gz"))
+        .unwrap();
+    let served = Served::start(&d, port, &[]).await;
+    (d, served, last)
+}
+
+/// `GET /`: the page shows the backup (the archives, a chart, the temp folder), finds replays,
+/// shows every value as text (a folder name and an asked id holding markup), and allows
+/// nothing but its own stylesheet.
+#[tokio::test]
+async fn the_page_shows_the_backup_as_text_under_a_strict_policy() {
+    let (_d, served, last) = two_archives_served().await;
+
+    let page = served.get("/").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.starts_with("default-src 'none'") && policy.contains("style-src 'sha256-"),
+        "{policy}"
+    );
+    assert!(!policy.contains("unsafe"), "{policy}");
+    let body = page.text().await.unwrap();
+    assert!(body.contains(&last), "the last archive is listed:\n{body}");
+    assert!(body.contains("<svg id=\"chart\""), "{body}");
+    assert!(body.contains("te&lt;i&gt;mp"), "{body}");
+    assert!(
+        !body.contains("te<i>mp"),
+        "a folder name is shown as text:\n{body}"
+    );
+    assert!(!body.contains("<script"), "{body}");
+
+    let found = served.get("/?replay=3").await.text().await.unwrap();
+    assert!(
+        found.contains("exactly, in the archive's manifest"),
+        "{found}"
+    );
+    assert!(found.contains("href=\"replays/3\""), "{found}");
+    let never = served.get("/?replay=99").await.text().await.unwrap();
+    assert!(never.contains("Replay 99 was never archived."), "{never}");
+    let markup = served
+        .get("/?replay=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(markup.contains("digits only"), "{markup}");
+    assert!(
+        markup.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{markup}"
+    );
+    assert!(
+        !markup.contains("<script"),
+        "an asked id is shown as text:\n{markup}"
+    );
+}
+
+/// The page as a browser renders it (Debian's Chromium, headless; scripts/test installs it):
+/// the DOM it builds holds the last archive, the chart's bars and the lookup's answer.
+#[tokio::test]
+async fn the_page_renders_in_a_browser() {
+    let (d, served, last) = two_archives_served().await;
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|name| {
+            std::process::Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
+        .expect("no chromium: run the tests with scripts/test, which installs Debian's chromium");
+    let profile = d.root.path().join("browser");
+    let dom = tokio::process::Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("{}/?replay=3", served.url))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8(dom.stdout).unwrap();
+    assert!(dom.contains(&last), "the last archive is rendered:\n{dom}");
+    assert_eq!(
+        dom.matches("<rect class=\"bar\"").count(),
+        2,
+        "a bar per archive:\n{dom}"
+    );
+    assert!(dom.contains("Download replay_3.osr"), "{dom}");
+    assert!(dom.contains("te&lt;i&gt;mp"), "{dom}");
+}

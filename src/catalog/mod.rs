@@ -44,6 +44,14 @@ impl Recorded {
         }
     }
 
+    /// How many replays the manifest records.
+    pub fn count(&self) -> u64 {
+        match self {
+            Recorded::Table(table) => table.count,
+            Recorded::Parsed(manifest) => manifest.replays.len() as u64,
+        }
+    }
+
     /// Replay `id`, when the manifest records it.
     pub fn find(&self, id: u64) -> Result<Option<Replay>> {
         match self {

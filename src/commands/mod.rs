@@ -5,7 +5,6 @@ mod help;
 pub mod index;
 pub mod init;
 pub mod restore;
-pub mod status;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -15,6 +14,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command, IndexAction};
 use crate::run::{self, RunOptions, RunReport};
 use crate::settings::{DEFAULT_CONFIG, Settings};
+use crate::status;
 use crate::units::ByteSize;
 
 /// Loads the settings (except for `demo`, which makes its own) and runs the command.

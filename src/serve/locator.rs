@@ -10,7 +10,7 @@ use anyhow::Result;
 use backends::Storage;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::catalog::{Catalog, Found};
+use crate::catalog::{Catalog, Found, Recorded};
 use crate::formats::digest::ReplayHash;
 use crate::formats::index::IndexEntry;
 use crate::formats::range::ReplayRange;
@@ -23,9 +23,26 @@ const INDEX_CHECK: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Location {
     pub archive: String,
-    /// Its recorded hash, and where it can be read alone, when its archive has a manifest.
+    pub archive_id: u64,
+    /// Its recorded size and hash, and where it can be read alone, when its archive has a
+    /// manifest; without one, it was found by the index's id ranges.
+    pub size: Option<u64>,
     pub hash: Option<ReplayHash>,
     pub range: Option<ReplayRange>,
+}
+
+/// One archive as the page lists it.
+#[derive(Debug, Clone)]
+pub struct ArchiveRow {
+    pub id: u64,
+    pub max_replay_id: u64,
+    /// Its object, when the storage holds it.
+    pub name: Option<String>,
+    pub bytes: Option<u64>,
+    /// Replays its manifest records; `None` without one.
+    pub replays: Option<u64>,
+    /// Its manifest's format; `None` without one.
+    pub format: Option<u32>,
 }
 
 pub struct Locator {
@@ -58,17 +75,22 @@ impl Known {
         let Some((archive, how)) = found.iter().rev().find(|(a, _)| a.object().is_some()) else {
             return Ok(None);
         };
+        let archive_id = archive.archive_id();
         let archive = archive
             .object()
             .map_or_else(String::new, |o| o.name.clone());
         Ok(Some(match how {
             Found::Exact(replay) => Location {
                 archive,
+                archive_id,
+                size: Some(replay.size),
                 hash: Some(replay.hash),
                 range: replay.range,
             },
             Found::ByRange => Location {
                 archive,
+                archive_id,
+                size: None,
                 hash: None,
                 range: None,
             },
@@ -91,6 +113,25 @@ impl Locator {
     /// Archives known, for `/healthz`.
     pub async fn archives(&self) -> usize {
         self.known.read().await.catalog.archives.len()
+    }
+
+    /// Every archive of the index as last loaded, oldest first: from the manifests' heads held
+    /// in memory, so a page lists thousands without reading the storage.
+    pub async fn archive_rows(&self) -> Vec<ArchiveRow> {
+        let known = Arc::clone(&*self.known.read().await);
+        known
+            .catalog
+            .archives
+            .iter()
+            .map(|archive| ArchiveRow {
+                id: archive.archive_id(),
+                max_replay_id: archive.slot.entry.max_replay_id,
+                name: archive.object().map(|o| o.name.clone()),
+                bytes: archive.object().map(|o| o.size),
+                replays: archive.recorded.as_ref().map(Recorded::count),
+                format: archive.recorded.as_ref().map(|r| r.head().format),
+            })
+            .collect()
     }
 
     /// Where replay `id` is; `None` when no archive holds it, even after a look for new ones.

@@ -1,7 +1,7 @@
 //! `oiseau serve`: a small HTTP server a game server falls back to when a replay is no longer
 //! in its own folder. `GET /replays/{id}` answers the replay's exact bytes from a local cache,
 //! or fetches them with a ranged read of their archive; `GET /healthz` says it is up, with its
-//! counters.
+//! counters; `GET /` is a page for operators (see [`page`]).
 //!
 //! Requests for the same replay at once share one storage read; storage reads at once are
 //! bounded; a cold archive is asked to be restored once, and answered `503` with `Retry-After`
@@ -9,6 +9,7 @@
 
 mod cache;
 mod locator;
+mod page;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     let locator = Locator::load(storage.clone(), settings.work_dir.clone()).await?;
     let cache_dir = settings.serve_cache_dir();
     let server = Arc::new(Server {
+        settings: settings.clone(),
+        page_status: page::KeptStatus::default(),
         storage,
         locator,
         cache: Cache::open(&cache_dir, settings.serve.cache_size.0),
@@ -58,6 +61,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
         counters: Counters::default(),
     });
     let app = axum::Router::new()
+        .route("/", get(page::page))
         .route("/replays/{id}", get(replay))
         .route("/healthz", get(healthz))
         .with_state(server);
@@ -69,9 +73,9 @@ pub async fn serve(settings: &Settings) -> Result<()> {
                 settings.serve.listen
             )
         })?;
+    let address = listener.local_addr()?;
     tracing::info!(
-        "serving replays on http://{}/replays/<id>",
-        listener.local_addr()?
+        "serving replays on http://{address}/replays/<id>, and a page at http://{address}/"
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
@@ -96,6 +100,9 @@ async fn shutdown() {
 }
 
 struct Server {
+    settings: Settings,
+    /// The status part of the page, made at most every [`page::STATUS_KEPT`].
+    page_status: page::KeptStatus,
     storage: Storage,
     locator: Locator,
     cache: Cache,

@@ -1,4 +1,4 @@
-//! `oiseau status`: where the backup stands, for an operator or for monitoring.
+//! Where the backup stands, for `oiseau status` (an operator, monitoring) and `serve`'s page.
 //!
 //! Every condition that would make the next run fail is reported, and makes the command exit
 //! non-zero: 1 when a run would fail, 75 while the storage is waking up.
@@ -28,6 +28,8 @@ pub struct Status {
     pub temp_dir: String,
     pub replays: usize,
     pub replay_bytes: u64,
+    /// How long the oldest replay waiting has been there.
+    pub oldest_age_seconds: Option<u64>,
     pub threshold: u64,
     pub too_young: usize,
     pub other_entries: usize,
@@ -103,6 +105,13 @@ pub async fn inspect(settings: &Settings) -> StatusReport {
     let mut status = Status {
         temp_dir: settings.temp_dir.display().to_string(),
         replays: scan.replays.len(),
+        oldest_age_seconds: scan
+            .replays
+            .iter()
+            .map(|r| r.mtime)
+            .min()
+            .and_then(|oldest| oldest.elapsed().ok())
+            .map(|age| age.as_secs()),
         replay_bytes: scan.total_bytes(),
         threshold: settings.threshold.0,
         too_young: scan.too_young,
