@@ -417,3 +417,36 @@ async fn the_page_renders_in_a_browser() {
     assert!(dom.contains("Download replay_3.osr"), "{dom}");
     assert!(dom.contains("te&lt;i&gt;mp"), "{dom}");
 }
+
+/// The page over an FTP server and an S3 server (SeaweedFS): the archive listed and charted,
+/// and a replay found exactly.
+#[tokio::test]
+async fn the_page_shows_the_backup_on_ftp_and_s3() {
+    for target in [
+        common::target::Target::ftp(),
+        common::target::Target::seaweedfs(),
+    ] {
+        let port = free_port();
+        let mut settings = std::fs::read_to_string(&target.d.config).unwrap();
+        settings.push_str(&format!("\n[serve]\nlisten = \"127.0.0.1:{port}\"\n"));
+        std::fs::write(&target.d.config, settings).unwrap();
+        target.init();
+        common::add_sized_replays(&target.d.temp, 1, 10, 4000);
+        let run = target.run(&[]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let env: Vec<(&str, &str)> = target.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let served = Served::start(&target.d, port, &env).await;
+        let page = served.get("/").await.text().await.unwrap();
+        assert!(page.contains("_replays_1.tar.gz"), "{page}");
+        assert_eq!(page.matches("<rect class=\"bar\"").count(), 1, "{page}");
+        let found = served.get("/?replay=3").await.text().await.unwrap();
+        assert!(
+            found.contains("exactly, in the archive's manifest"),
+            "{found}"
+        );
+    }
+}
