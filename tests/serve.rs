@@ -342,6 +342,10 @@ async fn the_page_shows_the_backup_as_text_under_a_strict_policy() {
     let body = page.text().await.unwrap();
     assert!(body.contains(&last), "the last archive is listed:\n{body}");
     assert!(body.contains("<svg id=\"chart\""), "{body}");
+    assert!(
+        body.contains("<dt>Last run</dt><dd><span class=\"ok\">done</span>, started"),
+        "the last run is shown:\n{body}"
+    );
     assert!(body.contains("te&lt;i&gt;mp"), "{body}");
     assert!(
         !body.contains("te<i>mp"),

@@ -68,9 +68,24 @@ pub struct RunRecord {
     pub lock_waiting_reason: Option<String>,
     /// The last archive a run of this work_dir made.
     pub last_archive: Option<ArchiveRecord>,
+    /// How the last run ended, when it started and how long it took (a run that found another
+    /// one working in this work_dir is not counted: that one's record is what matters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
     /// The storage's notices already reported, so that one is told once, not every run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices_told: Vec<String>,
+}
+
+/// The last run, as the run record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// `done`, `nothing to do`, `waiting for the storage`, `waiting for the storage lock` or
+    /// `failed`.
+    pub outcome: String,
+    /// Unix time it started.
+    pub started: u64,
+    pub seconds: u64,
 }
 
 /// An archive as the run record keeps it.
@@ -119,6 +134,30 @@ impl RunRecord {
                 ..
             } => {}
             Outcome::Failed { .. } => next.waiting_since = None,
+        }
+        let counted = match outcome {
+            Outcome::Done(_) => Some("done"),
+            Outcome::NothingToDo { .. } => Some("nothing to do"),
+            Outcome::Waiting {
+                cause: WaitCause::Storage,
+                ..
+            } => Some("waiting for the storage"),
+            Outcome::Waiting {
+                cause: WaitCause::StorageLock,
+                ..
+            } => Some("waiting for the storage lock"),
+            Outcome::Waiting {
+                cause: WaitCause::AnotherRun,
+                ..
+            } => None,
+            Outcome::Failed { .. } => Some("failed"),
+        };
+        if let Some(outcome) = counted {
+            next.last_run = Some(LastRun {
+                outcome: outcome.to_owned(),
+                started: unix(started),
+                seconds: now.duration_since(started).map_or(0, |d| d.as_secs()),
+            });
         }
         if let Outcome::Done(done) = outcome {
             next.last_archive = Some(ArchiveRecord {
@@ -234,6 +273,24 @@ mod tests {
             cause,
             reason: "unarchive".into(),
         }
+    }
+
+    #[test]
+    fn the_last_run_is_kept_unless_another_run_was_working() {
+        let failed =
+            RunRecord::default().after(&Outcome::Failed { error: "no".into() }, at(100), at(103));
+        let last = failed.last_run.clone().unwrap();
+        assert_eq!(
+            (last.outcome.as_str(), last.started, last.seconds),
+            ("failed", 100, 3)
+        );
+        let other_run = failed.after(&waiting(WaitCause::AnotherRun), at(200), at(201));
+        assert_eq!(other_run, failed, "another run's record is left to it");
+        let waiting = failed.after(&waiting(WaitCause::StorageLock), at(300), at(302));
+        assert_eq!(
+            waiting.last_run.unwrap().outcome,
+            "waiting for the storage lock"
+        );
     }
 
     #[test]

@@ -147,6 +147,23 @@ fn render_now(status: &Status, record: &crate::report::events::RunRecord) -> Str
         },
     );
     row(
+        "Last run",
+        match &record.last_run {
+            Some(run) => format!(
+                "<span class=\"{}\">{}</span>, started {}, took {}",
+                if run.outcome == "failed" || run.outcome.starts_with("waiting") {
+                    "problem"
+                } else {
+                    "ok"
+                },
+                escape(&run.outcome),
+                ago(run.started),
+                humantime::format_duration(Duration::from_secs(run.seconds))
+            ),
+            None => "none yet".to_owned(),
+        },
+    );
+    row(
         "Last run that ended well",
         record
             .last_success
