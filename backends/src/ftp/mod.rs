@@ -365,9 +365,17 @@ impl Driver for FtpDriver {
             }
         })
         .await?;
+        // The lease is written under a partial name and moved into place: `STOR` is not atomic,
+        // and another writer confirming its own lease must never read this one half-written.
         // A lock folder without its lease would keep every writer out until it is judged
         // abandoned: undone when the lease cannot be written, so that a retry starts clean.
-        if let Err(e) = self.put(name, &Put::new(lease)).await {
+        let staging = crate::partial_name(name);
+        let written = match self.put(&staging, &Put::new(lease)).await {
+            Ok(_) => self.rename(&staging, name).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            let _ = self.delete(&staging).await;
             let undone = self
                 .with_session(async |ftp| self.within("RMD", Some(&dir), ftp.rmdir(&dir)).await)
                 .await;
