@@ -41,6 +41,7 @@ pub mod layers;
 pub mod local;
 pub mod memory;
 mod opendal_io;
+mod partial;
 pub mod rclone;
 mod registry;
 mod resume;
@@ -54,12 +55,11 @@ pub use driver::{
     Readiness, Version, WriteMode, WriteOptions,
 };
 pub use error::{ErrorKind, ErrorStatus, StorageError, file_in_the_way, io_words};
+pub use partial::{PARTIAL_SUFFIX, partial_name, partial_owner};
 pub use registry::{BACKENDS, Backend, BackendConfig, Bound, Opened, StorageConfig, open};
 pub use resume::{ReadInterrupted, is_interrupted};
 pub use source::{Chunks, Source, SourceFeed};
-pub use storage::{
-    PARTIAL_SUFFIX, PreparedStorage, Storage, Unprepared, partial_name, partial_owner,
-};
+pub use storage::{PreparedStorage, Storage, Unprepared};
 
 /// Result of every storage operation.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
