@@ -106,11 +106,7 @@ pub async fn inspect(settings: &Settings) -> StatusReport {
         temp_dir: settings.temp_dir.display().to_string(),
         replays: scan.replays.len(),
         oldest_age_seconds: scan
-            .replays
-            .iter()
-            .map(|r| r.mtime)
-            .min()
-            .and_then(|oldest| oldest.elapsed().ok())
+            .oldest_age(std::time::SystemTime::now())
             .map(|age| age.as_secs()),
         replay_bytes: scan.total_bytes(),
         threshold: settings.threshold.0,

@@ -77,6 +77,13 @@ impl Scan {
     pub fn total_bytes(&self) -> u64 {
         self.replays.iter().map(|r| r.size).sum()
     }
+
+    /// How long the oldest replay has waited at `now` (none when there is no replay; zero for
+    /// a modification time ahead of `now`).
+    pub fn oldest_age(&self, now: SystemTime) -> Option<Duration> {
+        let oldest = self.replays.iter().map(|replay| replay.mtime).min()?;
+        Some(now.duration_since(oldest).unwrap_or_default())
+    }
 }
 
 /// The id in a replay file name: `replay_<digits>.osr`, written the one way a number is

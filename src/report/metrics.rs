@@ -225,10 +225,7 @@ fn set_backlog(gauges: &mut Gauges, scan: &Scan, now: SystemTime) {
         "The bytes of the replays in the temp folder",
         count(scan.total_bytes()),
     );
-    let oldest = scan.replays.iter().map(|replay| replay.mtime).min();
-    let age = oldest.map_or(0, |mtime| {
-        now.duration_since(mtime).map_or(0, |age| age.as_secs())
-    });
+    let age = scan.oldest_age(now).map_or(0, |age| age.as_secs());
     gauges.set(
         "backlog_oldest_age_seconds",
         "How long the oldest replay of the temp folder has waited (0 when there is none)",
