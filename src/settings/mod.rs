@@ -148,26 +148,19 @@ impl Settings {
         base.clone_into(&mut self.storage.base_dir);
     }
 
-    /// The environment wins over the file (see [`environment`]), so existing deployments keep
-    /// their secrets where they are. An empty variable counts as unset.
+    /// The environment wins over the file, so existing deployments keep their secrets where
+    /// they are: oiseau's own variables, then each backend's. An empty variable counts as unset.
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
-        for (variable, setting) in environment() {
-            let Some(value) = env(variable).filter(|value| !value.is_empty()) else {
-                continue;
-            };
-            match setting.split_once('.') {
-                Some(("telegram", "token")) => self.telegram.token = Secret::new(value),
-                Some(("telegram", "chat_id")) => self.telegram.chat_id = value,
-                Some(("discord", "webhook_url")) => self.discord.webhook_url = Secret::new(value),
-                Some(("webhook", "url")) => self.webhook.url = Secret::new(value),
-                Some(("healthcheck", "url")) => self.healthcheck.url = Secret::new(value),
-                _ => {
-                    if let Some((backend, key)) = setting
-                        .strip_prefix("storage.")
-                        .and_then(|rest| rest.split_once('.'))
-                    {
-                        self.storage.set(backend, key, value);
-                    }
+        let get = |variable: &str| env(variable).filter(|value| !value.is_empty());
+        for (variable, set) in OWN_ENVIRONMENT {
+            if let Some(value) = get(variable) {
+                set(self, value);
+            }
+        }
+        for backend in backends::BACKENDS {
+            for (variable, key) in backend.env {
+                if let Some(value) = get(variable) {
+                    self.storage.set(backend.name, key, value);
                 }
             }
         }
@@ -267,25 +260,25 @@ impl Settings {
 #[cfg(test)]
 mod tests;
 
-/// Every environment variable that overrides a setting, with the setting: the original tool's
-/// names for the chat channels, oiseau's for the hooks, then each backend's own
-/// (`storage.<backend>.<key>`).
-pub fn environment() -> impl Iterator<Item = (&'static str, String)> {
-    const OWN: [(&str, &str); 5] = [
-        ("TELEGRAM_TOKEN", "telegram.token"),
-        ("TELEGRAM_CHAT_ID", "telegram.chat_id"),
-        ("DISCORD_WEBHOOK_URL", "discord.webhook_url"),
-        ("OISEAU_WEBHOOK_URL", "webhook.url"),
-        ("OISEAU_HEALTHCHECK_URL", "healthcheck.url"),
-    ];
-    let own = OWN
-        .into_iter()
-        .map(|(variable, setting)| (variable, setting.to_owned()));
-    let backends = backends::BACKENDS.iter().flat_map(|backend| {
-        backend
-            .env
-            .iter()
-            .map(move |(variable, key)| (*variable, format!("storage.{}.{key}", backend.name)))
-    });
-    own.chain(backends)
-}
+/// Sets one setting from its environment variable's value.
+type SetFromEnv = fn(&mut Settings, String);
+
+/// oiseau's own environment variables (the original tool's names for the chat channels), each
+/// with how it sets its setting; each backend names its own (`BackendConfig::ENV`).
+const OWN_ENVIRONMENT: [(&str, SetFromEnv); 5] = [
+    ("TELEGRAM_TOKEN", |s, v| {
+        s.telegram.token = Secret::new(v);
+    }),
+    ("TELEGRAM_CHAT_ID", |s, v| {
+        s.telegram.chat_id = v;
+    }),
+    ("DISCORD_WEBHOOK_URL", |s, v| {
+        s.discord.webhook_url = Secret::new(v);
+    }),
+    ("OISEAU_WEBHOOK_URL", |s, v| {
+        s.webhook.url = Secret::new(v);
+    }),
+    ("OISEAU_HEALTHCHECK_URL", |s, v| {
+        s.healthcheck.url = Secret::new(v);
+    }),
+];
