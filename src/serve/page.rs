@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
@@ -19,6 +19,7 @@ use sha2::Digest;
 
 use super::locator::ArchiveRow;
 use super::{Server, parse_id};
+use crate::clock::unix_now;
 use crate::formats::names::archive_timestamp;
 use crate::run::record;
 use crate::status::{self, Status};
@@ -66,14 +67,13 @@ pub async fn page(
         None => None,
     };
     let mut html = String::with_capacity(32 * 1024);
+    let storage = escape(&server.storage.describe());
     let _ = write!(
         html,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>oiseau: {}</title><style>{STYLE}</style></head><body>\
-         <header><h1>oiseau</h1><p class=\"muted\">{}</p></header>",
-        escape(&server.storage.describe()),
-        escape(&server.storage.describe()),
+         <title>oiseau: {storage}</title><style>{STYLE}</style></head><body>\
+         <header><h1>oiseau</h1><p class=\"muted\">{storage}</p></header>",
     );
     html.push_str(&now);
     if !restoring.is_empty() {
@@ -428,9 +428,7 @@ fn made(row: &ArchiveRow) -> String {
 
 /// `unix` seconds as "… ago".
 fn ago(unix: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_now().unwrap_or(0);
     format!(
         "{} ago",
         humantime::format_duration(Duration::from_secs(now.saturating_sub(unix)))
