@@ -25,11 +25,11 @@ pub async fn finish_committed(
     started: Instant,
 ) -> Result<Archived> {
     let where_to = storage.describe();
+    let copy = index_copy_name(journal.timestamp);
     let write_copy = async {
         // The copy is history, not part of the commit: the archive is already safe, so a
         // failed copy is reported and the run goes on. Two runs within one second share the
         // name, and then the later copy (a superset) replaces the earlier one.
-        let copy = index_copy_name(journal.timestamp);
         if let Some(new_index) = &new_index
             && let Err(e) = storage
                 .write(&copy, new_index, &WriteOptions::hot(WriteMode::Replace))
@@ -38,26 +38,24 @@ pub async fn finish_committed(
             tracing::warn!("cannot write the index copy {copy} to {where_to}: {e}");
         }
     };
-    let archived = Archived {
-        archive_id: journal.archive_id,
-        archive_name: journal.archive_name.clone(),
-        replays: journal.replays.len(),
-        replay_bytes: journal.replays.iter().map(|r| r.size).sum(),
-        archive_bytes: journal.archive_size,
-        kept: 0,
-        duration: started.elapsed(),
-    };
+    let replay_bytes = journal.replays.iter().map(|r| r.size).sum();
+    let replays = journal.replays.len();
     let cleaning = tokio::task::spawn_blocking({
         let temp_dir = temp_dir.to_owned();
-        move || clean_temp_folder(&temp_dir, &journal.replays)
+        let packed = journal.replays;
+        move || clean_temp_folder(&temp_dir, &packed)
     });
     let ((), kept, _) = tokio::join!(write_copy, cleaning, spool.remove_in_background());
     let kept = kept.context("the cleaning of the temp folder stopped unexpectedly")?;
     Journal::remove(work_dir)?;
     Ok(Archived {
+        archive_id: journal.archive_id,
+        archive_name: journal.archive_name,
+        replays,
+        replay_bytes,
+        archive_bytes: journal.archive_size,
         kept,
         duration: started.elapsed(),
-        ..archived
     })
 }
 
