@@ -1,6 +1,8 @@
 //! Archives made and read back: replays packed into a `.tar.gz` of independent gzip members,
-//! and one replay read from its archive's range and checked against its recorded hash.
+//! one replay read from its archive's range and checked against its recorded hash, and the
+//! access points that let the original tool's single-stream archives be read the same way.
 
+pub mod access;
 pub mod gzip;
 pub mod pack;
 pub mod ranged;

@@ -2,6 +2,7 @@
 //! their ranges, and the digests they record. Nothing here reads a file or speaks to a storage,
 //! so every other part builds on it and it builds on nothing of oiseau's.
 
+pub mod access;
 pub mod digest;
 pub mod index;
 pub mod manifest;

@@ -1,6 +1,7 @@
 //! Every object name on the storage, built and parsed here and nowhere else: the index, the
-//! archives, their manifests, the index copies and the lock. The names are the original tool's
-//! (plus the manifests and the lock), so an existing backup is taken over as it is. Partial
+//! archives, their manifests and access windows, the index copies and the lock. The names are
+//! the original tool's (plus the manifests, the windows and the lock), so an existing backup
+//! is taken over as it is. Partial
 //! uploads are the storage layer's own (`backends::partial_name`).
 
 /// Name of the index in the storage root.
@@ -39,6 +40,12 @@ pub fn archive_timestamp(name: &str) -> Option<u64> {
 /// The manifest's object name for an archive.
 pub fn manifest_name(archive_name: &str) -> String {
     format!("{archive_name}.json")
+}
+
+/// The object holding the access windows of an archive that is one gzip stream (see
+/// `formats::access`).
+pub fn access_name(archive_name: &str) -> String {
+    format!("{archive_name}.access")
 }
 
 /// `<unix_time>_c14_index.txt`: the index as it was after the run of that time.
