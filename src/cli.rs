@@ -28,6 +28,17 @@ pub enum IndexAction {
         #[arg(long)]
         write: bool,
     },
+    /// Record a manifest and an access index for each archive of the original tool (one
+    /// without a manifest), by reading it through once: locate, restore, verify and serve
+    /// then find, read and check its replays like those of oiseau's own archives
+    Legacy {
+        /// Only archives from this id on
+        #[arg(long, value_name = "ARCHIVE_ID", conflicts_with = "archive")]
+        since: Option<u64>,
+        /// Only this archive
+        #[arg(long, value_name = "ARCHIVE_ID")]
+        archive: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

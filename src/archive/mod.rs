@@ -3,6 +3,7 @@
 //! access points that let the original tool's single-stream archives be read the same way.
 
 pub mod access;
+pub mod contents;
 pub mod gzip;
 pub mod pack;
 pub mod ranged;

@@ -1,16 +1,20 @@
 //! An archive's tar stream read back from the storage: from one replay's entry alone, through
-//! the range its manifest records (format 3), or from the archive's start; and a count of the
+//! the range its manifest records (format 3 or 4), or from the archive's start; and a count of the
 //! bytes read on the way, so that a restore can say what it cost.
 
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use backends::{ByteRange, ObjectReader, Storage};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::SyncIoBridge;
 
-use crate::formats::range::ReplayRange;
+use crate::archive::access::FromPoint;
+use crate::formats::access::window_span;
+use crate::formats::names::access_name;
+use crate::formats::range::ReplaySeek;
 use crate::storage::read_range_for_blocking;
 
 /// The read the network broke, if one did somewhere among `error`'s causes: the readers above
@@ -65,22 +69,73 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// The tar stream of `archive`, decompressed: from the entry `from` locates (its gzip members
-/// read alone, the bytes before the entry skipped), or from the archive's start when there is
-/// no range. A blocking reader, for a blocking task.
+/// read alone, or its access point's window then the stream from that point, the bytes before
+/// the entry skipped), or from the archive's start when there is no range. A blocking reader,
+/// for a blocking task.
 pub async fn open_tar(
     storage: &Storage,
     archive: &str,
-    from: Option<ReplayRange>,
+    from: Option<ReplaySeek>,
     counter: &ReadCounter,
 ) -> Result<Gunzip<Counting<SyncIoBridge<ObjectReader>>>> {
-    let (part, skip) = from.map_or((ByteRange::ALL, 0), |range| {
-        (ByteRange::new(range.offset, range.length), range.skip)
-    });
+    let (part, skip, start) = match from {
+        None => (ByteRange::ALL, 0, Start::Members),
+        Some(ReplaySeek::Members(range)) => (
+            ByteRange::new(range.offset, range.length),
+            range.skip,
+            Start::Members,
+        ),
+        Some(ReplaySeek::Point { range, point, at }) => (
+            ByteRange::new(range.offset, range.length),
+            range.skip,
+            Start::Point {
+                unused_bits: point.unused_bits(),
+                window: read_window(storage, archive, at, counter).await?,
+            },
+        ),
+    };
     let reader = read_range_for_blocking(storage, archive, part).await?;
-    Ok(Gunzip::new(counter.counting(reader), skip))
+    Ok(Gunzip {
+        state: GunzipState::Waiting(Some((counter.counting(reader), start))),
+        skip,
+    })
 }
 
-/// A multi-member gzip stream, decompressed, its first `skip` bytes dropped. Everything,
+/// The window of access point number `at` of `archive`, from its windows object.
+async fn read_window(
+    storage: &Storage,
+    archive: &str,
+    at: usize,
+    counter: &ReadCounter,
+) -> Result<Vec<u8>> {
+    let name = access_name(archive);
+    let (offset, length) = window_span(at);
+    let mut window = Vec::with_capacity(length as usize);
+    storage
+        .read(&name, ByteRange::new(offset, length))
+        .await
+        .with_context(|| format!("cannot read {name}"))?
+        .read_to_end(&mut window)
+        .await
+        .with_context(|| format!("cannot read {name}"))?;
+    counter.0.fetch_add(window.len() as u64, Ordering::Relaxed);
+    anyhow::ensure!(
+        window.len() as u64 == length,
+        "{name} ends before the window of access point {at}: it is damaged; remove it and its \
+         manifest, then run `oiseau index legacy --archive <id>` again"
+    );
+    Ok(window)
+}
+
+/// How a compressed range starts.
+enum Start {
+    /// On a gzip member's header.
+    Members,
+    /// At an access point inside one gzip stream.
+    Point { unused_bits: u8, window: Vec<u8> },
+}
+
+/// A gzip stream, or part of one, decompressed, its first `skip` bytes dropped. Everything,
 /// the decoder's making included (flate2 reads the header then), happens on the first read:
 /// in the blocking task, never on the async runtime.
 pub struct Gunzip<R: Read> {
@@ -89,37 +144,47 @@ pub struct Gunzip<R: Read> {
 }
 
 enum GunzipState<R: Read> {
-    Waiting(Option<R>),
-    Reading(flate2::read::MultiGzDecoder<R>),
+    Waiting(Option<(R, Start)>),
+    Members(flate2::read::MultiGzDecoder<R>),
+    Point(FromPoint<R>),
 }
 
 impl<R: Read> Gunzip<R> {
-    fn new(compressed: R, skip: u64) -> Self {
-        Gunzip {
-            state: GunzipState::Waiting(Some(compressed)),
-            skip,
+    fn decoder(&mut self) -> std::io::Result<&mut dyn Read> {
+        if let GunzipState::Waiting(waiting) = &mut self.state {
+            let (compressed, start) = waiting
+                .take()
+                .ok_or_else(|| std::io::Error::other("the decoder was lost"))?;
+            self.state = match start {
+                Start::Members => {
+                    GunzipState::Members(flate2::read::MultiGzDecoder::new(compressed))
+                }
+                Start::Point {
+                    unused_bits,
+                    window,
+                } => GunzipState::Point(FromPoint::new(compressed, unused_bits, window)),
+            };
+        }
+        match &mut self.state {
+            GunzipState::Members(decoder) => Ok(decoder),
+            GunzipState::Point(decoder) => Ok(decoder),
+            GunzipState::Waiting(_) => Err(std::io::Error::other("the decoder was lost")),
         }
     }
 }
 
 impl<R: Read> Read for Gunzip<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if let GunzipState::Waiting(compressed) = &mut self.state {
-            let compressed = compressed.take().expect("made once");
-            self.state = GunzipState::Reading(flate2::read::MultiGzDecoder::new(compressed));
-        }
-        let GunzipState::Reading(decoder) = &mut self.state else {
-            unreachable!("made just above");
-        };
-        if self.skip > 0 {
-            let skipped = std::io::copy(&mut decoder.take(self.skip), &mut std::io::sink())?;
-            if skipped < self.skip {
+        let skip = std::mem::take(&mut self.skip);
+        let decoder = self.decoder()?;
+        if skip > 0 {
+            let skipped = std::io::copy(&mut decoder.take(skip), &mut std::io::sink())?;
+            if skipped < skip {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the range ends before the replay's entry",
                 ));
             }
-            self.skip = 0;
         }
         decoder.read(buf)
     }

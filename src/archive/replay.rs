@@ -9,7 +9,7 @@ use backends::Storage;
 
 use crate::archive::ranged::{ReadCounter, open_tar};
 use crate::formats::digest::{ReplayHash, copy_with_blake3};
-use crate::formats::range::ReplayRange;
+use crate::formats::range::ReplaySeek;
 
 /// What is known of a replay before it is read: from its archive's manifest, its hash, size
 /// and range; without one, only its id.
@@ -18,7 +18,7 @@ pub struct ExpectedReplay {
     pub id: u64,
     pub size: Option<u64>,
     pub hash: Option<ReplayHash>,
-    pub range: Option<ReplayRange>,
+    pub seek: Option<ReplaySeek>,
 }
 
 impl ExpectedReplay {
@@ -53,7 +53,7 @@ pub async fn read_replay<W: Write + Send + 'static>(
     counter: &ReadCounter,
     out: W,
 ) -> Result<ReadBack<W>> {
-    let tar = open_tar(storage, archive, expected.range, counter).await?;
+    let tar = open_tar(storage, archive, expected.seek, counter).await?;
     let archive = archive.to_owned();
     tokio::task::spawn_blocking(move || find_and_copy(tar, &archive, expected, out))
         .await
@@ -79,7 +79,7 @@ fn find_and_copy<W: Write>(
         if !found.unwrap_or(false) {
             // A range holds its replay's entry first: anything else there is damage.
             anyhow::ensure!(
-                expected.range.is_none(),
+                expected.seek.is_none(),
                 "{archive} does not hold {name} where its manifest says: the archive is damaged there"
             );
             continue;
@@ -168,7 +168,7 @@ mod tests {
             id: 7,
             size,
             hash,
-            range: None,
+            seek: None,
         }
     }
 

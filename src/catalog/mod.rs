@@ -29,8 +29,8 @@ const FETCHES_IN_FLIGHT: usize = 8;
 /// What a manifest records, as a command reads it.
 #[derive(Debug)]
 pub enum Recorded {
-    /// Kept in `work_dir`, read by seeking.
-    Table(ReplayTable),
+    /// Kept in `work_dir`, read by seeking (boxed: its head is a whole manifest's).
+    Table(Box<ReplayTable>),
     /// Held in memory: `work_dir` could not keep it.
     Parsed(Box<Manifest>),
 }
@@ -130,7 +130,9 @@ impl Catalog {
             .slots
             .into_iter()
             .map(|slot| {
-                let recorded = tables.open(&slot).map(Recorded::Table);
+                let recorded = tables
+                    .open(&slot)
+                    .map(|table| Recorded::Table(Box::new(table)));
                 CatalogEntry {
                     slot,
                     recorded,
@@ -259,7 +261,7 @@ impl Tables {
             ReplayTable::write(&self.path(&manifest.archive_name), &manifest, manifest_size)
         });
         match kept {
-            Ok(table) => Recorded::Table(table),
+            Ok(table) => Recorded::Table(Box::new(table)),
             Err(e) => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| {

@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 
 use crate::formats::digest::ReplayHash;
 use crate::formats::manifest::Manifest;
-use crate::formats::range::ReplayRange;
+use crate::formats::range::{ReplayRange, ReplaySeek};
 
 const MAGIC: &[u8; 8] = b"OISCAT01";
 const RECORD: u64 = 80;
 /// A range's offset for a replay without one (manifests before format 3).
 const NO_RANGE: u64 = u64::MAX;
 /// A head longer than this is not one oiseau wrote.
-const HEAD_LIMIT: u32 = 1 << 20;
+const HEAD_LIMIT: u32 = 8 << 20;
 
 /// One replay of an archive, as its manifest records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +33,8 @@ pub struct Replay {
     pub id: u64,
     pub size: u64,
     pub hash: ReplayHash,
-    /// Where it can be read alone (format 3).
-    pub range: Option<ReplayRange>,
+    /// How it can be read alone (formats 3 and 4).
+    pub seek: Option<ReplaySeek>,
     /// Its place in the archive.
     pub position: u64,
 }
@@ -47,7 +47,7 @@ impl Replay {
             id,
             size,
             hash,
-            range: manifest.ranges.get(at).copied(),
+            seek: manifest.seek(at),
             position: at as u64,
         }
     }
@@ -59,7 +59,8 @@ impl Replay {
         out[16..48].copy_from_slice(&self.hash.0);
         out[48..56].copy_from_slice(&self.position.to_le_bytes());
         let range = self
-            .range
+            .seek
+            .map(|seek| seek.range())
             .map_or((NO_RANGE, 0, 0), |r| (r.offset, r.length, r.skip));
         out[56..64].copy_from_slice(&range.0.to_le_bytes());
         out[64..72].copy_from_slice(&range.1.to_le_bytes());
@@ -67,7 +68,8 @@ impl Replay {
         out
     }
 
-    fn decode(bytes: &[u8; RECORD as usize]) -> Replay {
+    /// A record of the table whose head is `head` (which says how its ranges are read).
+    fn decode(bytes: &[u8; RECORD as usize], head: &Manifest) -> Replay {
         let word = |at: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&bytes[at..at + 8]);
@@ -81,11 +83,13 @@ impl Replay {
             size: word(8),
             hash: ReplayHash(hash),
             position: word(48),
-            range: (offset != NO_RANGE).then(|| ReplayRange {
-                offset,
-                length: word(64),
-                skip: word(72),
-            }),
+            seek: (offset != NO_RANGE)
+                .then(|| ReplayRange {
+                    offset,
+                    length: word(64),
+                    skip: word(72),
+                })
+                .and_then(|range| head.seek_of(range)),
         }
     }
 }
@@ -117,6 +121,7 @@ impl ReplayTable {
         let head = serde_json::to_vec(&Manifest {
             replays: Vec::new(),
             ranges: Vec::new(),
+            access_ranges: Vec::new(),
             ..manifest.clone()
         })?;
         let staging = path.with_extension("replays.tmp");
@@ -188,7 +193,7 @@ impl ReplayTable {
     fn record(&self, file: &File, at: u64) -> io::Result<Replay> {
         let mut bytes = [0u8; RECORD as usize];
         file.read_exact_at(&mut bytes, self.records_at + at * RECORD)?;
-        Ok(Replay::decode(&bytes))
+        Ok(Replay::decode(&bytes, &self.head))
     }
 
     /// Replay `id`, when the manifest records it: a binary search, reading a record a step.
@@ -224,13 +229,23 @@ impl ReplayTable {
         file.read_to_end(&mut bytes)?;
         let mut replays: Vec<Replay> = bytes
             .chunks_exact(RECORD as usize)
-            .map(|chunk| Replay::decode(chunk.try_into().expect("exact chunks")))
+            .map(|chunk| Replay::decode(chunk.try_into().expect("exact chunks"), &self.head))
             .collect();
         replays.sort_by_key(|r| r.position);
-        let ranges: Option<Vec<ReplayRange>> = replays.iter().map(|r| r.range).collect();
+        let ranges: Option<Vec<ReplayRange>> = replays
+            .iter()
+            .map(|r| r.seek.map(|seek| seek.range()))
+            .collect();
+        let ranges = ranges.unwrap_or_default();
+        let (ranges, access_ranges) = if self.head.access.is_some() {
+            (Vec::new(), ranges)
+        } else {
+            (ranges, Vec::new())
+        };
         Ok(Manifest {
             replays: replays.iter().map(|r| (r.id, r.size, r.hash)).collect(),
-            ranges: ranges.unwrap_or_default(),
+            ranges,
+            access_ranges,
             ..self.head.clone()
         })
     }
@@ -239,11 +254,29 @@ impl ReplayTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::access::{AccessIndex, AccessPoint};
     use crate::formats::digest::ArchiveDigest;
+    use crate::formats::manifest::Source;
 
-    fn manifest(ids: &[u64], ranged: bool) -> Manifest {
-        Manifest {
-            format: if ranged { 3 } else { 2 },
+    /// How the replays of a test manifest can be read alone.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ranges {
+        None,
+        Members,
+        AccessPoints,
+    }
+
+    fn manifest(ids: &[u64], ranges: Ranges) -> Manifest {
+        let recorded: Vec<ReplayRange> = ids
+            .iter()
+            .map(|&id| ReplayRange {
+                offset: id * 100,
+                length: 100,
+                skip: id,
+            })
+            .collect();
+        let mut manifest = Manifest {
+            format: 2,
             archive_id: 7,
             archive_name: "1700000000_replays_7.tar.gz".into(),
             size: 1234,
@@ -252,27 +285,43 @@ mod tests {
                 .iter()
                 .map(|&id| (id, id * 10, ReplayHash([id as u8; 32])))
                 .collect(),
-            ranges: if ranged {
-                ids.iter()
-                    .map(|&id| ReplayRange {
-                        offset: id * 100,
-                        length: 100,
-                        skip: id,
+            ranges: Vec::new(),
+            source: Source::Packing,
+            access: None,
+            access_ranges: Vec::new(),
+        };
+        match ranges {
+            Ranges::None => {}
+            Ranges::Members => {
+                manifest.format = 3;
+                manifest.ranges = recorded;
+            }
+            Ranges::AccessPoints => {
+                manifest.format = 4;
+                manifest.source = Source::Archive;
+                // A point at each range's first byte, two bits into it.
+                let mut points: Vec<AccessPoint> = recorded
+                    .iter()
+                    .map(|r| AccessPoint {
+                        bit: r.offset * 8 + 2,
+                        out: r.offset * 3,
                     })
-                    .collect()
-            } else {
-                Vec::new()
-            },
+                    .collect();
+                points.sort_by_key(|p| p.bit);
+                manifest.access = Some(AccessIndex { span: 1, points });
+                manifest.access_ranges = recorded;
+            }
         }
+        manifest
     }
 
     #[test]
     fn a_table_answers_exactly_what_its_manifest_says() {
         let dir = tempfile::tempdir().unwrap();
         // Late replays (3, 1) after later ids, as a temp folder fills out of order.
-        for ranged in [true, false] {
+        for ranges in [Ranges::Members, Ranges::None, Ranges::AccessPoints] {
             let ids = [40, 41, 3, 44, 1, 45];
-            let source = manifest(&ids, ranged);
+            let source = manifest(&ids, ranges);
             let path = dir.path().join("a.replays");
             ReplayTable::write(&path, &source, 999).unwrap();
             let table = ReplayTable::open(&path).unwrap();
@@ -282,6 +331,29 @@ mod tests {
                 let expected = source.position_of(id).map(|at| Replay::at(&source, at));
                 assert_eq!(table.find(id).unwrap(), expected, "{id}");
             }
+            let seek = table.find(3).unwrap().unwrap().seek;
+            let range = ReplayRange {
+                offset: 300,
+                length: 100,
+                skip: 3,
+            };
+            let point = AccessPoint {
+                bit: 300 * 8 + 2,
+                out: 900,
+            };
+            match ranges {
+                Ranges::None => assert_eq!(seek, None),
+                Ranges::Members => assert_eq!(seek, Some(ReplaySeek::Members(range))),
+                // The points in bit order are those of replays 1, 3, 40...: its is the second.
+                Ranges::AccessPoints => assert_eq!(
+                    seek,
+                    Some(ReplaySeek::Point {
+                        range,
+                        point,
+                        at: 1
+                    })
+                ),
+            }
             assert_eq!(table.manifest().unwrap(), source, "archive order kept");
         }
     }
@@ -290,7 +362,7 @@ mod tests {
     fn a_table_cut_short_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.replays");
-        ReplayTable::write(&path, &manifest(&[1, 2, 3], true), 1).unwrap();
+        ReplayTable::write(&path, &manifest(&[1, 2, 3], Ranges::Members), 1).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         assert!(ReplayTable::open(&path).is_err());
@@ -302,7 +374,7 @@ mod tests {
     fn an_empty_manifest_has_an_empty_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.replays");
-        let table = ReplayTable::write(&path, &manifest(&[], true), 1).unwrap();
+        let table = ReplayTable::write(&path, &manifest(&[], Ranges::Members), 1).unwrap();
         assert_eq!(table.count, 0);
         assert_eq!(table.find(0).unwrap(), None);
     }

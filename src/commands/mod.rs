@@ -4,6 +4,7 @@ pub mod demo;
 mod help;
 pub mod index;
 pub mod init;
+pub mod legacy;
 pub mod restore;
 pub mod verify;
 
@@ -115,6 +116,9 @@ pub async fn execute(cli: Cli) -> Result<()> {
         Command::Index {
             action: IndexAction::Rebuild { write },
         } => index::rebuild_index(&settings, write).await,
+        Command::Index {
+            action: IndexAction::Legacy { since, archive },
+        } => legacy::index_legacy(&settings, since, archive).await,
         Command::Serve => crate::serve::serve(&settings).await,
         Command::Config => {
             crate::report::output::raw(settings.to_redacted_toml()?.as_bytes());

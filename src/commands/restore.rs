@@ -141,13 +141,13 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
                 id,
                 size: Some(replay.size),
                 hash: Some(replay.hash),
-                range: replay.range,
+                seek: replay.seek,
             },
             Found::ByRange => ExpectedReplay {
                 id,
                 size: None,
                 hash: None,
-                range: None,
+                seek: None,
             },
         };
         plan.entry(object.name.clone())
@@ -243,7 +243,7 @@ async fn extract_from(
     overwrite: bool,
     counter: &ReadCounter,
 ) -> Result<Extracted> {
-    if wanted.values().any(|expected| expected.range.is_none()) {
+    if wanted.values().any(|expected| expected.seek.is_none()) {
         let tar = open_tar(storage, archive, None, counter).await?;
         let (archive, to) = (archive.to_owned(), to.to_owned());
         return tokio::task::spawn_blocking(move || extract(tar, &archive, wanted, &to, overwrite))

@@ -6,18 +6,18 @@ use std::io::Read;
 use anyhow::{Context, Result, bail};
 use backends::{PreflightMode, Storage};
 
+use crate::archive::contents::{Digesting, members, replays};
 use crate::archive::ranged::{ReadCounter, failure_reason};
 use crate::archive::replay::{ExpectedReplay, read_replay};
 use crate::catalog::{Catalog, CatalogEntry, Recorded};
 use crate::error::is_try_later;
+use crate::formats::digest::ReplayHash;
 use crate::formats::digest::{ArchiveDigest, DigestHasher};
-use crate::formats::digest::{ReplayHash, copy_with_blake3};
 use crate::formats::manifest::Manifest;
 use crate::formats::names::INDEX_NAME;
 use crate::report::notify::reporters;
 use crate::settings::Settings;
 use crate::storage::{open_ready, read_for_blocking, warm_up};
-use crate::temp_folder::replay_id;
 
 /// What `verify` found.
 pub struct VerifyReport {
@@ -168,7 +168,7 @@ enum Depth {
     Listing,
     /// Read whole: its digest, every replay.
     Whole,
-    /// This many replays read from their ranges (format 3 manifests; others are read whole).
+    /// This many replays read from their ranges (format 3 and 4 manifests; others are read whole).
     Sample(usize),
 }
 
@@ -231,7 +231,7 @@ async fn check(
         .map(Recorded::manifest)
         .transpose()?;
     if let (Depth::Sample(n), Some(manifest)) = (depth, &manifest)
-        && !manifest.ranges.is_empty()
+        && !manifest.recorded_ranges().is_empty()
     {
         return check_sample(storage, &object.name, manifest, n, counter)
             .await
@@ -278,7 +278,7 @@ async fn check_sample(
     n: usize,
     counter: &ReadCounter,
 ) -> Result<usize> {
-    let count = manifest.replays.len().min(manifest.ranges.len());
+    let count = manifest.replays.len().min(manifest.recorded_ranges().len());
     if count == 0 {
         return Ok(0);
     }
@@ -297,7 +297,7 @@ async fn check_sample(
             id,
             size: Some(size),
             hash: Some(hash),
-            range: Some(manifest.ranges[at]),
+            seek: manifest.seek(at),
         };
         if let Err(e) = read_replay(storage, archive, recorded, counter, std::io::sink()).await {
             damaged.push(format!("{} ({})", recorded.name(), failure_reason(&e)));
@@ -322,43 +322,11 @@ struct Contents {
 /// Reads a whole `.tar.gz`: each member's id, size and BLAKE3, and the digest of its bytes
 /// with `hasher` (the original tool's archives have no recorded digest to compare with).
 fn read_through(reader: impl Read, hasher: Option<DigestHasher>) -> Result<Contents> {
-    let mut hashing = HashingReader {
-        inner: reader,
-        hasher,
-    };
-    let mut replays = Vec::new();
-    {
-        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&mut hashing));
-        for entry in archive.entries().context("not a readable .tar.gz")? {
-            let mut entry = entry.context("damaged tar stream")?;
-            // Quoted and escaped: a damaged header may name a member with any bytes, which
-            // must not reach the terminal as they are.
-            let name = entry.path()?.to_string_lossy().into_owned();
-            let id = replay_id(&name).with_context(|| format!("holds {name:?}, not a replay"))?;
-            let (size, blake3) = copy_with_blake3(&mut entry, &mut std::io::sink())
-                .with_context(|| format!("damaged inside {name:?}"))?;
-            replays.push((id, size, blake3));
-        }
-    }
-    // The gzip and tar readers may stop before the last padding bytes: hash those too.
-    std::io::copy(&mut hashing, &mut std::io::sink()).context("cannot read it to the end")?;
+    let mut digesting = Digesting::new(reader, hasher);
+    let members = members(flate2::read::MultiGzDecoder::new(&mut digesting))?;
+    let (digest, _) = digesting.finish().context("cannot read it to the end")?;
     Ok(Contents {
-        digest: hashing.hasher.map(DigestHasher::finish),
-        replays,
+        digest,
+        replays: replays(&members),
     })
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Option<DigestHasher>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(&buf[..n]);
-        }
-        Ok(n)
-    }
 }

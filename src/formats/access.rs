@@ -106,8 +106,14 @@ mod tests {
             span: SPAN,
             points: vec![
                 AccessPoint { bit: 80, out: 0 },
-                AccessPoint { bit: 9003, out: SPAN + 10 },
-                AccessPoint { bit: 19_000, out: 2 * SPAN + 3 },
+                AccessPoint {
+                    bit: 9003,
+                    out: SPAN + 10,
+                },
+                AccessPoint {
+                    bit: 19_000,
+                    out: 2 * SPAN + 3,
+                },
             ],
         };
         assert_eq!(index.point_at_byte(1125).map(|(at, _)| at), Some(1));

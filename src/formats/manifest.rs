@@ -10,16 +10,42 @@
 //! GNU tar, gzip and Python read: the archive is a series of gzip members (one per MiB of the
 //! tar stream), and a replay's [`ReplayRange`] is the compressed bytes of the members holding
 //! its tar header and data, with how far into their decompressed bytes the header starts.
+//!
+//! Format 4 is the manifest of an archive oiseau did not make (the original tool's: one gzip
+//! stream), recorded by reading the archive itself (`oiseau index legacy`): the same replays
+//! and digest, plus an access index ([`AccessIndex`]) and, per replay, a range read from its
+//! access point (`access_ranges`; a separate field, so that a version of oiseau that predates
+//! it reads such archives from their start instead of taking these for member ranges).
 
 use serde::{Deserialize, Serialize};
 
+use crate::formats::access::AccessIndex;
 use crate::formats::digest::ArchiveDigest;
 use crate::formats::digest::ReplayHash;
-use crate::formats::range::ReplayRange;
+use crate::formats::range::{ReplayRange, ReplaySeek};
+
+/// Where a manifest's list of replays comes from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Written as the archive was packed.
+    #[default]
+    Packing,
+    /// Read back from the archive, long after it was made: its hashes say what the archive
+    /// held then, not what the replays were before they were packed.
+    Archive,
+}
+
+impl Source {
+    fn is_packing(&self) -> bool {
+        *self == Source::Packing
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
-    /// Layout version of this file: 1 recorded a SHA-256, 2 a BLAKE3, 3 adds `ranges`.
+    /// Layout version of this file: 1 recorded a SHA-256, 2 a BLAKE3, 3 adds `ranges`, 4 is
+    /// recorded from the archive with an access index.
     pub format: u32,
     pub archive_id: u64,
     pub archive_name: String,
@@ -31,6 +57,16 @@ pub struct Manifest {
     /// Format 3: one per replay, in the same order (empty in earlier formats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranges: Vec<ReplayRange>,
+    #[serde(default, skip_serializing_if = "Source::is_packing")]
+    pub source: Source,
+    /// Format 4: the archive's access points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessIndex>,
+    /// Format 4: one per replay, in the same order: `offset` is an access point's first byte,
+    /// `length` the bytes to read from there, `skip` the decompressed bytes from the point to
+    /// the replay's tar header.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_ranges: Vec<ReplayRange>,
 }
 
 impl Manifest {
@@ -64,6 +100,40 @@ impl Manifest {
         self.replays
             .iter()
             .rposition(|(replay, _, _)| *replay == id)
+    }
+
+    /// How replay number `at` of the list is read alone, when this manifest says.
+    pub fn seek(&self, at: usize) -> Option<ReplaySeek> {
+        match &self.access {
+            None => self.ranges.get(at).copied().map(ReplaySeek::Members),
+            Some(access) => self
+                .access_ranges
+                .get(at)
+                .and_then(|range| self.seek_from_point(access, *range)),
+        }
+    }
+
+    /// A recorded range, as [`Manifest::seek`] gives it: for an access range, with the point
+    /// it starts from (none when the manifest lists no point there: it is then read whole).
+    pub fn seek_of(&self, range: ReplayRange) -> Option<ReplaySeek> {
+        match &self.access {
+            None => Some(ReplaySeek::Members(range)),
+            Some(access) => self.seek_from_point(access, range),
+        }
+    }
+
+    fn seek_from_point(&self, access: &AccessIndex, range: ReplayRange) -> Option<ReplaySeek> {
+        let (at, point) = access.point_at_byte(range.offset)?;
+        Some(ReplaySeek::Point { range, point, at })
+    }
+
+    /// The recorded ranges, whichever kind this manifest has, one per replay (or none).
+    pub fn recorded_ranges(&self) -> &[ReplayRange] {
+        if self.access.is_some() {
+            &self.access_ranges
+        } else {
+            &self.ranges
+        }
     }
 
     /// Writes the manifest as JSON, streamed (a manifest of 100,000 replays is megabytes).

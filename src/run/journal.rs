@@ -17,7 +17,7 @@ use crate::atomic_file::{self, sync_dir};
 use crate::formats::digest::ArchiveDigest;
 use crate::formats::digest::ReplayHash;
 use crate::formats::index::IndexEntry;
-use crate::formats::manifest::Manifest;
+use crate::formats::manifest::{Manifest, Source};
 use crate::formats::range::ReplayRange;
 use crate::temp_folder::{Replay, unix_parts};
 
@@ -115,6 +115,9 @@ impl Journal {
                 .map(|r| (r.id, r.size, r.blake3))
                 .collect(),
             ranges,
+            source: Source::Packing,
+            access: None,
+            access_ranges: Vec::new(),
         }
     }
 

@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, RwLock};
 use crate::catalog::{Catalog, Found, Recorded};
 use crate::formats::digest::ReplayHash;
 use crate::formats::index::IndexEntry;
-use crate::formats::range::ReplayRange;
+use crate::formats::range::ReplaySeek;
 use crate::storage::read_index;
 
 /// How often a miss may look at the storage's index for new archives.
@@ -28,7 +28,7 @@ pub struct Location {
     /// manifest; without one, it was found by the index's id ranges.
     pub size: Option<u64>,
     pub hash: Option<ReplayHash>,
-    pub range: Option<ReplayRange>,
+    pub seek: Option<ReplaySeek>,
 }
 
 /// One archive as the page lists it.
@@ -85,14 +85,14 @@ impl Known {
                 archive_id,
                 size: Some(replay.size),
                 hash: Some(replay.hash),
-                range: replay.range,
+                seek: replay.seek,
             },
             Found::ByRange => Location {
                 archive,
                 archive_id,
                 size: None,
                 hash: None,
-                range: None,
+                seek: None,
             },
         }))
     }

@@ -321,7 +321,7 @@ impl Server {
             id,
             size: None,
             hash: location.hash,
-            range: location.range,
+            seek: location.seek,
         };
         let counter = &self.counters.storage_bytes;
         let read = read_replay(

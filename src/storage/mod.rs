@@ -140,6 +140,16 @@ pub async fn warm_up<'a>(
     names: impl IntoIterator<Item = &'a str>,
     reporters: &Reporters,
 ) -> Result<()> {
+    let pending = ask_to_warm_up(storage, names).await?;
+    let why: Vec<String> = pending.into_iter().map(|(_, why)| why).collect();
+    try_later_for_cold(&why, reporters).await
+}
+
+/// Asks for each archive to be made readable; those that are not yet, by name, with why.
+pub async fn ask_to_warm_up<'a>(
+    storage: &Storage,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<(String, String)>> {
     let mut pending = Vec::new();
     for name in names {
         let readiness = storage.warm_up(name).await.with_context(|| {
@@ -149,9 +159,15 @@ pub async fn warm_up<'a>(
             )
         })?;
         if let Readiness::Pending(why) = readiness {
-            pending.push(why);
+            pending.push((name.to_owned(), why));
         }
     }
+    Ok(pending)
+}
+
+/// "Try again later" for archives still being restored from a cold class (`pending` says
+/// why, per archive), the operators told; nothing when none is.
+pub async fn try_later_for_cold(pending: &[String], reporters: &Reporters) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
@@ -159,7 +175,7 @@ pub async fn warm_up<'a>(
         "{} archive{} in cold storage not readable yet, try again later: {}",
         pending.len(),
         if pending.len() == 1 { "" } else { "s" },
-        crate::report::output::capped(&pending, "; ")
+        crate::report::output::capped(pending, "; ")
     );
     reporters
         .report(&Event::ArchivesWarmingUp {

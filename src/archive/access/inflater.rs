@@ -87,21 +87,20 @@ impl Inflater {
         let length = zlib::uInt::try_from(window.len()).map_err(io::Error::other)?;
         // SAFETY: the stream was initialised; `window` is valid for `length` bytes during
         // the call, and zlib copies what it needs.
-        let code = unsafe {
-            zlib::inflateSetDictionary(&mut *inflater.stream, window.as_ptr(), length)
-        };
+        let code =
+            unsafe { zlib::inflateSetDictionary(&mut *inflater.stream, window.as_ptr(), length) };
         inflater.check(code, "inflateSetDictionary")?;
         Ok(inflater)
     }
 
     fn new(window_bits: c_int) -> io::Result<Inflater> {
         let mut stream = Box::new(zlib::z_stream::default());
-        let size = c_int::try_from(std::mem::size_of::<zlib::z_stream>()).map_err(io::Error::other)?;
+        let size =
+            c_int::try_from(std::mem::size_of::<zlib::z_stream>()).map_err(io::Error::other)?;
         // SAFETY: `stream` is a default z_stream (allocator fields set, no buffers); the
         // version string is zlib's own, NUL-terminated.
-        let code = unsafe {
-            zlib::inflateInit2_(&mut *stream, window_bits, zlib::zlibVersion(), size)
-        };
+        let code =
+            unsafe { zlib::inflateInit2_(&mut *stream, window_bits, zlib::zlibVersion(), size) };
         let mut inflater = Inflater { stream };
         inflater.check(code, "inflateInit2")?;
         Ok(inflater)

@@ -6,15 +6,79 @@
 mod inflater;
 pub mod record;
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
+use anyhow::{Context, Result};
 use inflater::Inflater;
+use record::{Recorded, Recording};
+
+use crate::archive::contents::{self, Digesting, Member};
+use crate::formats::access::{AccessIndex, SPAN};
+use crate::formats::digest::{ArchiveDigest, DigestHasher};
+use crate::formats::range::ReplayRange;
 
 /// Compressed bytes read from the storage at a time.
 const INPUT_BUFFER: usize = 64 << 10;
 
 /// Bytes of a gzip member's trailer (CRC-32 and size), after its deflate data.
 const GZIP_TRAILER: usize = 8;
+
+/// An archive read through once, with what a manifest of format 4 records of it.
+pub struct Indexed<W> {
+    pub members: Vec<Member>,
+    pub recorded: Recorded<W>,
+    /// The BLAKE3 of the archive's bytes, and how many there were.
+    pub digest: ArchiveDigest,
+    pub size: u64,
+}
+
+impl<W> Indexed<W> {
+    /// The access points.
+    pub fn access(&self) -> AccessIndex {
+        AccessIndex {
+            span: SPAN,
+            points: self.recorded.points.clone(),
+        }
+    }
+
+    /// Per member, what to read to get it alone: from the last access point before its tar
+    /// header to where the compressed bytes suffice for its data's end.
+    pub fn access_ranges(&self) -> Result<Vec<ReplayRange>> {
+        let access = self.access();
+        self.members
+            .iter()
+            .map(|member| {
+                let (_, point) = access
+                    .point_before(member.header_at)
+                    .context("no access point precedes a member")?;
+                let end = self.recorded.compressed_needed(member.data_end);
+                Ok(ReplayRange {
+                    offset: point.byte(),
+                    length: end.saturating_sub(point.byte()),
+                    skip: member.header_at - point.out,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads the archive `compressed` through: its replays, its digest, and its access points,
+/// their windows written to `windows`.
+pub fn index_archive<W: Write>(compressed: impl Read, windows: W) -> Result<Indexed<W>> {
+    let mut digesting = Digesting::new(compressed, Some(DigestHasher::blake3()));
+    let mut recording = Recording::new(&mut digesting, windows)?;
+    let members = contents::members(&mut recording)?;
+    // The padding after the tar stream, and the gzip trailer, whose checksum is checked.
+    io::copy(&mut recording, &mut io::sink()).context("cannot read it to the end")?;
+    let recorded = recording.finish()?;
+    let (digest, size) = digesting.finish().context("cannot read it to the end")?;
+    Ok(Indexed {
+        members,
+        recorded,
+        digest: digest.context("the digest was not computed")?,
+        size,
+    })
+}
 
 /// Compressed input, buffered, with a count of the bytes handed to the inflater.
 struct Input<R> {
@@ -223,8 +287,7 @@ mod tests {
         );
         for (at, point) in recorded.points.iter().enumerate() {
             let (offset, length) = window_span(at);
-            let window =
-                recorded.windows[offset as usize..(offset + length) as usize].to_vec();
+            let window = recorded.windows[offset as usize..(offset + length) as usize].to_vec();
             // Up to 100 KiB past the point, then to the end: both what a replay would need.
             for wanted in [100 << 10, original.len() as u64 - point.out] {
                 let end = (point.out + wanted).min(original.len() as u64);

@@ -4,8 +4,8 @@
 
 use std::io::{self, Read, Write};
 
-use super::inflater::Inflater;
 use super::Input;
+use super::inflater::Inflater;
 use crate::formats::access::{AccessPoint, SPAN, WINDOW};
 
 /// Output produced per inflate call at most: a replay's recorded end is this close to what

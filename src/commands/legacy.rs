@@ -1,0 +1,313 @@
+//! `oiseau index legacy`: a manifest and an access index for each archive the original tool
+//! wrote (one gzip stream, no manifest), recorded by reading the archive through once, so that
+//! `locate`, `restore`, `verify` and `serve` find, read and check its replays like those of
+//! oiseau's own archives. The archives themselves are never written.
+//!
+//! Everything written is created, never replaced: the windows object first, then the manifest,
+//! whose presence says the archive is done. Both follow from the archive's bytes alone, so a
+//! run interrupted between the two, or another host indexing the same archive, leaves objects
+//! that the next run finds equal to its own and keeps.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use backends::{ErrorKind, ObjectMeta, PreflightMode, Source, Storage, WriteMode, WriteOptions};
+
+use crate::archive::access::{Indexed, index_archive};
+use crate::archive::contents::replays;
+use crate::archive::ranged::failure_reason;
+use crate::catalog::{Inventory, Slot};
+use crate::error::is_try_later;
+use crate::formats::access::WINDOWS_MAGIC;
+use crate::formats::digest::DigestHasher;
+use crate::formats::manifest::{Manifest, Source as ManifestSource};
+use crate::formats::names::{INDEX_NAME, access_name, manifest_name};
+use crate::report::notify::reporters;
+use crate::report::progress::bytes_bar;
+use crate::settings::Settings;
+use crate::storage::lease::StorageLock;
+use crate::storage::{
+    ask_to_warm_up, conditions, open_ready, read_for_blocking, stored_digest, try_later_for_cold,
+};
+use crate::units::ByteSize;
+
+/// The manifest format of an archive recorded from its own bytes, with an access index.
+const FORMAT: u32 = 4;
+
+/// Indexes the archives of the index that have no manifest: all of them, those from `since`
+/// on, or `only` that one. Says per archive what it did; fails naming those it could not
+/// index, and is "try again later" while cold archives are being restored.
+pub async fn index_legacy(
+    settings: &Settings,
+    since: Option<u64>,
+    only: Option<u64>,
+) -> Result<()> {
+    // Reading an archive needs the storage awake: on C14 this may start an unarchive.
+    let storage = open_ready(settings, PreflightMode::Prepare).await?;
+    let where_from = storage.describe();
+    let inventory = Inventory::read(&storage).await?;
+    let wanted = |id: u64| only.is_none_or(|only| id == only) && since.is_none_or(|s| id >= s);
+    let slots: Vec<_> = inventory
+        .slots
+        .iter()
+        .filter(|slot| wanted(slot.entry.archive_id))
+        .collect();
+    if let Some(id) = only {
+        let Some(slot) = slots.first() else {
+            bail!(
+                "archive {id} is not in {INDEX_NAME} on {where_from}; `oiseau verify` lists the \
+                 archives it holds"
+            );
+        };
+        if slot.object.is_none() {
+            bail!("archive {id} is in {INDEX_NAME} but missing from {where_from}: nothing to read");
+        }
+    }
+    let mut already = 0;
+    let mut chosen: Vec<(&Slot, &ObjectMeta)> = Vec::new();
+    for slot in slots {
+        match (&slot.manifest, &slot.object) {
+            (Some(_), _) => already += 1,
+            (None, Some(object)) => chosen.push((slot, object)),
+            (None, None) => say!(
+                "not indexed: archive {} is in {INDEX_NAME} but missing from {where_from}",
+                slot.entry.archive_id
+            ),
+        }
+    }
+    if chosen.is_empty() {
+        say!(
+            "nothing to index: {already} archive{} of the index already {} a manifest",
+            if already == 1 { "" } else { "s" },
+            if already == 1 { "has" } else { "have" }
+        );
+        return Ok(());
+    }
+
+    // Cold archives are asked for first; those readable now are indexed meanwhile.
+    let pending = ask_to_warm_up(&storage, chosen.iter().map(|(_, o)| o.name.as_str())).await?;
+    chosen.retain(|(_, object)| !pending.iter().any(|(name, _)| *name == object.name));
+    // Creating objects needs no lock where the storage creates atomically; elsewhere a
+    // check-then-write is kept apart from other writers by the storage lock.
+    let location = settings.storage.location()?;
+    conditions::verify(&storage, &settings.work_dir, &location).await?;
+    let lock_to_write = !storage.capabilities().atomic_create;
+
+    let (mut indexed, mut failed) = (0, Vec::new());
+    for (slot, object) in chosen {
+        let id = slot.entry.archive_id;
+        let outcome = index_one(&storage, settings, slot, object, lock_to_write).await;
+        match outcome {
+            Ok(done) => {
+                indexed += 1;
+                say!("{}", done.line(id, &object.name));
+            }
+            // The storage lock is busy (a backup is committing): the next try goes on.
+            Err(e) if is_try_later(&e) => return Err(e),
+            Err(e) => {
+                say!(
+                    "not indexed: {} (archive {id}): {}",
+                    object.name,
+                    failure_reason(&e)
+                );
+                failed.push(format!("{} ({})", object.name, failure_reason(&e)));
+            }
+        }
+    }
+    say!(
+        "index legacy on {where_from}: {indexed} archive{} indexed, {} failed, {} waiting for a \
+         restore from cold storage, {already} already had a manifest",
+        if indexed == 1 { "" } else { "s" },
+        failed.len(),
+        pending.len()
+    );
+    if !failed.is_empty() {
+        bail!(
+            "{} archive{} could not be indexed: {}",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" },
+            crate::report::output::capped(&failed, "; ")
+        );
+    }
+    let why: Vec<String> = pending.into_iter().map(|(_, why)| why).collect();
+    try_later_for_cold(&why, &reporters(settings)).await
+}
+
+/// What was done for one archive.
+struct Done {
+    replays: usize,
+    points: usize,
+    read: u64,
+    windows_bytes: u64,
+    seconds: f64,
+    /// Whether another run or host had written the same objects first.
+    found_written: bool,
+    /// The index line disagrees with the archive's content.
+    index_disagrees: Option<String>,
+}
+
+impl Done {
+    fn line(&self, id: u64, name: &str) -> String {
+        let mut line = format!(
+            "indexed {name} (archive {id}): {} replays, {} access point{} ({}); read {} in \
+             {:.1} s",
+            self.replays,
+            self.points,
+            if self.points == 1 { "" } else { "s" },
+            ByteSize(self.windows_bytes),
+            ByteSize(self.read),
+            self.seconds
+        );
+        if self.found_written {
+            line.push_str("; its manifest was already written, equal to this one");
+        }
+        if let Some(why) = &self.index_disagrees {
+            line.push_str("; warning: ");
+            line.push_str(why);
+        }
+        line
+    }
+}
+
+async fn index_one(
+    storage: &Storage,
+    settings: &Settings,
+    slot: &Slot,
+    object: &ObjectMeta,
+    lock_to_write: bool,
+) -> Result<Done> {
+    let id = slot.entry.archive_id;
+    let started = Instant::now();
+    let windows = tempfile::Builder::new()
+        .prefix(".windows.")
+        .tempfile_in(&settings.work_dir)
+        .with_context(|| format!("cannot write into {}", settings.work_dir.display()))?;
+    let mut out = BufWriter::new(windows.reopen()?);
+    out.write_all(WINDOWS_MAGIC)?;
+    let reader = read_for_blocking(storage, &object.name).await?;
+    let bar = bytes_bar(object.size, "indexing");
+    let reading = bar.clone();
+    let archive: Indexed<BufWriter<std::fs::File>> =
+        tokio::task::spawn_blocking(move || index_archive(reading.wrap_read(reader), out))
+            .await
+            .context("the reading stopped unexpectedly")??;
+    bar.finish_and_clear();
+    if archive.size != object.size {
+        bail!(
+            "it changed while being read: {} bytes listed, {} read",
+            object.size,
+            archive.size
+        );
+    }
+    let manifest = Manifest {
+        format: FORMAT,
+        archive_id: id,
+        archive_name: object.name.clone(),
+        size: archive.size,
+        digest: archive.digest.clone(),
+        replays: replays(&archive.members),
+        ranges: Vec::new(),
+        source: ManifestSource::Archive,
+        access: Some(archive.access()),
+        access_ranges: archive.access_ranges()?,
+    };
+    let file = archive
+        .recorded
+        .windows
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    let windows_bytes = file.metadata()?.len();
+    let mut bytes = Vec::new();
+    manifest.write_to(&mut bytes)?;
+
+    let lock = if lock_to_write {
+        let location = settings.storage.location()?;
+        Some(StorageLock::acquire(storage, &settings.work_dir, &location).await?)
+    } else {
+        None
+    };
+    let written = write_both(storage, &object.name, windows.path(), &bytes).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    let found_written = written?;
+    let max = manifest.max_replay_id();
+    Ok(Done {
+        replays: manifest.replays.len(),
+        points: manifest.access.as_ref().map_or(0, |a| a.points.len()),
+        read: archive.size,
+        windows_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        found_written,
+        index_disagrees: (max != slot.entry.max_replay_id).then(|| {
+            format!(
+                "its largest replay id is {max}, {INDEX_NAME} says {}",
+                slot.entry.max_replay_id
+            )
+        }),
+    })
+}
+
+/// Creates the windows object, then the manifest; returns whether both were already there
+/// (written by an interrupted run or another host), equal to these.
+async fn write_both(
+    storage: &Storage,
+    archive: &str,
+    windows: &Path,
+    manifest: &[u8],
+) -> Result<bool> {
+    let hot_and_new = WriteOptions::hot(WriteMode::CreateNew);
+    let windows_name = access_name(archive);
+    let windows_there = match storage
+        .upload(&Source::file(windows), &windows_name, &hot_and_new, &|_| {})
+        .await
+    {
+        Ok(_) => false,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let ours = DigestHasher::blake3()
+                .read_from(&mut std::fs::File::open(windows)?)
+                .context("cannot read the windows back")?;
+            let theirs = stored_digest(storage, &windows_name, DigestHasher::blake3()).await?;
+            if ours != theirs {
+                bail!(differs(&windows_name, storage));
+            }
+            true
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot write {windows_name} to {}", storage.describe()));
+        }
+    };
+    let manifest_name = manifest_name(archive);
+    let manifest_there = match storage.write(&manifest_name, manifest, &hot_and_new).await {
+        Ok(_) => false,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let (_, theirs) = storage
+                .read_small(&manifest_name)
+                .await
+                .with_context(|| format!("cannot read {manifest_name} back"))?;
+            if theirs != manifest {
+                bail!(differs(&manifest_name, storage));
+            }
+            true
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot write {manifest_name} to {}", storage.describe())
+            });
+        }
+    };
+    Ok(windows_there && manifest_there)
+}
+
+/// Why an object found in the way is not replaced.
+fn differs(name: &str, storage: &Storage) -> String {
+    format!(
+        "{name} already exists on {} and differs from what the archive gives (another version \
+         of oiseau may have written it); it is not replaced: remove it by hand and run again",
+        storage.describe()
+    )
+}
