@@ -15,14 +15,6 @@ const REPLAYS: u64 = 40;
 /// What one replay may cost beyond its own size, read from the storage.
 const MARGIN: u64 = 2 << 20;
 
-/// The bytes `oiseau restore` says it read from the storage.
-fn bytes_read(stdout: &str) -> u64 {
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("read ")?.split(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no \"read N bytes\" line in:\n{stdout}"))
-}
-
 /// Archives the replays, restores `ids` and checks what came back and what it cost.
 fn restore_costs_about_the_replays(
     label: &str,
@@ -45,7 +37,7 @@ fn restore_costs_about_the_replays(
                 "{label}: {name}"
             );
         }
-        let read = bytes_read(&out.stdout());
+        let read = common::bytes_read(&out.stdout());
         let bound = ids.len() as u64 * (REPLAY_SIZE as u64 + MARGIN);
         assert!(
             read <= bound,
@@ -169,7 +161,7 @@ fn archives_without_ranges_are_streamed_and_a_damaged_range_is_caught() {
         .expect_code(0);
     let name = format!("replay_{id}.osr");
     assert_eq!(std::fs::read(to.join(&name)).unwrap(), replays[&name]);
-    assert!(bytes_read(&out.stdout()) <= REPLAY_SIZE as u64 + MARGIN);
+    assert!(common::bytes_read(&out.stdout()) <= REPLAY_SIZE as u64 + MARGIN);
 
     // Format 2: no ranges, the archive is streamed until the replay is out.
     downgrade_manifest(&d);
@@ -181,7 +173,7 @@ fn archives_without_ranges_are_streamed_and_a_damaged_range_is_caught() {
         replays["replay_40.osr"]
     );
     assert!(
-        bytes_read(&out.stdout()) > (REPLAYS - 1) * REPLAY_SIZE as u64,
+        common::bytes_read(&out.stdout()) > (REPLAYS - 1) * REPLAY_SIZE as u64,
         "the whole archive up to the last replay: {}",
         out.stdout()
     );

@@ -44,6 +44,9 @@ pub async fn index_legacy(
     since: Option<u64>,
     only: Option<u64>,
 ) -> Result<()> {
+    // The windows are gathered in work_dir before they are uploaded.
+    std::fs::create_dir_all(&settings.work_dir)
+        .with_context(|| format!("cannot create work_dir {}", settings.work_dir.display()))?;
     // Reading an archive needs the storage awake: on C14 this may start an unarchive.
     let storage = open_ready(settings, PreflightMode::Prepare).await?;
     let where_from = storage.describe();

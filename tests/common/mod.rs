@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod rclone;
 pub mod s3;
 pub mod seaweed;
+pub mod seed;
 pub mod target;
 pub mod telegram;
 
@@ -384,4 +385,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The bytes `oiseau restore` says it read from the storage.
+pub fn bytes_read(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("read ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no \"read N bytes\" line in:\n{stdout}"))
 }

@@ -137,6 +137,18 @@ impl Target {
         &self.storage
     }
 
+    /// Writes the object `name` behind oiseau's back, as another tool or host would.
+    pub fn put(&self, name: &str, bytes: &[u8]) {
+        match (&self.s3, &self.seaweed) {
+            (Some(server), _) => server.put("replays", name, bytes),
+            (_, Some(server)) => server.put("replays", &format!("osu/{name}"), bytes),
+            _ => {
+                std::fs::create_dir_all(&self.storage).unwrap();
+                std::fs::write(self.storage.join(name), bytes).unwrap();
+            }
+        }
+    }
+
     /// Writes `lease` into the storage's lock behind oiseau's back, as another host holding it
     /// would (on FTP, the lock is also its directory).
     pub fn plant_lock(&self, lease: &[u8]) {

@@ -1,0 +1,209 @@
+//! The original tool's archives made first-class by `oiseau index legacy`: located exactly,
+//! one replay of a 100 MB archive restored by reading a few MiB, its hash checked, on local,
+//! FTP and S3; the seed's own files never changed; damage, interruptions and a second host
+//! handled.
+
+mod common;
+
+use common::seed::{self, BIG, LATE, SMALL};
+use common::target::Target;
+
+/// What restoring one replay of the big archive may read from the storage.
+const ONE_REPLAY_BOUND: u64 = 10 << 20;
+
+/// Puts the seed storage on `target`, indexes it, and checks what an operator then relies
+/// on: exact locations (the late replays included), a one-replay restore that reads little
+/// and checks its hash, and the seed's files as they were.
+fn index_and_restore_one(backend: &str, target: &Target) {
+    for name in seed::names() {
+        target.put(&name, &seed::object(&name));
+    }
+    assert!(
+        seed::object(BIG).len() > 100_000_000,
+        "the big archive is over 100 MB"
+    );
+    target
+        .oiseau(&["index", "legacy"])
+        .expect_code(0)
+        .assert_stdout_has(&format!("indexed {SMALL} (archive 1): 38 replays"))
+        .assert_stdout_has(&format!("indexed {BIG} (archive 2): 602 replays"));
+
+    let out = target
+        .oiseau(&["locate", "17", "23", "5", "600"])
+        .expect_code(0);
+    let lines: Vec<&str> = out.stdout().leak().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("replay 17\tarchive 2\t{BIG}"),
+            format!("replay 23\tarchive 2\t{BIG}"),
+            format!("replay 5\tarchive 1\t{SMALL}"),
+            format!("replay 600\tarchive 2\t{BIG}"),
+        ],
+        "{backend}: exact, where the index's ranges would say archive 1 for {LATE:?}"
+    );
+
+    let to = target.d.root.path().join("restored");
+    let out = target
+        .oiseau(&["restore", "17", "--to", to.to_str().unwrap()])
+        .expect_code(0);
+    out.assert_stdout_has(&format!("from {BIG} (hash checked)"));
+    let read = common::bytes_read(&out.stdout());
+    assert!(
+        read <= ONE_REPLAY_BOUND,
+        "{backend}: one replay read {read} bytes of a {} byte archive",
+        seed::object(BIG).len()
+    );
+    assert_eq!(
+        std::fs::read(to.join("replay_17.osr")).unwrap(),
+        seed::replay(17),
+        "{backend}"
+    );
+
+    let seen = target.seen();
+    for name in seed::names() {
+        assert!(
+            std::fs::read(seen.join(&name)).unwrap() == seed::object(&name),
+            "{backend}: {name} is byte for byte what the original tool wrote"
+        );
+    }
+    for written in [".json", ".access"] {
+        assert!(seen.join(format!("{BIG}{written}")).exists(), "{backend}");
+    }
+}
+
+#[test]
+fn seed_archives_are_indexed_then_read_like_oiseaus_own_on_ftp_and_s3() {
+    index_and_restore_one("ftp", &Target::ftp());
+    index_and_restore_one("s3", &Target::seaweedfs());
+}
+
+#[test]
+fn seed_archives_are_indexed_then_read_located_verified_and_kept_on_local() {
+    let target = Target::local();
+    index_and_restore_one("local", &target);
+    let storage = &target.storage;
+    let to = target.d.root.path().join("twenty");
+
+    // Twenty replays spread over both archives, each from its access point.
+    let ids: Vec<String> = (0..20).map(|k| (3 + k * 31).to_string()).collect();
+    let mut args = vec!["restore", "--to", to.to_str().unwrap()];
+    args.extend(ids.iter().map(String::as_str));
+    let out = target.oiseau(&args).expect_code(0);
+    assert_eq!(out.stdout().matches("(hash checked)").count(), 20);
+    for id in &ids {
+        let id: u64 = id.parse().unwrap();
+        assert_eq!(
+            std::fs::read(to.join(format!("replay_{id}.osr"))).unwrap(),
+            seed::replay(id)
+        );
+    }
+    target
+        .oiseau(&["verify", "--deep", "--sample", "8"])
+        .expect_code(0)
+        .assert_stdout_has("16 replays read from their ranges and hashed");
+    target.oiseau(&["verify", "--deep"]).expect_code(0);
+
+    // Done once: a second run has nothing to do, and writes nothing.
+    let before = common::names_in(storage);
+    target
+        .oiseau(&["index", "legacy"])
+        .expect_code(0)
+        .assert_stdout_has("nothing to index: 2 archives of the index already have a manifest");
+    assert_eq!(common::names_in(storage), before);
+
+    // Interrupted between its two writes: the windows are there, the manifest is not. The
+    // next run finds the windows equal to its own and keeps them.
+    let manifest = storage.join(format!("{SMALL}.json"));
+    let written = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    target
+        .oiseau(&["index", "legacy", "--archive", "1"])
+        .expect_code(0)
+        .assert_stdout_has(&format!("indexed {SMALL} (archive 1)"));
+    assert_eq!(
+        std::fs::read(&manifest).unwrap(),
+        written,
+        "the same manifest"
+    );
+
+    // Two hosts at once on the same archive: both succeed, one object each.
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::remove_file(storage.join(format!("{SMALL}.access"))).unwrap();
+    let other = common::Deployment::new("");
+    let settings = std::fs::read_to_string(&other.config).unwrap();
+    std::fs::write(
+        &other.config,
+        settings.replace("\"backup\"", &format!("\"{}\"", storage.display())),
+    )
+    .unwrap();
+    let children = [
+        target.d.spawn(&["index", "legacy"], &[]),
+        other.spawn(&["index", "legacy"], &[]),
+    ];
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert_eq!(std::fs::read(&manifest).unwrap(), written);
+
+    // The oiseau archives that follow are made as always.
+    common::add_sized_replays(&target.d.temp, 641, 3, 2000);
+    assert!(target.run(&[]).status.success());
+    target.oiseau(&["locate", "642", "17"]).expect_code(0);
+
+    // Damage inside replay 300's bytes on the storage: read from its access point, it fails
+    // its check; a deep verify names the archive.
+    let mut damaged = seed::object(BIG);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(storage.join(format!("{BIG}.json"))).unwrap())
+            .unwrap();
+    let at = json["replays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|r| r[0] == 300)
+        .unwrap();
+    let range = &json["access_ranges"][at];
+    let inside = (range[0].as_u64().unwrap() + range[1].as_u64().unwrap() - 5000) as usize;
+    damaged[inside] ^= 0x55;
+    std::fs::write(storage.join(BIG), &damaged).unwrap();
+    let out = target
+        .oiseau(&["restore", "300", "--to", to.to_str().unwrap()])
+        .expect_code(1);
+    out.assert_stdout_has("not restored: replay_300.osr");
+    assert!(!to.join("replay_300.osr").exists());
+    target
+        .oiseau(&["verify", "--deep", "--since", "2"])
+        .expect_code(1)
+        .assert_stdout_has(BIG);
+}
+
+#[test]
+fn an_archive_that_cannot_be_read_is_named_and_the_others_are_indexed() {
+    let target = Target::local();
+    for name in seed::names() {
+        if name != BIG {
+            target.put(&name, &seed::object(&name));
+        }
+    }
+    // Archive 2 of the index is missing; archive 3 is not gzip at all.
+    target.put("1571700000_replays_3.tar.gz", b"not a gzip stream");
+    let index = [seed::object("c14_index.txt"), b"3\t700\r\n".to_vec()].concat();
+    target.put("c14_index.txt", &index);
+    let out = target.oiseau(&["index", "legacy"]).expect_code(1);
+    out.assert_stdout_has(&format!("indexed {SMALL} (archive 1)"))
+        .assert_stdout_has("archive 2 is in c14_index.txt but missing")
+        .assert_stdout_has("not indexed: 1571700000_replays_3.tar.gz (archive 3)")
+        .assert_stderr_has("1 archive could not be indexed");
+    assert!(
+        !target
+            .storage
+            .join("1571700000_replays_3.tar.gz.json")
+            .exists()
+    );
+    target
+        .oiseau(&["index", "legacy", "--archive", "9"])
+        .expect_code(1)
+        .assert_stderr_has("archive 9 is not in c14_index.txt");
+}
