@@ -47,6 +47,9 @@ pub struct Status {
     pub storage_condition: Option<String>,
     pub archives_in_index: Option<usize>,
     pub archives_on_storage: Option<usize>,
+    /// Archives of the index with no manifest (the original tool's): located by id range,
+    /// read from their start, with no hash to check until `oiseau index legacy` records one.
+    pub archives_without_manifest: Option<usize>,
     pub last_archive: Option<LastArchive>,
     /// What would make the next run fail, each in one line with what to do.
     pub problems: Vec<String>,
@@ -121,6 +124,7 @@ pub async fn inspect(settings: &Settings) -> StatusReport {
         storage_condition: None,
         archives_in_index: None,
         archives_on_storage: None,
+        archives_without_manifest: None,
         last_archive: None,
         problems,
     };
@@ -207,6 +211,13 @@ impl StatusReport {
                 counted(in_index, "archive", "archives")
             ));
         }
+        if let Some(without @ 1..) = status.archives_without_manifest {
+            lines.push(format!(
+                "{} without a manifest (the original tool's): located by id range and read from \
+                 their start, with no hash to check; `oiseau index legacy` records one for each",
+                counted(without, "archive", "archives")
+            ));
+        }
         match &status.last_archive {
             Some(last) => lines.push(format!(
                 "last archive: {} (replays up to {}) {}{}",
@@ -286,6 +297,13 @@ async fn reach_storage(settings: &Settings, status: &mut Status) -> Result<()> {
 
 fn describe_index(storage: &Storage, inventory: &Inventory, status: &mut Status) {
     status.archives_in_index = Some(inventory.slots.len());
+    status.archives_without_manifest = Some(
+        inventory
+            .slots
+            .iter()
+            .filter(|slot| slot.object.is_some() && slot.manifest.is_none())
+            .count(),
+    );
     if !inventory.beyond_index.is_empty() {
         status.problems.push(format!(
             "{INDEX_NAME} on {} ends before {}: it was truncated or replaced; `oiseau index \

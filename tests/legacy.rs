@@ -207,3 +207,58 @@ fn an_archive_that_cannot_be_read_is_named_and_the_others_are_indexed() {
         .expect_code(1)
         .assert_stderr_has("archive 9 is not in c14_index.txt");
 }
+
+#[test]
+fn a_cold_seed_archive_is_restored_first_then_indexed() {
+    let server = common::s3::MotoServer::start();
+    server.create_bucket("cold");
+    let d = common::Deployment::new("");
+    d.write_settings_with_tables("", &server.settings("cold", "GLACIER"));
+    let env = common::s3::env();
+    let mut glacier = common::s3::rclone_s3(&server.endpoint());
+    glacier.env("RCLONE_S3_STORAGE_CLASS", "GLACIER");
+    common::s3::put_with_rclone(
+        glacier,
+        "cold",
+        &format!("osu/{SMALL}"),
+        &seed::object(SMALL),
+    );
+    let index = b"1\t40\r\n";
+    common::s3::put_with_rclone(
+        common::s3::rclone_s3(&server.endpoint()),
+        "cold",
+        "osu/c14_index.txt",
+        index,
+    );
+    assert_eq!(
+        server.storage_class("cold", &format!("osu/{SMALL}")),
+        "GLACIER"
+    );
+
+    server.keep_restores_pending(1);
+    d.oiseau(&["index", "legacy"], &env)
+        .expect_code(75)
+        .assert_stdout_has("1 waiting for a restore from cold storage")
+        .assert_stderr_has("restore requested");
+    d.oiseau(&["index", "legacy"], &env)
+        .expect_code(75)
+        .assert_stderr_has("still restoring");
+    d.oiseau(&["index", "legacy"], &env)
+        .expect_code(0)
+        .assert_stdout_has(&format!("indexed {SMALL} (archive 1): 38 replays"));
+    // What a restore reads first stays in the hot class; the archive stays cold.
+    for written in [".json", ".access"] {
+        assert_eq!(
+            server.storage_class("cold", &format!("osu/{SMALL}{written}")),
+            "STANDARD"
+        );
+    }
+    let to = d.root.path().join("restored");
+    d.oiseau(&["restore", "9", "--to", to.to_str().unwrap()], &env)
+        .expect_code(0)
+        .assert_stdout_has("(hash checked)");
+    assert_eq!(
+        std::fs::read(to.join("replay_9.osr")).unwrap(),
+        seed::replay(9)
+    );
+}

@@ -145,6 +145,44 @@ fn the_original_tools_archives_are_located_and_restored() {
             "{backend}"
         );
         target.oiseau(&["verify", "--deep"]).expect_code(0);
+
+        // Indexed, the original tool's archives are located exactly and their replays
+        // checked; oiseau's own archive is left as it is.
+        target
+            .oiseau(&["status"])
+            .assert_stdout_has("2 archives without a manifest (the original tool's)");
+        target
+            .oiseau(&["index", "legacy"])
+            .expect_code(0)
+            .assert_stdout_has("2 archives indexed")
+            .assert_stdout_has("1 already had a manifest");
+        target
+            .oiseau(&["locate", "103"])
+            .expect_code(0)
+            .assert_stdout_has("replay 103\tarchive 1\t1571000000_replays_1.tar.gz\n");
+        let out = target
+            .oiseau(&[
+                "restore",
+                "108",
+                "--to",
+                to.to_str().unwrap(),
+                "--overwrite",
+            ])
+            .expect_code(0);
+        out.assert_stdout_has("(hash checked)");
+        assert_eq!(
+            std::fs::read(to.join("replay_108.osr")).unwrap(),
+            original_replay(108),
+            "{backend}"
+        );
+        target
+            .oiseau(&["verify", "--deep", "--sample", "2"])
+            .expect_code(0);
+        let status = target.oiseau(&["status"]).stdout();
+        assert!(
+            !status.contains("without a manifest"),
+            "{backend}: {status}"
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! `oiseau serve` end to end over real HTTP: hits and misses, 404 and 400, the cache's bound,
-//! identical requests sharing one storage read, a new archive found, and 503 while a cold
-//! archive is restored.
+//! identical requests sharing one storage read, a new archive found, the original tool's
+//! archives once indexed, and 503 while a cold archive is restored.
 
 mod common;
 
@@ -191,6 +191,26 @@ async fn serve_answers_hits_misses_bad_ids_and_new_archives() {
         ],
         "{cached:?}"
     );
+}
+
+/// The original tool's archives, once `oiseau index legacy` has recorded them: a replay is
+/// read from its access point (a few MiB of a 100 MB archive), hash checked, late ones found
+/// exactly.
+#[tokio::test]
+async fn serve_answers_replays_of_the_original_tools_archives_once_indexed() {
+    use common::seed;
+    let (d, port) = serving("", "1 MiB");
+    seed::copy_into(&d.storage);
+    d.oiseau_async(&["index", "legacy"], &[])
+        .await
+        .expect_code(0);
+    let served = Served::start(&d, port, &[]).await;
+    for id in [seed::LATE[0], 600, 5] {
+        let response = served.get(&format!("/replays/{id}")).await;
+        assert_eq!(response.status(), 200, "replay {id}");
+        assert_eq!(response.bytes().await.unwrap().as_ref(), seed::replay(id));
+    }
+    assert_eq!(served.counter("storage_reads").await, 3);
 }
 
 #[tokio::test]

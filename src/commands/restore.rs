@@ -61,7 +61,10 @@ fn describe_location(id: u64, archive: &CatalogEntry, how: Found) -> String {
         .map_or("(missing from the storage)", |o| o.name.as_str());
     let note = match (how, &archive.damaged_manifest) {
         (Found::Exact(_), _) => "",
-        (Found::ByRange, None) => " (by the index's id range: no manifest for this archive)",
+        (Found::ByRange, None) => {
+            " (by the index's id range: no manifest for this archive; `oiseau index legacy` \
+             records one)"
+        }
         (Found::ByRange, Some(_)) => {
             " (by the index's id range: this archive's manifest is damaged)"
         }
@@ -197,7 +200,8 @@ pub async fn restore(settings: &Settings, ids: &[u64], to: &Path, overwrite: boo
                     } else if damaged.contains(&archive) {
                         " (no recorded hash: the archive's manifest is damaged)"
                     } else {
-                        " (no recorded hash: archive made by the original tool)"
+                        " (no recorded hash: archive made by the original tool; `oiseau index legacy` \
+                         records its hashes)"
                     }
                 ),
                 Err(why) => {
