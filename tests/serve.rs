@@ -211,6 +211,11 @@ async fn serve_answers_replays_of_the_original_tools_archives_once_indexed() {
         assert_eq!(response.bytes().await.unwrap().as_ref(), seed::replay(id));
     }
     assert_eq!(served.counter("storage_reads").await, 3);
+    let page = served.get("/").await.text().await.unwrap();
+    assert_eq!(
+        page.matches("format 4 (recorded from the archive)").count(),
+        2
+    );
 }
 
 #[tokio::test]

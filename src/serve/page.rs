@@ -229,9 +229,16 @@ fn render_now(status: &Status, record: &crate::report::events::RunRecord) -> Str
     if let (Some(in_index), Some(on_storage)) =
         (status.archives_in_index, status.archives_on_storage)
     {
+        let without = match status.archives_without_manifest {
+            Some(n @ 1..) => format!(
+                "; {n} without a manifest (the original tool's: <code>oiseau index legacy</code> \
+                 records them)"
+            ),
+            _ => String::new(),
+        };
         row(
             "Archives",
-            format!("{in_index} in the index, {on_storage} on the storage"),
+            format!("{in_index} in the index, {on_storage} on the storage{without}"),
         );
     }
     if let Some(last) = &status.last_archive {
@@ -309,7 +316,10 @@ fn history(html: &mut String, rows: &[ArchiveRow]) {
             made(row),
             row.format.map_or_else(
                 || "none (found by the index's id range)".to_owned(),
-                |f| format!("format {f}")
+                |f| match f {
+                    4 => "format 4 (recorded from the archive)".to_owned(),
+                    f => format!("format {f}"),
+                }
             ),
         );
     }
