@@ -195,6 +195,7 @@ fn an_archive_that_cannot_be_read_is_named_and_the_others_are_indexed() {
     out.assert_stdout_has(&format!("indexed {SMALL} (archive 1)"))
         .assert_stdout_has("archive 2 is in c14_index.txt but missing")
         .assert_stdout_has("not indexed: 1571700000_replays_3.tar.gz (archive 3)")
+        .assert_stdout_has("it is not a gzip stream")
         .assert_stderr_has("1 archive could not be indexed");
     assert!(
         !target

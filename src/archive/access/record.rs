@@ -115,7 +115,14 @@ impl<R: Read, W: Write> Read for Recording<R, W> {
             }
             let step = self
                 .inflater
-                .inflate(self.input.pending(), &mut buf[..wanted], true)?;
+                .inflate(self.input.pending(), &mut buf[..wanted], true)
+                .map_err(|e| {
+                    if self.produced == 0 {
+                        io::Error::new(e.kind(), format!("it is not a gzip stream ({e})"))
+                    } else {
+                        e
+                    }
+                })?;
             self.input.consume(step.consumed);
             if step.produced > 0 {
                 self.remember(&buf[..step.produced]);
