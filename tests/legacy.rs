@@ -147,6 +147,30 @@ fn seed_archives_are_indexed_then_read_located_verified_and_kept_on_local() {
     }
     assert_eq!(std::fs::read(&manifest).unwrap(), written);
 
+    // Its windows lost: a restore still works (from the archive's start, hash checked),
+    // verify names them, and the next index legacy writes them again.
+    let windows = storage.join(format!("{SMALL}.access"));
+    let kept = std::fs::read(&windows).unwrap();
+    std::fs::remove_file(&windows).unwrap();
+    target
+        .oiseau(&["verify"])
+        .expect_code(1)
+        .assert_stdout_has(&format!("access windows {SMALL}.access are missing"));
+    target
+        .oiseau(&["restore", "9", "--to", to.to_str().unwrap()])
+        .expect_code(0)
+        .assert_stdout_has("(hash checked)");
+    assert_eq!(
+        std::fs::read(to.join("replay_9.osr")).unwrap(),
+        seed::replay(9)
+    );
+    target
+        .oiseau(&["index", "legacy"])
+        .expect_code(0)
+        .assert_stdout_has(&format!("indexed {SMALL} (archive 1)"));
+    assert_eq!(std::fs::read(&windows).unwrap(), kept);
+    target.oiseau(&["verify"]).expect_code(0);
+
     // The oiseau archives that follow are made as always.
     common::add_sized_replays(&target.d.temp, 641, 3, 2000);
     assert!(target.run(&[]).status.success());

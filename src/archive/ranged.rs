@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
-use backends::{ByteRange, ObjectReader, Storage};
+use backends::{ByteRange, ErrorKind, ObjectReader, Storage};
 use tokio::io::AsyncReadExt;
 use tokio_util::io::SyncIoBridge;
 
@@ -85,46 +85,62 @@ pub async fn open_tar(
             range.skip,
             Start::Members,
         ),
-        Some(ReplaySeek::Point { range, point, at }) => (
-            ByteRange::new(range.offset, range.length),
-            range.skip,
-            Start::Point {
-                unused_bits: point.unused_bits(),
-                window: read_window(storage, archive, at, counter).await?,
-            },
-        ),
+        Some(ReplaySeek::Point { range, point, at }) => {
+            match read_window(storage, archive, at, counter).await? {
+                Some(window) => (
+                    ByteRange::new(range.offset, range.length),
+                    range.skip,
+                    Start::Point {
+                        unused_bits: point.unused_bits(),
+                        window,
+                    },
+                ),
+                None => {
+                    tracing::warn!(
+                        "{} is missing from {}: {archive} is read from its start (`oiseau \
+                         index legacy` writes it again)",
+                        access_name(archive),
+                        storage.describe()
+                    );
+                    (ByteRange::ALL, 0, Start::Members)
+                }
+            }
+        }
     };
     let reader = read_range_for_blocking(storage, archive, part).await?;
     Ok(Gunzip {
+        at_entry: part != ByteRange::ALL,
         state: GunzipState::Waiting(Some((counter.counting(reader), start))),
         skip,
     })
 }
 
-/// The window of access point number `at` of `archive`, from its windows object.
+/// The window of access point number `at` of `archive`, from its windows object; `None` when
+/// that object is missing.
 async fn read_window(
     storage: &Storage,
     archive: &str,
     at: usize,
     counter: &ReadCounter,
-) -> Result<Vec<u8>> {
+) -> Result<Option<Vec<u8>>> {
     let name = access_name(archive);
     let (offset, length) = window_span(at);
     let mut window = Vec::with_capacity(length as usize);
-    storage
-        .read(&name, ByteRange::new(offset, length))
-        .await
-        .with_context(|| format!("cannot read {name}"))?
+    let mut reader = match storage.read(&name, ByteRange::new(offset, length)).await {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        read => read.with_context(|| format!("cannot read {name}"))?,
+    };
+    reader
         .read_to_end(&mut window)
         .await
         .with_context(|| format!("cannot read {name}"))?;
     counter.0.fetch_add(window.len() as u64, Ordering::Relaxed);
     anyhow::ensure!(
         window.len() as u64 == length,
-        "{name} ends before the window of access point {at}: it is damaged; remove it and its \
-         manifest, then run `oiseau index legacy --archive <id>` again"
+        "{name} ends before the window of access point {at}: it is damaged; remove it, then \
+         `oiseau index legacy` writes it again"
     );
-    Ok(window)
+    Ok(Some(window))
 }
 
 /// How a compressed range starts.
@@ -141,6 +157,8 @@ enum Start {
 pub struct Gunzip<R: Read> {
     state: GunzipState<R>,
     skip: u64,
+    /// Whether it starts at the entry asked for, rather than at the archive's start.
+    at_entry: bool,
 }
 
 enum GunzipState<R: Read> {
@@ -150,6 +168,11 @@ enum GunzipState<R: Read> {
 }
 
 impl<R: Read> Gunzip<R> {
+    /// Whether the stream starts at the entry asked for (else at the archive's start).
+    pub fn at_entry(&self) -> bool {
+        self.at_entry
+    }
+
     fn decoder(&mut self) -> std::io::Result<&mut dyn Read> {
         if let GunzipState::Waiting(waiting) = &mut self.state {
             let (compressed, start) = waiting

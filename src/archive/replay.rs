@@ -54,8 +54,9 @@ pub async fn read_replay<W: Write + Send + 'static>(
     out: W,
 ) -> Result<ReadBack<W>> {
     let tar = open_tar(storage, archive, expected.seek, counter).await?;
+    let at_entry = tar.at_entry();
     let archive = archive.to_owned();
-    tokio::task::spawn_blocking(move || find_and_copy(tar, &archive, expected, out))
+    tokio::task::spawn_blocking(move || find_and_copy(tar, &archive, expected, at_entry, out))
         .await
         .context("the read stopped unexpectedly")?
 }
@@ -64,6 +65,7 @@ fn find_and_copy<W: Write>(
     tar: impl Read,
     archive: &str,
     expected: ExpectedReplay,
+    at_entry: bool,
     mut out: W,
 ) -> Result<ReadBack<W>> {
     let name = expected.name();
@@ -79,7 +81,7 @@ fn find_and_copy<W: Write>(
         if !found.unwrap_or(false) {
             // A range holds its replay's entry first: anything else there is damage.
             anyhow::ensure!(
-                expected.seek.is_none(),
+                !at_entry,
                 "{archive} does not hold {name} where its manifest says: the archive is damaged there"
             );
             continue;

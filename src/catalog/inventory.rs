@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use backends::{ObjectMeta, Storage, Version};
 
 use crate::formats::index::{Index, IndexEntry};
-use crate::formats::names::{archive_id_of, manifest_archive, manifest_name};
+use crate::formats::names::{access_name, archive_id_of, manifest_archive, manifest_name};
 use crate::storage::read_index;
 
 /// One line of the index and what the storage holds for it.
@@ -21,8 +21,11 @@ pub struct Slot {
     pub previous_max: u64,
     /// The archive object, when the storage has one with this id.
     pub object: Option<ObjectMeta>,
-    /// Its manifest object, for archives oiseau made.
+    /// Its manifest object, for archives oiseau made or indexed.
     pub manifest: Option<ObjectMeta>,
+    /// Its access windows, for archives of the original tool that `oiseau index legacy`
+    /// indexed.
+    pub windows: Option<ObjectMeta>,
 }
 
 #[derive(Debug)]
@@ -72,11 +75,16 @@ impl Inventory {
                 .or(candidates.first())
                 .map(|o| (*o).clone());
             let manifest = object.as_ref().and_then(|o| manifest_of(&o.name)).cloned();
+            let windows = object
+                .as_ref()
+                .and_then(|o| by_name.get(access_name(&o.name).as_str()))
+                .map(|o| (*o).clone());
             slots.push(Slot {
                 entry: *entry,
                 previous_max,
                 object,
                 manifest,
+                windows,
             });
             previous_max = entry.max_replay_id;
         }

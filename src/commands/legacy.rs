@@ -18,7 +18,7 @@ use backends::{ErrorKind, ObjectMeta, PreflightMode, Source, Storage, WriteMode,
 use crate::archive::access::{Indexed, index_archive};
 use crate::archive::contents::replays;
 use crate::archive::ranged::failure_reason;
-use crate::catalog::{Inventory, Slot};
+use crate::catalog::{Catalog, CatalogEntry, Slot};
 use crate::error::is_try_later;
 use crate::formats::access::WINDOWS_MAGIC;
 use crate::formats::digest::DigestHasher;
@@ -50,33 +50,48 @@ pub async fn index_legacy(
     // Reading an archive needs the storage awake: on C14 this may start an unarchive.
     let storage = open_ready(settings, PreflightMode::Prepare).await?;
     let where_from = storage.describe();
-    let inventory = Inventory::read(&storage).await?;
+    let catalog = Catalog::load(&storage, &settings.work_dir).await?;
     let wanted = |id: u64| only.is_none_or(|only| id == only) && since.is_none_or(|s| id >= s);
-    let slots: Vec<_> = inventory
-        .slots
+    let entries: Vec<&CatalogEntry> = catalog
+        .archives
         .iter()
-        .filter(|slot| wanted(slot.entry.archive_id))
+        .filter(|entry| wanted(entry.archive_id()))
         .collect();
     if let Some(id) = only {
-        let Some(slot) = slots.first() else {
-            bail!(
-                "archive {id} is not in {INDEX_NAME} on {where_from}; `oiseau verify` lists the \
-                 archives it holds"
-            );
-        };
-        if slot.object.is_none() {
-            bail!("archive {id} is in {INDEX_NAME} but missing from {where_from}: nothing to read");
+        match entries.first() {
+            None => bail!(
+                "archive {id} is not in {INDEX_NAME} on {where_from}; `oiseau verify` lists \
+                 the archives it holds"
+            ),
+            Some(entry) if entry.object().is_none() => {
+                bail!(
+                    "archive {id} is in {INDEX_NAME} but missing from {where_from}: nothing to read"
+                )
+            }
+            Some(_) => {}
         }
     }
     let mut already = 0;
     let mut chosen: Vec<(&Slot, &ObjectMeta)> = Vec::new();
-    for slot in slots {
-        match (&slot.manifest, &slot.object) {
+    for entry in entries {
+        let slot = &entry.slot;
+        let id = entry.archive_id();
+        let Some(object) = &slot.object else {
+            say!("not indexed: archive {id} is in {INDEX_NAME} but missing from {where_from}");
+            continue;
+        };
+        match (&entry.recorded, &entry.damaged_manifest) {
+            (None, None) => chosen.push((slot, object)),
+            // Its windows are lost: reading the archive again gives them back, and a manifest
+            // equal to the one there.
+            (Some(recorded), _) if recorded.head().access.is_some() && slot.windows.is_none() => {
+                chosen.push((slot, object));
+            }
             (Some(_), _) => already += 1,
-            (None, Some(object)) => chosen.push((slot, object)),
-            (None, None) => say!(
-                "not indexed: archive {} is in {INDEX_NAME} but missing from {where_from}",
-                slot.entry.archive_id
+            (None, Some(why)) => say!(
+                "not indexed: {} (archive {id}): {why}; it is not replaced: remove it by hand \
+                 to index the archive again",
+                object.name
             ),
         }
     }

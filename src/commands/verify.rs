@@ -11,10 +11,11 @@ use crate::archive::ranged::{ReadCounter, failure_reason};
 use crate::archive::replay::{ExpectedReplay, read_replay};
 use crate::catalog::{Catalog, CatalogEntry, Recorded};
 use crate::error::is_try_later;
+use crate::formats::access::AccessIndex;
 use crate::formats::digest::ReplayHash;
 use crate::formats::digest::{ArchiveDigest, DigestHasher};
 use crate::formats::manifest::Manifest;
-use crate::formats::names::INDEX_NAME;
+use crate::formats::names::{INDEX_NAME, access_name};
 use crate::report::notify::reporters;
 use crate::settings::Settings;
 use crate::storage::{open_ready, read_for_blocking, warm_up};
@@ -221,6 +222,13 @@ async fn check(
     if object.size == 0 {
         bail!("empty on the storage");
     }
+    if let Some(access) = archive
+        .recorded
+        .as_ref()
+        .and_then(|r| r.head().access.as_ref())
+    {
+        check_windows(archive, access, &object.name)?;
+    }
     if let Depth::Listing = depth {
         return Ok(Looked::Listed);
     }
@@ -266,6 +274,27 @@ async fn check(
         }
     }
     Ok(Looked::ReadWhole)
+}
+
+/// The access windows an indexed archive of the original tool is read with: there, and whole.
+fn check_windows(archive: &CatalogEntry, access: &AccessIndex, name: &str) -> Result<()> {
+    let windows = access_name(name);
+    let expected = access.windows_size();
+    match &archive.slot.windows {
+        None => bail!(
+            "its access windows {windows} are missing, so its replays are read from its start; \
+             `oiseau index legacy --archive {}` writes them again",
+            archive.archive_id()
+        ),
+        Some(found) if found.size != expected => bail!(
+            "its access windows {windows} have {} bytes where its manifest's {} points need \
+             {expected}; remove them, then `oiseau index legacy --archive {}` writes them again",
+            found.size,
+            access.points.len(),
+            archive.archive_id()
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Reads `n` replays of the archive, spread over it from a random start, each from its own

@@ -76,6 +76,11 @@ impl AccessIndex {
             .map(|p| (at, *p))
     }
 
+    /// The size of the windows object of these points.
+    pub fn windows_size(&self) -> u64 {
+        window_span(self.points.len()).0
+    }
+
     /// The last point at or before decompressed offset `out`.
     pub fn point_before(&self, out: u64) -> Option<(usize, AccessPoint)> {
         let after = self.points.partition_point(|p| p.out <= out);
