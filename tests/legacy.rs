@@ -26,7 +26,7 @@ fn index_and_restore_one(backend: &str, target: &Target) {
         .oiseau(&["index", "legacy"])
         .expect_code(0)
         .assert_stdout_has(&format!("indexed {SMALL} (archive 1): 38 replays"))
-        .assert_stdout_has(&format!("indexed {BIG} (archive 2): 602 replays"));
+        .assert_stdout_has(&format!("indexed {BIG} (archive 2): 762 replays"));
 
     let out = target
         .oiseau(&["locate", "17", "23", "5", "600"])
@@ -98,6 +98,48 @@ fn seed_archives_are_indexed_then_read_located_verified_and_kept_on_local() {
             seed::replay(id)
         );
     }
+    // Every replay's range: at most a span (4 MiB) and a deflate block before it, then the
+    // replay; then its window: what one replay costs, whichever it is.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(storage.join(format!("{BIG}.json"))).unwrap())
+            .unwrap();
+    for (replay, range) in json["replays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(json["access_ranges"].as_array().unwrap())
+    {
+        let (size, length) = (replay[1].as_u64().unwrap(), range[1].as_u64().unwrap());
+        assert!(
+            length <= (4 << 20) + (128 << 10) + size,
+            "replay {}: {length} bytes for {size}",
+            replay[0]
+        );
+    }
+    // A replay read from an access point inside a byte: the inflater primed with its bits.
+    let inside_a_byte: Vec<u64> = json["access"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| point[0].as_u64().unwrap())
+        .filter(|bit| bit % 8 != 0)
+        .map(|bit| bit / 8)
+        .collect();
+    let at = json["access_ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|range| inside_a_byte.contains(&range[0].as_u64().unwrap()))
+        .expect("a replay read from a point inside a byte");
+    let id = json["replays"][at][0].as_u64().unwrap();
+    target
+        .oiseau(&["restore", &id.to_string(), "--to", to.to_str().unwrap()])
+        .expect_code(0)
+        .assert_stdout_has("(hash checked)");
+    assert_eq!(
+        std::fs::read(to.join(format!("replay_{id}.osr"))).unwrap(),
+        seed::replay(id)
+    );
     target
         .oiseau(&["verify", "--deep", "--sample", "8"])
         .expect_code(0)
@@ -179,9 +221,6 @@ fn seed_archives_are_indexed_then_read_located_verified_and_kept_on_local() {
     // Damage inside replay 300's bytes on the storage: read from its access point, it fails
     // its check; a deep verify names the archive.
     let mut damaged = seed::object(BIG);
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(storage.join(format!("{BIG}.json"))).unwrap())
-            .unwrap();
     let at = json["replays"]
         .as_array()
         .unwrap()

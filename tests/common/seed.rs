@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 
 /// The small archive: ids 1..=40 but 17 and 23, in shuffled order.
 pub const SMALL: &str = "1571000000_replays_1.tar.gz";
-/// The big archive, over 100 MB: ids 41..=640, with 17 and 23 arriving late among them.
+/// The big archive, over 100 MB: ids 41..=800, with 17 and 23 arriving late among them. Every
+/// fifth replay is text, which deflate compresses with Huffman codes: its blocks end anywhere
+/// in a byte, as access points then do (replays proper are LZMA inside, stored as they are).
 pub const BIG: &str = "1571600000_replays_2.tar.gz";
 /// Replays the index's id ranges place in the small archive, but the big one holds.
 pub const LATE: [u64; 2] = [17, 23];
@@ -27,7 +29,12 @@ os.makedirs(store)
 
 def replay(replay_id, mean):
     rng = random.Random(replay_id)
-    data = rng.randbytes(rng.randrange(mean // 2, mean * 3 // 2))
+    size = rng.randrange(mean // 2, mean * 3 // 2)
+    if replay_id % 5 == 0:
+        words = [b"osu!", b"replay", b"%d" % replay_id, b"miss", b"300", b"100", b"50", b"combo"]
+        data = b" ".join(rng.choice(words) for _ in range(size // 4))[:size]
+    else:
+        data = rng.randbytes(size)
     path = os.path.join(src, f"replay_{replay_id}.osr")
     with open(path, "wb") as f:
         f.write(data)
@@ -48,7 +55,7 @@ with gzip.GzipFile(os.path.join(store, "1571000000_replays_1.tar.gz"), "wb",
 
 # As the tool archived its temp folder: "w:gz" and add(), whose float times make a pax
 # header before each member.
-big = list(range(41, 641))
+big = list(range(41, 801))
 big[300:300] = [17]
 big[450:450] = [23]
 with tarfile.open(os.path.join(store, "1571600000_replays_2.tar.gz"), "w:gz") as tar:
@@ -56,19 +63,19 @@ with tarfile.open(os.path.join(store, "1571600000_replays_2.tar.gz"), "w:gz") as
         tar.add(replay(i, 175_000), arcname=f"replay_{i}.osr")
 
 with open(os.path.join(store, "c14_index.txt"), "wb") as f:
-    f.write(b"1\t40\r\n2\t640\r\n")
+    f.write(b"1\t40\r\n2\t800\r\n")
 "#;
 
 /// The folder holding `storage/` (the seed storage) and `replays/` (every replay's bytes).
 fn made() -> &'static Path {
     static MADE: OnceLock<PathBuf> = OnceLock::new();
     MADE.get_or_init(|| {
-        let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-v1");
+        let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-v2");
         if home.join("storage/c14_index.txt").exists() {
             return home;
         }
         let staging = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("seed-v1.{}", std::process::id()));
+            .join(format!("seed-v2.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).unwrap();
         let script = staging.join("make.py");
