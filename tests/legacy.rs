@@ -154,11 +154,26 @@ fn seed_archives_are_indexed_then_read_located_verified_and_kept_on_local() {
         .assert_stdout_has("nothing to index: 2 archives of the index already have a manifest");
     assert_eq!(common::names_in(storage), before);
 
-    // Interrupted between its two writes: the windows are there, the manifest is not. The
-    // next run finds the windows equal to its own and keeps them.
+    // Killed after reading, then between its two writes: nothing is half-written, the spool
+    // of the killed run is removed by the next one, and the windows already written are found
+    // equal to its own and kept.
     let manifest = storage.join(format!("{SMALL}.json"));
     let written = std::fs::read(&manifest).unwrap();
     std::fs::remove_file(&manifest).unwrap();
+    std::fs::remove_file(storage.join(format!("{SMALL}.access"))).unwrap();
+    for step in ["legacy-after-read", "legacy-after-windows"] {
+        let killed = target
+            .d
+            .oiseau(&["index", "legacy"], &[("OISEAU_CRASH_AT", step)]);
+        assert_eq!(killed.0.status.code(), None, "{step}: killed");
+        assert!(!manifest.exists(), "{step}");
+        assert!(
+            common::names_in(&target.d.work)
+                .iter()
+                .any(|name| name.starts_with(".windows.")),
+            "{step}: the killed run's spool"
+        );
+    }
     target
         .oiseau(&["index", "legacy", "--archive", "1"])
         .expect_code(0)
@@ -167,6 +182,12 @@ fn seed_archives_are_indexed_then_read_located_verified_and_kept_on_local() {
         std::fs::read(&manifest).unwrap(),
         written,
         "the same manifest"
+    );
+    assert!(
+        !common::names_in(&target.d.work)
+            .iter()
+            .any(|name| name.starts_with(".windows.")),
+        "no spool left behind"
     );
 
     // Two hosts at once on the same archive: both succeed, one object each.

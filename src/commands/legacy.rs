@@ -24,6 +24,7 @@ use crate::formats::access::WINDOWS_MAGIC;
 use crate::formats::digest::DigestHasher;
 use crate::formats::manifest::{Manifest, Source as ManifestSource};
 use crate::formats::names::{INDEX_NAME, access_name, manifest_name};
+use crate::process::ProcessIdentity;
 use crate::report::notify::reporters;
 use crate::report::progress::bytes_bar;
 use crate::settings::Settings;
@@ -36,6 +37,9 @@ use crate::units::ByteSize;
 /// The manifest format of an archive recorded from its own bytes, with an access index.
 const FORMAT: u32 = 4;
 
+/// The name of a windows spool in `work_dir` starts so.
+const SPOOL_PREFIX: &str = ".windows.";
+
 /// Indexes the archives of the index that have no manifest: all of them, those from `since`
 /// on, or `only` that one. Says per archive what it did; fails naming those it could not
 /// index, and is "try again later" while cold archives are being restored.
@@ -47,6 +51,7 @@ pub async fn index_legacy(
     // The windows are gathered in work_dir before they are uploaded.
     std::fs::create_dir_all(&settings.work_dir)
         .with_context(|| format!("cannot create work_dir {}", settings.work_dir.display()))?;
+    remove_abandoned_spools(&settings.work_dir);
     // Reading an archive needs the storage awake: on C14 this may start an unarchive.
     let storage = open_ready(settings, PreflightMode::Prepare).await?;
     let where_from = storage.describe();
@@ -198,10 +203,7 @@ async fn index_one(
 ) -> Result<Done> {
     let id = slot.entry.archive_id;
     let started = Instant::now();
-    let windows = tempfile::Builder::new()
-        .prefix(".windows.")
-        .tempfile_in(&settings.work_dir)
-        .with_context(|| format!("cannot write into {}", settings.work_dir.display()))?;
+    let windows = windows_spool(&settings.work_dir)?;
     let mut out = BufWriter::new(windows.reopen()?);
     out.write_all(WINDOWS_MAGIC)?;
     let reader = read_for_blocking(storage, &object.name).await?;
@@ -240,6 +242,7 @@ async fn index_one(
     let windows_bytes = file.metadata()?.len();
     let mut bytes = Vec::new();
     manifest.write_to(&mut bytes)?;
+    crate::fault::point("legacy-after-read");
 
     let lock = if lock_to_write {
         let location = settings.storage.location()?;
@@ -267,6 +270,50 @@ async fn index_one(
             )
         }),
     })
+}
+
+/// Where the windows of one archive are gathered: `work_dir/.windows.<pid>.<start>.<random>`,
+/// named after this process so that a later run can tell a killed run's file from a running
+/// one's.
+fn windows_spool(work_dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let this = ProcessIdentity::current();
+    tempfile::Builder::new()
+        .prefix(&format!(
+            "{SPOOL_PREFIX}{}.{}.",
+            this.pid,
+            this.start_ticks.unwrap_or(0)
+        ))
+        .tempfile_in(work_dir)
+        .with_context(|| format!("cannot write into work_dir {}", work_dir.display()))
+}
+
+/// Removes the windows spools of runs that were killed (they are removed when a run ends);
+/// those of a run still going are left to it.
+fn remove_abandoned_spools(work_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(|n| n.strip_prefix(SPOOL_PREFIX)) else {
+            continue;
+        };
+        let mut parts = owner.split('.');
+        let (Some(Ok(pid)), Some(Ok(start))) = (
+            parts.next().map(str::parse::<u32>),
+            parts.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        let run = ProcessIdentity {
+            start_ticks: (start > 0).then_some(start),
+            ..ProcessIdentity::pid_only(pid)
+        };
+        if !run.is_alive() {
+            tracing::info!("removing {}, left by a killed run", entry.path().display());
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Creates the windows object, then the manifest; returns whether both were already there
@@ -299,6 +346,7 @@ async fn write_both(
                 .with_context(|| format!("cannot write {windows_name} to {}", storage.describe()));
         }
     };
+    crate::fault::point("legacy-after-windows");
     let manifest_name = manifest_name(archive);
     let manifest_there = match storage.write(&manifest_name, manifest, &hot_and_new).await {
         Ok(_) => false,
