@@ -41,8 +41,9 @@ const FORMAT: u32 = 4;
 const SPOOL_PREFIX: &str = ".windows.";
 
 /// Indexes the archives of the index that have no manifest: all of them, those from `since`
-/// on, or `only` that one. Says per archive what it did; fails naming those it could not
-/// index, and is "try again later" while cold archives are being restored.
+/// on, or `only` that one. Says per archive what it did as each is done (hundreds of archives
+/// take hours: the operator sees it go); fails naming those it could not index, and is "try
+/// again later" while cold archives are being restored.
 pub async fn index_legacy(
     settings: &Settings,
     since: Option<u64>,
