@@ -57,62 +57,17 @@ pub async fn index_legacy(
     let storage = open_ready(settings, PreflightMode::Prepare).await?;
     let where_from = storage.describe();
     let catalog = Catalog::load(&storage, &settings.work_dir).await?;
-    let wanted = |id: u64| only.is_none_or(|only| id == only) && since.is_none_or(|s| id >= s);
-    let entries: Vec<&CatalogEntry> = catalog
-        .archives
-        .iter()
-        .filter(|entry| wanted(entry.archive_id()))
-        .collect();
-    if let Some(id) = only {
-        match entries.first() {
-            None => bail!(
-                "archive {id} is not in {INDEX_NAME} on {where_from}; `oiseau verify` lists \
-                 the archives it holds"
-            ),
-            Some(entry) if entry.object().is_none() => {
-                bail!(
-                    "archive {id} is in {INDEX_NAME} but missing from {where_from}: nothing to read"
-                )
-            }
-            Some(_) => {}
-        }
-    }
-    let mut already = 0;
-    let mut chosen: Vec<(&Slot, &ObjectMeta)> = Vec::new();
-    for entry in entries {
-        let slot = &entry.slot;
-        let id = entry.archive_id();
-        let Some(object) = &slot.object else {
-            say!("not indexed: archive {id} is in {INDEX_NAME} but missing from {where_from}");
-            continue;
-        };
-        match (&entry.recorded, &entry.damaged_manifest) {
-            (None, None) => chosen.push((slot, object)),
-            // Its windows are lost: reading the archive again gives them back, and a manifest
-            // equal to the one there.
-            (Some(recorded), _) if recorded.head().access.is_some() && slot.windows.is_none() => {
-                chosen.push((slot, object));
-            }
-            (Some(_), _) => already += 1,
-            (None, Some(why)) => say!(
-                "not indexed: {} (archive {id}): {why}; it is not replaced: remove it by hand \
-                 to index the archive again",
-                object.name
-            ),
-        }
-    }
-    if chosen.is_empty() {
-        say!(
-            "nothing to index: {already} archive{} of the index already {} a manifest",
-            if already == 1 { "" } else { "s" },
-            if already == 1 { "has" } else { "have" }
-        );
+    let Some(Chosen {
+        mut archives,
+        already,
+    }) = choose(&catalog, since, only, &where_from)?
+    else {
         return Ok(());
-    }
+    };
 
     // Cold archives are asked for first; those readable now are indexed meanwhile.
-    let pending = ask_to_warm_up(&storage, chosen.iter().map(|(_, o)| o.name.as_str())).await?;
-    chosen.retain(|(_, object)| !pending.iter().any(|(name, _)| *name == object.name));
+    let pending = ask_to_warm_up(&storage, archives.iter().map(|(_, o)| o.name.as_str())).await?;
+    archives.retain(|(_, object)| !pending.iter().any(|(name, _)| *name == object.name));
     // Creating objects needs no lock where the storage creates atomically; elsewhere a
     // check-then-write is kept apart from other writers by the storage lock.
     let location = settings.storage.location()?;
@@ -120,7 +75,7 @@ pub async fn index_legacy(
     let lock_to_write = !storage.capabilities().atomic_create;
 
     let (mut indexed, mut failed) = (0, Vec::new());
-    for (slot, object) in chosen {
+    for (slot, object) in archives {
         let id = slot.entry.archive_id;
         let outcome = index_one(&storage, settings, slot, object, lock_to_write).await;
         match outcome {
@@ -157,6 +112,76 @@ pub async fn index_legacy(
     }
     let why: Vec<String> = pending.into_iter().map(|(_, why)| why).collect();
     try_later_for_cold(&why, &reporters(settings)).await
+}
+
+/// The archives to index, and how many already have a manifest.
+struct Chosen<'a> {
+    archives: Vec<(&'a Slot, &'a ObjectMeta)>,
+    already: usize,
+}
+
+/// The archives of the catalog to index (all, from `since` on, or `only`): those without a
+/// manifest, and those whose format 4 manifest lost its windows. Says why each other is left;
+/// `None` (said too) when nothing is to be done; an error when `only` cannot be indexed.
+fn choose<'a>(
+    catalog: &'a Catalog,
+    since: Option<u64>,
+    only: Option<u64>,
+    where_from: &str,
+) -> Result<Option<Chosen<'a>>> {
+    let wanted = |id: u64| only.is_none_or(|only| id == only) && since.is_none_or(|s| id >= s);
+    let entries: Vec<&CatalogEntry> = catalog
+        .archives
+        .iter()
+        .filter(|entry| wanted(entry.archive_id()))
+        .collect();
+    if let Some(id) = only {
+        match entries.first() {
+            None => bail!(
+                "archive {id} is not in {INDEX_NAME} on {where_from}; `oiseau verify` lists \
+                 the archives it holds"
+            ),
+            Some(entry) if entry.object().is_none() => {
+                bail!(
+                    "archive {id} is in {INDEX_NAME} but missing from {where_from}: nothing to read"
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    let mut already = 0;
+    let mut archives: Vec<(&Slot, &ObjectMeta)> = Vec::new();
+    for entry in entries {
+        let slot = &entry.slot;
+        let id = entry.archive_id();
+        let Some(object) = &slot.object else {
+            say!("not indexed: archive {id} is in {INDEX_NAME} but missing from {where_from}");
+            continue;
+        };
+        match (&entry.recorded, &entry.damaged_manifest) {
+            (None, None) => archives.push((slot, object)),
+            // Its windows are lost: reading the archive again gives them back, and a manifest
+            // equal to the one there.
+            (Some(recorded), _) if recorded.head().access.is_some() && slot.windows.is_none() => {
+                archives.push((slot, object));
+            }
+            (Some(_), _) => already += 1,
+            (None, Some(why)) => say!(
+                "not indexed: {} (archive {id}): {why}; it is not replaced: remove it by hand \
+                 to index the archive again",
+                object.name
+            ),
+        }
+    }
+    if archives.is_empty() {
+        say!(
+            "nothing to index: {already} archive{} of the index already {} a manifest",
+            if already == 1 { "" } else { "s" },
+            if already == 1 { "has" } else { "have" }
+        );
+        return Ok(None);
+    }
+    Ok(Some(Chosen { archives, already }))
 }
 
 /// What was done for one archive.
