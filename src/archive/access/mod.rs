@@ -1,84 +1,19 @@
 //! Reading into the middle of an archive that is one gzip stream, as the original tool wrote
 //! them: its access points recorded on one read-through ([`record`]), then a read from the
-//! point before a replay, primed with the point's window ([`FromPoint`]). See
-//! `formats::access` for what is recorded.
+//! point before a replay, primed with the point's window ([`read`]). See `formats::access`
+//! for what is recorded.
 
 mod inflater;
+mod read;
 pub mod record;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
-use anyhow::{Context, Result};
-use inflater::Inflater;
-use record::{Recorded, Recording};
-
-use crate::archive::contents::{self, Digesting, Member};
-use crate::formats::access::{AccessIndex, SPAN};
-use crate::formats::digest::{ArchiveDigest, DigestHasher};
-use crate::formats::range::ReplayRange;
+pub use read::FromPoint;
+pub use record::{Indexed, index_archive};
 
 /// Compressed bytes read from the storage at a time.
 const INPUT_BUFFER: usize = 64 << 10;
-
-/// Bytes of a gzip member's trailer (CRC-32 and size), after its deflate data.
-const GZIP_TRAILER: usize = 8;
-
-/// An archive read through once, with what a manifest of format 4 records of it.
-pub struct Indexed<W> {
-    pub members: Vec<Member>,
-    pub recorded: Recorded<W>,
-    /// The BLAKE3 of the archive's bytes, and how many there were.
-    pub digest: ArchiveDigest,
-    pub size: u64,
-}
-
-impl<W> Indexed<W> {
-    /// The access points.
-    pub fn access(&self) -> AccessIndex {
-        AccessIndex {
-            span: SPAN,
-            points: self.recorded.points.clone(),
-        }
-    }
-
-    /// Per member, what to read to get it alone: from the last access point before its tar
-    /// header to where the compressed bytes suffice for its data's end.
-    pub fn access_ranges(&self) -> Result<Vec<ReplayRange>> {
-        let access = self.access();
-        self.members
-            .iter()
-            .map(|member| {
-                let (_, point) = access
-                    .point_before(member.header_at)
-                    .context("no access point precedes a member")?;
-                let end = self.recorded.compressed_needed(member.data_end);
-                Ok(ReplayRange {
-                    offset: point.byte(),
-                    length: end.saturating_sub(point.byte()),
-                    skip: member.header_at - point.out,
-                })
-            })
-            .collect()
-    }
-}
-
-/// Reads the archive `compressed` through: its replays, its digest, and its access points,
-/// their windows written to `windows`.
-pub fn index_archive<W: Write>(compressed: impl Read, windows: W) -> Result<Indexed<W>> {
-    let mut digesting = Digesting::new(compressed, Some(DigestHasher::blake3()));
-    let mut recording = Recording::new(&mut digesting, windows)?;
-    let members = contents::members(&mut recording)?;
-    // The padding after the tar stream, and the gzip trailer, whose checksum is checked.
-    io::copy(&mut recording, &mut io::sink()).context("cannot read it to the end")?;
-    let recorded = recording.finish()?;
-    let (digest, size) = digesting.finish().context("cannot read it to the end")?;
-    Ok(Indexed {
-        members,
-        recorded,
-        digest: digest.context("the digest was not computed")?,
-        size,
-    })
-}
 
 /// Compressed input, buffered, with a count of the bytes handed to the inflater.
 struct Input<R> {
@@ -128,107 +63,6 @@ impl<R: Read> Input<R> {
         self.start = 0;
         self.end = n;
         Ok(n > 0)
-    }
-}
-
-/// The decompressed bytes of a gzip stream from an access point on: `compressed` starts at the
-/// byte holding the point's first bit, and ends where the reader's caller needs no more. The
-/// end of `compressed` ends this stream, without error: the reader above knows whether it got
-/// what it wanted.
-pub struct FromPoint<R> {
-    input: Input<R>,
-    start: Option<Start>,
-    inflater: Option<Inflater>,
-    /// Trailer bytes still to pass over after a member's deflate data ended.
-    trailer: usize,
-    ended: bool,
-}
-
-/// What a point's inflater is primed with.
-struct Start {
-    unused_bits: u8,
-    window: Vec<u8>,
-}
-
-impl<R: Read> FromPoint<R> {
-    /// `unused_bits` of the first byte of `compressed` belong to the point (its high bits);
-    /// `window` is the decompressed data before it.
-    pub fn new(compressed: R, unused_bits: u8, window: Vec<u8>) -> Self {
-        FromPoint {
-            input: Input::new(compressed),
-            start: Some(Start {
-                unused_bits,
-                window,
-            }),
-            inflater: None,
-            trailer: 0,
-            ended: false,
-        }
-    }
-
-    /// The inflater, primed on first use: with the point's bits of the first byte, then its
-    /// window. Made on the first read, so on the blocking task that reads.
-    fn inflater(&mut self) -> io::Result<&mut Inflater> {
-        if let Some(start) = self.start.take() {
-            let mut first_bits = 0;
-            if start.unused_bits > 0 {
-                if !self.input.fill()? {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the range read is empty",
-                    ));
-                }
-                first_bits = self.input.pending()[0] >> (8 - start.unused_bits);
-                self.input.consume(1);
-            }
-            self.inflater = Some(Inflater::primed(
-                start.unused_bits,
-                first_bits,
-                &start.window,
-            )?);
-        }
-        self.inflater
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the inflater was lost"))
-    }
-}
-
-impl<R: Read> Read for FromPoint<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inflater()?;
-        while !self.ended && !buf.is_empty() {
-            if !self.input.fill()? {
-                self.ended = true;
-                break;
-            }
-            if self.trailer > 0 {
-                let passed = self.trailer.min(self.input.pending().len());
-                self.input.consume(passed);
-                self.trailer -= passed;
-                if self.trailer == 0 {
-                    self.inflater()?.next_member()?;
-                }
-                continue;
-            }
-            let pending = &self.input.buffer[self.input.start..self.input.end];
-            let Some(inflater) = self.inflater.as_mut() else {
-                return Err(io::Error::other("the inflater was lost"));
-            };
-            let step = inflater.inflate(pending, buf, false)?;
-            self.input.consume(step.consumed);
-            if step.stream_end {
-                // Raw deflate data stops before its member's trailer; a next member is read in
-                // gzip mode, whose own trailer inflate checks.
-                self.trailer = GZIP_TRAILER;
-            }
-            if step.produced > 0 {
-                return Ok(step.produced);
-            }
-            if step.consumed == 0 && !step.stream_end {
-                return Err(io::Error::other("the inflater made no progress"));
-            }
-        }
-        Ok(0)
     }
 }
 

@@ -4,13 +4,75 @@
 
 use std::io::{self, Read, Write};
 
+use anyhow::{Context, Result};
+
 use super::Input;
 use super::inflater::Inflater;
-use crate::formats::access::{AccessPoint, SPAN, WINDOW};
+use crate::archive::contents::{self, Digesting, Member};
+use crate::formats::access::{AccessIndex, AccessPoint, SPAN, WINDOW};
+use crate::formats::digest::{ArchiveDigest, DigestHasher};
+use crate::formats::range::ReplayRange;
 
 /// Output produced per inflate call at most: a replay's recorded end is this close to what
 /// reading it really needs.
 const OUTPUT_STEP: usize = 16 << 10;
+
+/// An archive read through once, with what a manifest of format 4 records of it.
+pub struct Indexed<W> {
+    pub members: Vec<Member>,
+    pub recorded: Recorded<W>,
+    /// The BLAKE3 of the archive's bytes, and how many there were.
+    pub digest: ArchiveDigest,
+    pub size: u64,
+}
+
+impl<W> Indexed<W> {
+    /// The access points.
+    pub fn access(&self) -> AccessIndex {
+        AccessIndex {
+            span: SPAN,
+            points: self.recorded.points.clone(),
+        }
+    }
+
+    /// Per member, what to read to get it alone: from the last access point before its tar
+    /// header to where the compressed bytes suffice for its data's end.
+    pub fn access_ranges(&self) -> Result<Vec<ReplayRange>> {
+        let access = self.access();
+        self.members
+            .iter()
+            .map(|member| {
+                let (_, point) = access
+                    .point_before(member.header_at)
+                    .context("no access point precedes a member")?;
+                let end = self.recorded.compressed_needed(member.data_end);
+                Ok(ReplayRange {
+                    offset: point.byte(),
+                    length: end.saturating_sub(point.byte()),
+                    skip: member.header_at - point.out,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads the archive `compressed` through: its replays, its digest, and its access points,
+/// their windows written to `windows`.
+pub fn index_archive<W: Write>(compressed: impl Read, windows: W) -> Result<Indexed<W>> {
+    let mut digesting = Digesting::new(compressed, Some(DigestHasher::blake3()));
+    let mut recording = Recording::new(&mut digesting, windows)?;
+    let members = contents::members(&mut recording)?;
+    // The padding after the tar stream, and the gzip trailer, whose checksum is checked.
+    io::copy(&mut recording, &mut io::sink()).context("cannot read it to the end")?;
+    let recorded = recording.finish()?;
+    let (digest, size) = digesting.finish().context("cannot read it to the end")?;
+    Ok(Indexed {
+        members,
+        recorded,
+        digest: digest.context("the digest was not computed")?,
+        size,
+    })
+}
 
 /// What a read-through recorded.
 pub struct Recorded<W> {
