@@ -104,13 +104,9 @@ impl Manifest {
 
     /// How replay number `at` of the list is read alone, when this manifest says.
     pub fn seek(&self, at: usize) -> Option<ReplaySeek> {
-        match &self.access {
-            None => self.ranges.get(at).copied().map(ReplaySeek::Members),
-            Some(access) => self
-                .access_ranges
-                .get(at)
-                .and_then(|range| self.seek_from_point(access, *range)),
-        }
+        self.recorded_ranges()
+            .get(at)
+            .and_then(|range| self.seek_of(*range))
     }
 
     /// A recorded range, as [`Manifest::seek`] gives it: for an access range, with the point
@@ -118,13 +114,11 @@ impl Manifest {
     pub fn seek_of(&self, range: ReplayRange) -> Option<ReplaySeek> {
         match &self.access {
             None => Some(ReplaySeek::Members(range)),
-            Some(access) => self.seek_from_point(access, range),
+            Some(access) => {
+                let (at, point) = access.point_at_byte(range.offset)?;
+                Some(ReplaySeek::Point { range, point, at })
+            }
         }
-    }
-
-    fn seek_from_point(&self, access: &AccessIndex, range: ReplayRange) -> Option<ReplaySeek> {
-        let (at, point) = access.point_at_byte(range.offset)?;
-        Some(ReplaySeek::Point { range, point, at })
     }
 
     /// The recorded ranges, whichever kind this manifest has, one per replay (or none).
