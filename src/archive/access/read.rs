@@ -17,8 +17,11 @@ pub struct FromPoint<R> {
     input: Input<R>,
     start: Option<Start>,
     inflater: Option<Inflater>,
-    /// Trailer bytes still to pass over after a member's deflate data ended.
+    /// Trailer bytes still to pass over after the first member's deflate data ended.
     trailer: usize,
+    /// Whether the inflater still reads the point's member as raw deflate data (the members
+    /// after it are read in gzip mode).
+    raw: bool,
     ended: bool,
 }
 
@@ -40,6 +43,7 @@ impl<R: Read> FromPoint<R> {
             }),
             inflater: None,
             trailer: 0,
+            raw: true,
             ended: false,
         }
     }
@@ -85,6 +89,7 @@ impl<R: Read> Read for FromPoint<R> {
                 self.trailer -= passed;
                 if self.trailer == 0 {
                     self.inflater()?.next_member()?;
+                    self.raw = false;
                 }
                 continue;
             }
@@ -95,9 +100,13 @@ impl<R: Read> Read for FromPoint<R> {
             let step = inflater.inflate(pending, buf, false)?;
             self.input.consume(step.consumed);
             if step.stream_end {
-                // Raw deflate data stops before its member's trailer; a next member is read in
-                // gzip mode, whose own trailer inflate checks.
-                self.trailer = GZIP_TRAILER;
+                // Raw deflate data stops before its member's trailer; the next members are read
+                // in gzip mode, whose own trailers inflate checks and passes.
+                if self.raw {
+                    self.trailer = GZIP_TRAILER;
+                } else {
+                    self.inflater()?.next_member()?;
+                }
             }
             if step.produced > 0 {
                 return Ok(step.produced);
