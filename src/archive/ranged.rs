@@ -185,7 +185,7 @@ impl<R: Read> Gunzip<R> {
                 Start::Point {
                     unused_bits,
                     window,
-                } => GunzipState::Point(FromPoint::new(compressed, unused_bits, window)),
+                } => GunzipState::Point(FromPoint::new(compressed, unused_bits, &window)?),
             };
         }
         match &mut self.state {

@@ -68,22 +68,10 @@ impl Inflater {
         Inflater::new(GZIP)
     }
 
-    /// An inflater of raw deflate data that starts `unused` bits into a byte whose remaining
-    /// high bits are `first_bits` (none when the start is on a byte), with the 32 KiB of
+    /// An inflater of raw deflate data that starts at an access point, with the 32 KiB of
     /// decompressed data before that point as its window.
-    pub fn primed(unused: u8, first_bits: u8, window: &[u8]) -> io::Result<Inflater> {
+    pub fn raw(window: &[u8]) -> io::Result<Inflater> {
         let mut inflater = Inflater::new(RAW)?;
-        if unused > 0 {
-            // SAFETY: the stream was initialised by `new`; plain integers are passed.
-            let code = unsafe {
-                zlib::inflatePrime(
-                    &mut *inflater.stream,
-                    c_int::from(unused),
-                    c_int::from(first_bits),
-                )
-            };
-            inflater.check(code, "inflatePrime")?;
-        }
         let length = zlib::uInt::try_from(window.len()).map_err(io::Error::other)?;
         // SAFETY: the stream was initialised; `window` is valid for `length` bytes during
         // the call, and zlib copies what it needs.
@@ -91,6 +79,15 @@ impl Inflater {
             unsafe { zlib::inflateSetDictionary(&mut *inflater.stream, window.as_ptr(), length) };
         inflater.check(code, "inflateSetDictionary")?;
         Ok(inflater)
+    }
+
+    /// Gives the inflater, before it reads any input, the `bits` high bits of the byte its
+    /// point starts inside, as `value`.
+    pub fn prime(&mut self, bits: u8, value: u8) -> io::Result<()> {
+        // SAFETY: the stream was initialised by `new`; plain integers are passed.
+        let code =
+            unsafe { zlib::inflatePrime(&mut *self.stream, c_int::from(bits), c_int::from(value)) };
+        self.check(code, "inflatePrime")
     }
 
     fn new(window_bits: c_int) -> io::Result<Inflater> {

@@ -123,7 +123,7 @@ mod tests {
                 let end = (point.out + wanted).min(original.len() as u64);
                 let needed = recorded.compressed_needed(end) as usize;
                 let range = &compressed[point.byte() as usize..needed];
-                let mut reader = FromPoint::new(range, point.unused_bits(), window.clone());
+                let mut reader = FromPoint::new(range, point.unused_bits(), &window).unwrap();
                 let mut got = Vec::new();
                 reader.read_to_end(&mut got).unwrap();
                 assert!(

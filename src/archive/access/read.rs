@@ -15,8 +15,10 @@ const GZIP_TRAILER: usize = 8;
 /// what it wanted.
 pub struct FromPoint<R> {
     input: Input<R>,
-    start: Option<Start>,
-    inflater: Option<Inflater>,
+    inflater: Inflater,
+    /// How many high bits of the first byte belong to the point, until they are given to the
+    /// inflater on the first read (none when the point starts on a byte).
+    unused_bits: Option<u8>,
     /// Trailer bytes still to pass over after the first member's deflate data ended.
     trailer: usize,
     /// Whether the inflater still reads the point's member as raw deflate data (the members
@@ -25,59 +27,41 @@ pub struct FromPoint<R> {
     ended: bool,
 }
 
-/// What a point's inflater is primed with.
-struct Start {
-    unused_bits: u8,
-    window: Vec<u8>,
-}
-
 impl<R: Read> FromPoint<R> {
     /// `unused_bits` of the first byte of `compressed` belong to the point (its high bits);
-    /// `window` is the decompressed data before it.
-    pub fn new(compressed: R, unused_bits: u8, window: Vec<u8>) -> Self {
-        FromPoint {
+    /// `window` is the decompressed data before it. Made on the first read of the archive's
+    /// stream, so on the blocking task that reads.
+    pub fn new(compressed: R, unused_bits: u8, window: &[u8]) -> io::Result<Self> {
+        Ok(FromPoint {
             input: Input::new(compressed),
-            start: Some(Start {
-                unused_bits,
-                window,
-            }),
-            inflater: None,
+            inflater: Inflater::raw(window)?,
+            unused_bits: (unused_bits > 0).then_some(unused_bits),
             trailer: 0,
             raw: true,
             ended: false,
-        }
+        })
     }
 
-    /// The inflater, primed on first use: with the point's bits of the first byte, then its
-    /// window. Made on the first read, so on the blocking task that reads.
-    fn inflater(&mut self) -> io::Result<&mut Inflater> {
-        if let Some(start) = self.start.take() {
-            let mut first_bits = 0;
-            if start.unused_bits > 0 {
-                if !self.input.fill()? {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the range read is empty",
-                    ));
-                }
-                first_bits = self.input.pending()[0] >> (8 - start.unused_bits);
-                self.input.consume(1);
-            }
-            self.inflater = Some(Inflater::primed(
-                start.unused_bits,
-                first_bits,
-                &start.window,
-            )?);
+    /// Gives the inflater the point's bits of the first byte, once.
+    fn prime(&mut self) -> io::Result<()> {
+        let Some(bits) = self.unused_bits.take() else {
+            return Ok(());
+        };
+        if !self.input.fill()? {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the range read is empty",
+            ));
         }
-        self.inflater
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the inflater was lost"))
+        let value = self.input.pending()[0] >> (8 - bits);
+        self.input.consume(1);
+        self.inflater.prime(bits, value)
     }
 }
 
 impl<R: Read> Read for FromPoint<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inflater()?;
+        self.prime()?;
         while !self.ended && !buf.is_empty() {
             if !self.input.fill()? {
                 self.ended = true;
@@ -88,16 +72,12 @@ impl<R: Read> Read for FromPoint<R> {
                 self.input.consume(passed);
                 self.trailer -= passed;
                 if self.trailer == 0 {
-                    self.inflater()?.next_member()?;
+                    self.inflater.next_member()?;
                     self.raw = false;
                 }
                 continue;
             }
-            let pending = &self.input.buffer[self.input.start..self.input.end];
-            let Some(inflater) = self.inflater.as_mut() else {
-                return Err(io::Error::other("the inflater was lost"));
-            };
-            let step = inflater.inflate(pending, buf, false)?;
+            let step = self.inflater.inflate(self.input.pending(), buf, false)?;
             self.input.consume(step.consumed);
             if step.stream_end {
                 // Raw deflate data stops before its member's trailer; the next members are read
@@ -105,7 +85,7 @@ impl<R: Read> Read for FromPoint<R> {
                 if self.raw {
                     self.trailer = GZIP_TRAILER;
                 } else {
-                    self.inflater()?.next_member()?;
+                    self.inflater.next_member()?;
                 }
             }
             if step.produced > 0 {
