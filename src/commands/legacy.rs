@@ -110,8 +110,7 @@ pub async fn index_legacy(
             crate::report::output::capped(&failed, "; ")
         );
     }
-    let why: Vec<String> = pending.into_iter().map(|(_, why)| why).collect();
-    try_later_for_cold(&why, &reporters(settings)).await
+    try_later_for_cold(&pending, &reporters(settings)).await
 }
 
 /// The archives to index, and how many already have a manifest.

@@ -141,8 +141,7 @@ pub async fn warm_up<'a>(
     reporters: &Reporters,
 ) -> Result<()> {
     let pending = ask_to_warm_up(storage, names).await?;
-    let why: Vec<String> = pending.into_iter().map(|(_, why)| why).collect();
-    try_later_for_cold(&why, reporters).await
+    try_later_for_cold(&pending, reporters).await
 }
 
 /// Asks for each archive to be made readable; those that are not yet, by name, with why.
@@ -165,9 +164,9 @@ pub async fn ask_to_warm_up<'a>(
     Ok(pending)
 }
 
-/// "Try again later" for archives still being restored from a cold class (`pending` says
-/// why, per archive), the operators told; nothing when none is.
-pub async fn try_later_for_cold(pending: &[String], reporters: &Reporters) -> Result<()> {
+/// "Try again later" for archives still being restored from a cold class (`pending`: each by
+/// name, with why, as [`ask_to_warm_up`] gives them), the operators told; nothing when none is.
+pub async fn try_later_for_cold(pending: &[(String, String)], reporters: &Reporters) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
@@ -175,7 +174,7 @@ pub async fn try_later_for_cold(pending: &[String], reporters: &Reporters) -> Re
         "{} archive{} in cold storage not readable yet, try again later: {}",
         pending.len(),
         if pending.len() == 1 { "" } else { "s" },
-        crate::report::output::capped(pending, "; ")
+        crate::report::output::capped(pending.iter().map(|(_, why)| why), "; ")
     );
     reporters
         .report(&Event::ArchivesWarmingUp {
