@@ -57,24 +57,19 @@ pub fn replays(members: &[Member]) -> Vec<(u64, u64, ReplayHash)> {
 pub struct Digesting<R> {
     inner: R,
     hasher: Option<DigestHasher>,
-    read: u64,
 }
 
 impl<R: Read> Digesting<R> {
-    /// Digests with `hasher`; with none, only counts.
+    /// Digests with `hasher`; with none, passes the bytes through.
     pub fn new(inner: R, hasher: Option<DigestHasher>) -> Self {
-        Digesting {
-            inner,
-            hasher,
-            read: 0,
-        }
+        Digesting { inner, hasher }
     }
 
     /// Reads what is left (the gzip and tar readers may stop before the last padding bytes),
-    /// then gives the digest of everything and the bytes read.
-    pub fn finish(mut self) -> io::Result<(Option<ArchiveDigest>, u64)> {
+    /// then gives the digest of everything.
+    pub fn finish(mut self) -> io::Result<Option<ArchiveDigest>> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((self.hasher.map(DigestHasher::finish), self.read))
+        Ok(self.hasher.map(DigestHasher::finish))
     }
 }
 
@@ -84,7 +79,6 @@ impl<R: Read> Read for Digesting<R> {
         if let Some(hasher) = &mut self.hasher {
             hasher.update(&buf[..n]);
         }
-        self.read += n as u64;
         Ok(n)
     }
 }

@@ -353,7 +353,7 @@ struct Contents {
 fn read_through(reader: impl Read, hasher: Option<DigestHasher>) -> Result<Contents> {
     let mut digesting = Digesting::new(reader, hasher);
     let members = members(flate2::read::MultiGzDecoder::new(&mut digesting))?;
-    let (digest, _) = digesting.finish().context("cannot read it to the end")?;
+    let digest = digesting.finish().context("cannot read it to the end")?;
     Ok(Contents {
         digest,
         replays: replays(&members),

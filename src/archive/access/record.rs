@@ -65,12 +65,12 @@ pub fn index_archive<W: Write>(compressed: impl Read, windows: W) -> Result<Inde
     // The padding after the tar stream, and the gzip trailer, whose checksum is checked.
     io::copy(&mut recording, &mut io::sink()).context("cannot read it to the end")?;
     let recorded = recording.finish()?;
-    let (digest, size) = digesting.finish().context("cannot read it to the end")?;
+    let digest = digesting.finish().context("cannot read it to the end")?;
     Ok(Indexed {
         members,
-        recorded,
         digest: digest.context("the digest was not computed")?,
-        size,
+        size: recorded.compressed,
+        recorded,
     })
 }
 
